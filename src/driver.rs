@@ -1,0 +1,313 @@
+//! The thin loop around the state machine: syscalls become events, actions become syscalls.
+//!
+//! One process, one thread, two file descriptors: a signalfd for every
+//! signal usher handles and a timerfd for the machine's next deadline. The
+//! loop blocks in `poll` with no timeout, so an idle usher makes no system
+//! call at all.
+
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use crate::cli::Config;
+use crate::log::{Level, Logger, Value};
+use crate::machine::{Action, Event, KillCause, Machine, Pid, Target};
+use crate::signals::Signal;
+use crate::spawn::{self, SpawnError};
+use crate::sys::{self, Reap};
+use crate::{procs, report};
+
+/// usher's own failure, exit 125.
+pub const EXIT_USHER: i32 = 125;
+
+struct Driver {
+    cfg: Config,
+    log: Logger,
+    machine: Machine,
+    signals: OwnedFd,
+    timer: OwnedFd,
+    armed: Option<Duration>,
+    me: Pid,
+    pid1: bool,
+    child: Pid,
+}
+
+/// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
+/// Every catchable signal must already be blocked (see `main`).
+pub fn run(cfg: Config) -> i32 {
+    let log = cfg.log;
+    let me = sys::getpid();
+    let pid1 = me == 1;
+    prepare(&cfg, pid1);
+
+    let fds = sys::signalfd(Signal::blocked_set()).and_then(|s| Ok((s, sys::timerfd()?)));
+    let (signals, timer) = match fds {
+        Ok(fds) => fds,
+        Err(e) => {
+            log.log(
+                Level::Error,
+                None,
+                "cannot set up signal handling",
+                &[("error", e.to_string().into())],
+            );
+            return EXIT_USHER;
+        }
+    };
+    let foreground = sys::isatty(libc::STDIN_FILENO);
+    let child = match spawn::spawn(&cfg.command, foreground) {
+        Ok(pid) => pid,
+        Err(e) => return spawn_failed(&log, &cfg, &e),
+    };
+    log.log(
+        Level::Debug,
+        None,
+        "started",
+        &[("pid", child.into()), ("cmd", report_cmd(&cfg).into())],
+    );
+    let machine = Machine::new(cfg.policy.clone(), child, sys::now());
+    let mut driver = Driver {
+        cfg,
+        log,
+        machine,
+        signals,
+        timer,
+        armed: None,
+        me,
+        pid1,
+        child,
+    };
+    driver.run()
+}
+
+/// Subreaper, parent-death signal, and the one warning about orphans.
+fn prepare(cfg: &Config, pid1: bool) {
+    let log = &cfg.log;
+    let mut reaper = pid1;
+    if cfg.subreaper && !pid1 {
+        match sys::set_subreaper() {
+            Ok(()) => reaper = true,
+            Err(e) => log.log(
+                Level::Warn,
+                None,
+                "cannot become a subreaper",
+                &[("error", e.to_string().into())],
+            ),
+        }
+    }
+    if !reaper {
+        log.log(
+            Level::Warn,
+            None,
+            "not PID 1 and not a subreaper: orphans will not be reaped by usher (use -s or USHER_SUBREAPER=1)",
+            &[],
+        );
+    }
+    if let Some(sig) = cfg.pdeathsig {
+        let parent = sys::getppid();
+        if let Err(e) = sys::set_pdeathsig(sig) {
+            log.log(
+                Level::Warn,
+                None,
+                "cannot set the parent-death signal",
+                &[("error", e.to_string().into())],
+            );
+        } else if parent != sys::getppid() || parent == 0 {
+            // The parent died before prctl took hold: deliver the signal now.
+            let _ = sys::kill(sys::getpid(), sig);
+        }
+    }
+}
+
+fn spawn_failed(log: &Logger, cfg: &Config, e: &SpawnError) -> i32 {
+    log.log(Level::Error, None, &e.message(&cfg.command[0]), &[]);
+    e.exit_code()
+}
+
+fn report_cmd(cfg: &Config) -> String {
+    let words: Vec<String> = cfg.command.iter().map(|w| crate::cli::show(w)).collect();
+    words.join(" ")
+}
+
+impl Driver {
+    fn run(&mut self) -> i32 {
+        let mut pending = Vec::new();
+        loop {
+            if let Some(code) = self.perform() {
+                return code;
+            }
+            if let Err(e) = self.arm_timer() {
+                self.fail("cannot arm the timer", e);
+                return EXIT_USHER;
+            }
+            let ready = match sys::wait_readable([&self.signals, &self.timer]) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.fail("poll failed", e);
+                    return EXIT_USHER;
+                }
+            };
+            if ready[0] {
+                pending.clear();
+                if let Err(e) = sys::read_signals(&self.signals, &mut pending) {
+                    self.fail("reading signals failed", e);
+                    return EXIT_USHER;
+                }
+                self.on_signals(&pending);
+            }
+            if ready[1] {
+                self.on_timer();
+            }
+        }
+    }
+
+    /// Reaps first when SIGCHLD is among them, so that a signal arriving
+    /// with the app's exit is judged knowing the app is gone.
+    fn on_signals(&mut self, sigs: &[Signal]) {
+        if sigs.contains(&Signal::CHLD) {
+            self.reap();
+        }
+        for &sig in sigs.iter().filter(|s| **s != Signal::CHLD) {
+            self.log.log(
+                Level::Trace,
+                None,
+                "received",
+                &[("signal", sig.to_string().into())],
+            );
+            self.machine.handle(Event::Signal(sig), sys::now());
+        }
+    }
+
+    fn on_timer(&mut self) {
+        match sys::timer_fired(&self.timer) {
+            Ok(true) => {
+                self.armed = None;
+                self.machine.handle(Event::Timer, sys::now());
+            }
+            Ok(false) => {}
+            Err(e) => self.fail("reading the timer failed", e),
+        }
+    }
+
+    /// Reaps every ended child, then tells the machine whether any is left.
+    fn reap(&mut self) {
+        loop {
+            match sys::reap_one() {
+                Ok(Reap::Child(pid, status)) => self
+                    .machine
+                    .handle(Event::Reaped { pid, status }, sys::now()),
+                Ok(Reap::Running) => {
+                    return self.machine.handle(
+                        Event::ReapDone {
+                            children_left: true,
+                        },
+                        sys::now(),
+                    )
+                }
+                Ok(Reap::None) => {
+                    return self.machine.handle(
+                        Event::ReapDone {
+                            children_left: false,
+                        },
+                        sys::now(),
+                    )
+                }
+                Err(e) => return self.fail("waitpid failed", e),
+            }
+        }
+    }
+
+    /// Carries out every queued action; `Some(code)` when usher must exit.
+    fn perform(&mut self) -> Option<i32> {
+        while let Some(action) = self.machine.poll_action() {
+            match action {
+                Action::Note(n) => report::note(&self.log, &n),
+                Action::Forward { signal, to } => self.forward(signal, to),
+                Action::StartHook => self.start_hook(),
+                Action::SignalStragglers { signal, t } => self.signal_leftovers(signal, t, None),
+                Action::KillAll { cause, t } => self.signal_leftovers(Signal::KILL, t, Some(cause)),
+                Action::Exit(code) => return Some(code),
+            }
+        }
+        None
+    }
+
+    fn forward(&self, sig: Signal, to: Target) {
+        let result = match to {
+            // A child that moved itself out of its group (setsid) is still reached.
+            Target::Group(pgid) => sys::kill(-pgid, sig).or_else(|_| sys::kill(pgid, sig)),
+            Target::Child(pid) => sys::kill(pid, sig),
+        };
+        if let Err(e) = result {
+            let fields = [
+                ("signal", Value::from(sig.to_string())),
+                ("to", report::target(to).into()),
+                ("error", e.to_string().into()),
+            ];
+            self.log.log(Level::Debug, None, "forward failed", &fields);
+        }
+    }
+
+    fn start_hook(&mut self) {
+        let Some(words) = self.cfg.pre_stop.clone() else {
+            return self.machine.handle(Event::HookFailed, sys::now());
+        };
+        let argv: Vec<_> = words.iter().map(Into::into).collect();
+        match spawn::spawn(&argv, false) {
+            Ok(pid) => self.machine.handle(Event::HookStarted(pid), sys::now()),
+            Err(e) => {
+                self.log.log(
+                    Level::Warn,
+                    None,
+                    "pre-stop hook failed",
+                    &[("error", e.message(&argv[0]).into())],
+                );
+                self.machine.handle(Event::HookFailed, sys::now());
+            }
+        }
+    }
+
+    /// Signals whatever the app left behind (all of the namespace as PID 1).
+    fn signal_leftovers(&self, sig: Signal, t: Duration, kill: Option<KillCause>) {
+        let pids = procs::leftovers(self.me, self.pid1, self.child);
+        if self.pid1 {
+            let _ = sys::kill(-1, sig);
+        } else {
+            match &pids {
+                Some(list) => list.iter().for_each(|&p| drop(sys::kill(p, sig))),
+                None => drop(sys::kill(-self.child, sig)),
+            }
+        }
+        let listed = match &pids {
+            Some(list) if list.is_empty() => return,
+            Some(list) => Value::List(list.iter().map(|&p| p.into()).collect()),
+            None => Value::from("unknown (no /proc)"),
+        };
+        let fields = [("signal", Value::from(sig.to_string())), ("pids", listed)];
+        match kill {
+            None => self
+                .log
+                .log(Level::Info, Some(t), "signalled leftovers", &fields),
+            Some(KillCause::Deadline) => {
+                self.log
+                    .log(Level::Warn, Some(t), "grace period over, killing", &fields)
+            }
+            Some(KillCause::NoGrace) => {
+                self.log
+                    .log(Level::Info, Some(t), "killing leftovers", &fields)
+            }
+        }
+    }
+
+    fn arm_timer(&mut self) -> std::io::Result<()> {
+        let want = self.machine.poll_timeout();
+        if want != self.armed {
+            sys::timer_set(&self.timer, want)?;
+            self.armed = want;
+        }
+        Ok(())
+    }
+
+    fn fail(&self, what: &str, e: std::io::Error) {
+        self.log
+            .log(Level::Error, None, what, &[("error", e.to_string().into())]);
+    }
+}

@@ -1,0 +1,38 @@
+//! usher's entry point: block signals first, read the command line, run the app, exit with its code.
+
+use std::process::ExitCode;
+
+use usher::cli::{self, Parsed};
+use usher::signals::Signal;
+use usher::{driver, log, sys};
+
+/// Exit code for a usage error.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    // Before anything else, so no signal can arrive unhandled and be lost:
+    // blocked signals wait in the kernel until the signalfd reads them.
+    if let Err(e) = sys::set_sigmask(Signal::blocked_set()) {
+        log::plain(&format!("error: cannot block signals: {e}"));
+        return ExitCode::from(driver::EXIT_USHER as u8);
+    }
+    sys::reset_dispositions();
+
+    let parsed = cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name));
+    let config = match parsed {
+        Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("usher {}", cli::VERSION);
+            return ExitCode::SUCCESS;
+        }
+        Err(msg) => {
+            log::plain(&format!("error: {msg}"));
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    ExitCode::from(driver::run(*config).clamp(0, 255) as u8)
+}

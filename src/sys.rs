@@ -1,0 +1,357 @@
+//! The syscall boundary: every `unsafe` in usher lives here, each behind a safe function.
+
+use std::ffi::CStr;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::time::Duration;
+
+use crate::machine::{Pid, Status};
+use crate::signals::{SigSet, Signal, MAX};
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn to_sigset(set: SigSet) -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully before use.
+    let mut raw: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `raw` is a valid, writable sigset_t.
+    unsafe { libc::sigemptyset(&mut raw) };
+    for s in set.iter() {
+        // SAFETY: `raw` is valid and `s` is a signal number in 1..=64.
+        unsafe { libc::sigaddset(&mut raw, s.number()) };
+    }
+    raw
+}
+
+/// Sets the calling thread's signal mask to exactly `set`.
+pub fn set_sigmask(set: SigSet) -> io::Result<()> {
+    let raw = to_sigset(set);
+    // SAFETY: `raw` is an initialised sigset_t; the old mask is not wanted.
+    let ret = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &raw, std::ptr::null_mut()) };
+    check(ret).map(drop)
+}
+
+/// Puts every catchable signal back to its default action, undoing any
+/// SIG_IGN inherited across exec (an ignored SIGCHLD would make the kernel
+/// reap children itself and lose their exit codes).
+pub fn reset_dispositions() {
+    for n in 1..=MAX {
+        if n == libc::SIGKILL || n == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is always a valid disposition; numbers the C library
+        // reserves for itself fail with EINVAL, which is harmless here.
+        unsafe { libc::signal(n, libc::SIG_DFL) };
+    }
+}
+
+/// A close-on-exec signalfd reading `set` (which must be blocked).
+pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
+    let raw = to_sigset(set);
+    // SAFETY: -1 asks for a new fd; `raw` is an initialised sigset_t.
+    let fd = check(unsafe { libc::signalfd(-1, &raw, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    // SAFETY: the kernel just returned this fd to us; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Reads every pending signal from a non-blocking signalfd, in arrival order.
+/// Queued real-time signals come out once per send.
+pub fn read_signals(fd: &OwnedFd, out: &mut Vec<Signal>) -> io::Result<()> {
+    const N: usize = 16;
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    loop {
+        // SAFETY: signalfd_siginfo is plain data; zeroes are a valid value.
+        let mut buf: [libc::signalfd_siginfo; N] = unsafe { std::mem::zeroed() };
+        // SAFETY: the buffer is valid for N * size writable bytes.
+        let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), N * size) };
+        if got < 0 {
+            let err = io::Error::last_os_error();
+            return match err.kind() {
+                io::ErrorKind::WouldBlock => Ok(()),
+                io::ErrorKind::Interrupted => continue,
+                _ => Err(err),
+            };
+        }
+        let count = got as usize / size;
+        out.extend(
+            buf[..count]
+                .iter()
+                .filter_map(|i| Signal::new(i.ssi_signo as i32)),
+        );
+        if count < N {
+            return Ok(());
+        }
+    }
+}
+
+/// A close-on-exec, non-blocking timerfd on the monotonic clock.
+pub fn timerfd() -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with constant flags.
+    let fd = check(unsafe {
+        libc::timerfd_create(
+            libc::CLOCK_MONOTONIC,
+            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+        )
+    })?;
+    // SAFETY: the kernel just returned this fd to us; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arms the timer to fire once at monotonic time `at`, or disarms it.
+pub fn timer_set(fd: &OwnedFd, at: Option<Duration>) -> io::Result<()> {
+    // An all-zero it_value disarms, so a deadline at exactly 0 becomes 1ns.
+    let at = at.map(|t| t.max(Duration::from_nanos(1)));
+    let value = at.map_or(
+        libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        |t| libc::timespec {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_nsec: t.subsec_nanos() as libc::c_long,
+        },
+    );
+    let spec = libc::itimerspec {
+        it_interval: libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        },
+        it_value: value,
+    };
+    // SAFETY: `spec` is initialised; the old value is not wanted.
+    let ret = unsafe {
+        libc::timerfd_settime(
+            fd.as_raw_fd(),
+            libc::TFD_TIMER_ABSTIME,
+            &spec,
+            std::ptr::null_mut(),
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// Drains a timerfd's expiry count; false when it had not fired.
+pub fn timer_fired(fd: &OwnedFd) -> io::Result<bool> {
+    let mut count = 0u64;
+    // SAFETY: reads at most 8 bytes into a u64.
+    let got = unsafe { libc::read(fd.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+    if got < 0 {
+        let err = io::Error::last_os_error();
+        return match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted => Ok(false),
+            _ => Err(err),
+        };
+    }
+    Ok(count > 0)
+}
+
+/// Blocks until one of `fds` is readable; returns which are. No timeout:
+/// while nothing happens usher makes no system call at all.
+pub fn wait_readable<const N: usize>(fds: [&OwnedFd; N]) -> io::Result<[bool; N]> {
+    let mut polls = fds.map(|fd| libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    loop {
+        // SAFETY: `polls` is an array of N initialised pollfd structs.
+        let ret = unsafe { libc::poll(polls.as_mut_ptr(), N as libc::nfds_t, -1) };
+        match check(ret) {
+            Ok(_) => return Ok(polls.map(|p| p.revents != 0)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The monotonic clock, as timerfd counts it.
+pub fn now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec to write; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// Sends `sig` to `pid` (negative: a process group; -1: everything we may signal).
+pub fn kill(pid: Pid, sig: Signal) -> io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    check(unsafe { libc::kill(pid, sig.number()) }).map(drop)
+}
+
+/// What a non-blocking reap found.
+pub enum Reap {
+    Child(Pid, Status),
+    /// Children exist, none has ended yet.
+    Running,
+    /// usher has no child at all.
+    None,
+}
+
+/// Reaps one ended child of any kind, without blocking.
+pub fn reap_one() -> io::Result<Reap> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid > 0 {
+            return Ok(Reap::Child(pid, decode_status(status)));
+        }
+        if pid == 0 {
+            return Ok(Reap::Running);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ECHILD) => return Ok(Reap::None),
+            Some(libc::EINTR) => continue,
+            _ => return Err(err),
+        }
+    }
+}
+
+/// Blocks until `pid` ends and reaps it (used only for a child that failed to exec).
+pub fn reap_pid(pid: Pid) -> io::Result<Status> {
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a valid int to write.
+        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if ret == pid {
+            return Ok(decode_status(status));
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+fn decode_status(status: libc::c_int) -> Status {
+    if libc::WIFSIGNALED(status) {
+        match Signal::new(libc::WTERMSIG(status)) {
+            Some(s) => Status::Signaled(s),
+            None => Status::Exited(128 + libc::WTERMSIG(status)),
+        }
+    } else {
+        Status::Exited(libc::WEXITSTATUS(status))
+    }
+}
+
+pub fn getpid() -> Pid {
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
+}
+
+pub fn getppid() -> Pid {
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
+}
+
+/// Makes usher a child subreaper: orphaned descendants are reparented to it.
+pub fn set_subreaper() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })
+        .map(drop)
+}
+
+/// Asks the kernel to send `sig` to usher when its parent dies.
+pub fn set_pdeathsig(sig: Signal) -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            sig.number() as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Whether `fd` is a terminal.
+pub fn isatty(fd: RawFd) -> bool {
+    // SAFETY: isatty only inspects the fd.
+    unsafe { libc::isatty(fd) == 1 }
+}
+
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: the kernel just returned these fds to us; we own each once.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Reads up to `buf.len()` bytes, retrying on EINTR; 0 at end of file.
+pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is valid for buf.len() writable bytes.
+        let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if got >= 0 {
+            return Ok(got as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// `fork()`: `Ok(0)` in the child, the child's pid in the parent.
+///
+/// usher is single-threaded, so the child may do anything the parent could.
+pub fn fork() -> io::Result<Pid> {
+    // SAFETY: usher has one thread, so no lock can be held by another thread
+    // at the moment of the fork.
+    check(unsafe { libc::fork() })
+}
+
+// ---- Used only in a freshly forked child, between fork and exec. ----
+
+/// Puts the calling process in a new process group of its own.
+pub fn setpgid_self() -> io::Result<()> {
+    // SAFETY: setpgid(0, 0) affects only the calling process.
+    check(unsafe { libc::setpgid(0, 0) }).map(drop)
+}
+
+/// Makes the calling process's group the foreground group of the terminal on `fd`.
+pub fn take_terminal(fd: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscalls on an fd; SIGTTOU is blocked in the caller.
+    check(unsafe { libc::tcsetpgrp(fd, libc::getpgrp()) }).map(drop)
+}
+
+/// `execve` with usher's own environment; returns only on failure, with the error.
+pub fn execve(path: &CStr, argv: &[*const libc::c_char]) -> io::Error {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    if argv.last().is_none_or(|p| !p.is_null()) {
+        return io::Error::from_raw_os_error(libc::EINVAL);
+    }
+    // SAFETY: `path` is NUL-terminated; `argv` is NULL-terminated (checked
+    // above) and its strings outlive the call; `environ` is the C library's
+    // environment, which usher never modifies, and usher is single-threaded.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), environ) };
+    io::Error::last_os_error()
+}
+
+/// Writes all of `buf` to `fd`, ignoring errors (used to report exec errors).
+pub fn write_all(fd: &OwnedFd, buf: &[u8]) {
+    // SAFETY: `buf` is valid for buf.len() readable bytes.
+    unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+}
+
+/// Ends the child at once, without running Rust or C exit handlers that
+/// belong to the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no shared state.
+    unsafe { libc::_exit(code) }
+}
