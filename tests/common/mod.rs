@@ -1,0 +1,258 @@
+//! Shared harness for integration tests: run the built usher as PID 1 of a new
+//! PID namespace (or as a subreaper), wait with bounds, clean up by pid.
+#![allow(dead_code)]
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub fn usher() -> &'static str {
+    env!("CARGO_BIN_EXE_usher")
+}
+
+/// How usher is started.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Mode {
+    /// PID 1 of a fresh PID namespace (via unshare).
+    Pid1,
+    /// A plain process of this test, with `-s` added by the caller if wanted.
+    Plain,
+}
+
+/// The unshare prefix that works here, or why none does.
+pub fn namespace_prefix() -> Result<&'static [&'static str], String> {
+    static PREFIX: OnceLock<Result<&'static [&'static str], String>> = OnceLock::new();
+    PREFIX
+        .get_or_init(|| {
+            const ROOT: &[&str] = &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
+            const USER: &[&str] =
+                &["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"];
+            for prefix in [ROOT, USER] {
+                let ok = Command::new(prefix[0])
+                    .args(&prefix[1..])
+                    .arg("true")
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status()
+                    .map(|s| s.success())
+                    .unwrap_or(false);
+                if ok {
+                    return Ok(prefix);
+                }
+            }
+            Err("unshare --pid --fork --mount-proc does not work here (no PID namespaces)".into())
+        })
+        .clone()
+}
+
+/// Returns true (and prints why) when PID-namespace tests cannot run here.
+pub fn skip_without_namespaces(test: &str) -> bool {
+    match namespace_prefix() {
+        Ok(_) => false,
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            true
+        }
+    }
+}
+
+/// A scratch directory unique to one test, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "usher-test-{}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed),
+            name
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    /// The file's contents, or "" if it does not exist yet.
+    pub fn read(&self, name: &str) -> String {
+        fs::read_to_string(self.path(name)).unwrap_or_default()
+    }
+
+    /// Waits up to `within` for `name` to contain `needle`.
+    pub fn wait_for(&self, name: &str, needle: &str, within: Duration) -> bool {
+        wait_until(within, || self.read(name).contains(needle))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Polls `cond` every 10 ms until it holds or `within` passes.
+pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + within;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running usher (inside unshare in Pid1 mode). Killed with everything it
+/// started when dropped.
+pub struct Running {
+    /// The process we spawned: unshare (Pid1) or usher itself (Plain).
+    pub outer: Child,
+    pub mode: Mode,
+    stderr_buf: Option<std::thread::JoinHandle<String>>,
+}
+
+/// What a finished usher left behind.
+#[derive(Debug)]
+pub struct Finished {
+    pub status: ExitStatus,
+    pub code: Option<i32>,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+/// Starts usher with `args` (usher's flags, `--`, the app) in `mode`.
+pub fn start(mode: Mode, args: &[&str]) -> Running {
+    start_with(mode, args, |_| {})
+}
+
+/// Like [`start`], with a chance to adjust the command (env vars, stdin).
+pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Running {
+    let mut cmd = match mode {
+        Mode::Pid1 => {
+            let prefix = namespace_prefix().expect("namespaces checked by the caller");
+            let mut c = Command::new(prefix[0]);
+            c.args(&prefix[1..]).arg(usher());
+            c
+        }
+        Mode::Plain => Command::new(usher()),
+    };
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    // Its own process group, so cleanup can reach unshare and usher by pgid.
+    cmd.process_group(0);
+    adjust(&mut cmd);
+    let mut outer = cmd.spawn().expect("spawn usher");
+    let mut err = outer.stderr.take().expect("stderr piped");
+    let stderr_buf = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    Running { outer, mode, stderr_buf: Some(stderr_buf) }
+}
+
+impl Running {
+    /// usher's pid as seen from here (for sending it signals).
+    pub fn usher_pid(&self) -> i32 {
+        let outer = self.outer.id() as i32;
+        match self.mode {
+            Mode::Plain => outer,
+            Mode::Pid1 => {
+                let mut found = 0;
+                wait_until(Duration::from_secs(10), || {
+                    found = children_of(outer).first().copied().unwrap_or(0);
+                    found != 0
+                });
+                assert!(found != 0, "usher did not appear under unshare");
+                found
+            }
+        }
+    }
+
+    /// Sends `sig` to usher.
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions.
+        let ret = unsafe { libc::kill(self.usher_pid(), sig) };
+        assert_eq!(ret, 0, "kill usher: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits up to `within` for usher to exit; panics (after cleanup) if it does not.
+    pub fn wait(mut self, within: Duration) -> Finished {
+        let t = Instant::now();
+        let mut status = None;
+        wait_until(within, || {
+            status = self.outer.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let Some(status) = status else {
+            let pid = self.outer.id();
+            drop(self);
+            panic!("usher (outer pid {pid}) did not exit within {within:?}");
+        };
+        let stderr = self.stderr_buf.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        Finished { status, code: status.code(), stderr, took: t.elapsed() }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.outer.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let root = self.outer.id() as i32;
+        kill_tree(root);
+        let _ = self.outer.wait();
+    }
+}
+
+/// Direct children of `pid`, from /proc.
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    for t in tasks.flatten() {
+        if let Ok(s) = fs::read_to_string(t.path().join("children")) {
+            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
+        }
+    }
+    out
+}
+
+/// SIGKILLs `root` and every descendant, by pid (never by name).
+pub fn kill_tree(root: i32) {
+    let mut all = vec![root];
+    let mut i = 0;
+    while i < all.len() {
+        let kids = children_of(all[i]);
+        all.extend(kids);
+        i += 1;
+    }
+    for pid in all {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Fields of /proc/PID/status as text ("SigBlk", "SigIgn", "State", ...).
+pub fn proc_status(pid: i32, field: &str) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+}
+
+/// Writes an executable shell script into `dir` and returns its path.
+pub fn script(dir: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+    path.to_string_lossy().into_owned()
+}
