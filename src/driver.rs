@@ -29,6 +29,8 @@ struct Driver {
     me: Pid,
     pid1: bool,
     child: Pid,
+    /// SIGKILL rounds so far: only the first is worth a warning.
+    kill_rounds: u32,
 }
 
 /// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
@@ -74,6 +76,7 @@ pub fn run(cfg: Config) -> i32 {
         me,
         pid1,
         child,
+        kill_rounds: 0,
     };
     driver.run()
 }
@@ -110,7 +113,7 @@ fn prepare(cfg: &Config, pid1: bool) {
                 "cannot set the parent-death signal",
                 &[("error", e.to_string().into())],
             );
-        } else if parent != sys::getppid() || parent == 0 {
+        } else if parent != sys::getppid() {
             // The parent died before prctl took hold: deliver the signal now.
             let _ = sys::kill(sys::getpid(), sig);
         }
@@ -266,7 +269,7 @@ impl Driver {
     }
 
     /// Signals whatever the app left behind (all of the namespace as PID 1).
-    fn signal_leftovers(&self, sig: Signal, t: Duration, kill: Option<KillCause>) {
+    fn signal_leftovers(&mut self, sig: Signal, t: Duration, kill: Option<KillCause>) {
         let pids = procs::leftovers(self.me, self.pid1, self.child);
         if self.pid1 {
             let _ = sys::kill(-1, sig);
@@ -282,7 +285,14 @@ impl Driver {
             None => Value::from("unknown (no /proc)"),
         };
         let fields = [("signal", Value::from(sig.to_string())), ("pids", listed)];
+        if kill.is_some() {
+            self.kill_rounds += 1;
+        }
         match kill {
+            Some(_) if self.kill_rounds > 1 => {
+                self.log
+                    .log(Level::Debug, Some(t), "killing again", &fields)
+            }
             None => self
                 .log
                 .log(Level::Info, Some(t), "signalled leftovers", &fields),
