@@ -45,9 +45,33 @@ pub fn reset_dispositions() {
             continue;
         }
         // SAFETY: SIG_DFL is always a valid disposition; numbers the C library
-        // reserves for itself fail with EINVAL, which is harmless here.
-        unsafe { libc::signal(n, libc::SIG_DFL) };
+        // reserves for itself fail with EINVAL and are handled below.
+        if unsafe { libc::signal(n, libc::SIG_DFL) } == libc::SIG_ERR {
+            reset_reserved(n);
+        }
     }
+}
+
+/// The C library refuses to touch the signals it reserves for itself (32
+/// and 33 in glibc, 32 to 34 in musl), yet an ignored one is inherited across
+/// exec all the same: reset it with the raw system call.
+fn reset_reserved(n: i32) {
+    // The kernel's struct sigaction, all zero: SIG_DFL, no flags, empty mask
+    // (all-zero reads the same whatever the architecture's field order).
+    let act = [0u64; 8];
+    // The kernel's sigset_t is 64 bits (elsewhere the call fails, harmlessly).
+    let sigset_size: libc::c_long = 8;
+    // SAFETY: `act` is readable and larger than the kernel's struct sigaction;
+    // a null old-action pointer asks for nothing back.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            libc::c_long::from(n),
+            act.as_ptr(),
+            std::ptr::null_mut::<u64>(),
+            sigset_size,
+        )
+    };
 }
 
 /// A close-on-exec signalfd reading `set` (which must be blocked).
