@@ -30,8 +30,15 @@ pub fn namespace_prefix() -> Result<&'static [&'static str], String> {
     PREFIX
         .get_or_init(|| {
             const ROOT: &[&str] = &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
-            const USER: &[&str] =
-                &["unshare", "--user", "--map-root-user", "--pid", "--fork", "--mount-proc", "--kill-child"];
+            const USER: &[&str] = &[
+                "unshare",
+                "--user",
+                "--map-root-user",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "--kill-child",
+            ];
             for prefix in [ROOT, USER] {
                 let ok = Command::new(prefix[0])
                     .args(&prefix[1..])
@@ -147,7 +154,10 @@ pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) 
         }
         Mode::Plain => Command::new(usher()),
     };
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     // Its own process group, so cleanup can reach unshare and usher by pgid.
     cmd.process_group(0);
     adjust(&mut cmd);
@@ -158,7 +168,11 @@ pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) 
         let _ = err.read_to_string(&mut s);
         s
     });
-    Running { outer, mode, stderr_buf: Some(stderr_buf) }
+    Running {
+        outer,
+        mode,
+        stderr_buf: Some(stderr_buf),
+    }
 }
 
 impl Running {
@@ -199,8 +213,17 @@ impl Running {
             drop(self);
             panic!("usher (outer pid {pid}) did not exit within {within:?}");
         };
-        let stderr = self.stderr_buf.take().and_then(|h| h.join().ok()).unwrap_or_default();
-        Finished { status, code: status.code(), stderr, took: t.elapsed() }
+        let stderr = self
+            .stderr_buf
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default();
+        Finished {
+            status,
+            code: status.code(),
+            stderr,
+            took: t.elapsed(),
+        }
     }
 }
 
@@ -218,7 +241,9 @@ impl Drop for Running {
 /// Direct children of `pid`, from /proc.
 pub fn children_of(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return out };
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
     for t in tasks.flatten() {
         if let Ok(s) = fs::read_to_string(t.path().join("children")) {
             out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
@@ -245,7 +270,10 @@ pub fn kill_tree(root: i32) {
 /// Fields of /proc/PID/status as text ("SigBlk", "SigIgn", "State", ...).
 pub fn proc_status(pid: i32, field: &str) -> Option<String> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix(&format!("{field}:")).map(|v| v.trim().to_string()))
+    text.lines().find_map(|l| {
+        l.strip_prefix(&format!("{field}:"))
+            .map(|v| v.trim().to_string())
+    })
 }
 
 /// Writes an executable shell script into `dir` and returns its path.
