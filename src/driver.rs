@@ -270,13 +270,14 @@ impl Driver {
 
     /// Signals whatever the app left behind (all of the namespace as PID 1).
     fn signal_leftovers(&mut self, sig: Signal, t: Duration, kill: Option<KillCause>) {
+        // Signal first, list afterwards: reading /proc can take a while on a
+        // busy host, and the dead stay listed as zombies until reaped.
+        let _ = sys::kill(if self.pid1 { -1 } else { -self.child }, sig);
         let pids = procs::leftovers(self.me, self.pid1, self.child);
-        if self.pid1 {
-            let _ = sys::kill(-1, sig);
-        } else {
-            match &pids {
-                Some(list) => list.iter().for_each(|&p| drop(sys::kill(p, sig))),
-                None => drop(sys::kill(-self.child, sig)),
+        if !self.pid1 {
+            // Descendants that left the app's group (reparented orphans, the hook).
+            for &p in pids.iter().flatten() {
+                let _ = sys::kill(p, sig);
             }
         }
         let listed = match &pids {

@@ -169,9 +169,11 @@ pub enum What {
         pid: Pid,
         status: Status,
     },
+    /// `notable`: a stop signal came, or the app left processes behind;
+    /// a quiet exit of a lone app is not worth an info line.
     Exiting {
         code: i32,
-        asked: bool,
+        notable: bool,
     },
 }
 
@@ -204,6 +206,8 @@ pub struct Machine {
     killed: Option<bool>,
     /// A stop signal came before the app exited.
     asked: bool,
+    /// The app exited leaving processes behind.
+    lingered: bool,
     children_left: bool,
     exited: bool,
     now: Time,
@@ -221,6 +225,7 @@ impl Machine {
             stop: None,
             killed: None,
             asked: false,
+            lingered: false,
             children_left: true,
             exited: false,
             now,
@@ -421,8 +426,10 @@ impl Machine {
             return;
         }
         if !children_left {
-            self.exit();
-        } else if self.killed.is_some() {
+            return self.exit();
+        }
+        self.lingered = true;
+        if self.killed.is_some() {
             // Something forked between the kill and now: kill again.
             let cause = if self.policy.grace.is_some() {
                 KillCause::Deadline
@@ -460,10 +467,8 @@ impl Machine {
         } else {
             status.code()
         };
-        self.note(What::Exiting {
-            code,
-            asked: self.asked,
-        });
+        let notable = self.asked || self.lingered;
+        self.note(What::Exiting { code, notable });
         self.push(Action::Exit(code));
         self.exited = true;
     }

@@ -115,8 +115,8 @@ pub fn note(log: &Logger, n: &Note) {
             "reaped",
             &[("pid", (*pid).into()), ("status", status(*s).into())],
         ),
-        What::Exiting { code, asked } => {
-            let level = if *asked { Level::Info } else { Level::Debug };
+        What::Exiting { code, notable } => {
+            let level = if *notable { Level::Info } else { Level::Debug };
             log.log(level, t, "exiting", &[("code", (*code).into())]);
         }
     }

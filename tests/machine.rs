@@ -516,7 +516,7 @@ fn timeline_notes_carry_time_since_t0() {
         notes(&a).last().unwrap().what,
         What::Exiting {
             code: 0,
-            asked: true
+            notable: true
         }
     ));
 }
