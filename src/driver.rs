@@ -35,7 +35,7 @@ struct Driver {
 
 /// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
 /// Every catchable signal must already be blocked (see `main`).
-pub fn run(cfg: Config) -> i32 {
+pub fn run(mut cfg: Config) -> i32 {
     let log = cfg.log;
     let me = sys::getpid();
     let pid1 = me == 1;
@@ -65,6 +65,7 @@ pub fn run(cfg: Config) -> i32 {
         "started",
         &[("pid", child.into()), ("cmd", report_cmd(&cfg).into())],
     );
+    cfg.policy.job_control = !pid1;
     let machine = Machine::new(cfg.policy.clone(), child, sys::now());
     let mut driver = Driver {
         cfg,
@@ -192,28 +193,22 @@ impl Driver {
 
     /// Reaps every ended child, then tells the machine whether any is left.
     fn reap(&mut self) {
+        let untraced = self.cfg.policy.job_control;
         loop {
-            match sys::reap_one() {
-                Ok(Reap::Child(pid, status)) => self
-                    .machine
-                    .handle(Event::Reaped { pid, status }, sys::now()),
-                Ok(Reap::Running) => {
-                    return self.machine.handle(
-                        Event::ReapDone {
-                            children_left: true,
-                        },
-                        sys::now(),
-                    )
-                }
-                Ok(Reap::None) => {
-                    return self.machine.handle(
-                        Event::ReapDone {
-                            children_left: false,
-                        },
-                        sys::now(),
-                    )
-                }
+            let event = match sys::reap_one(untraced) {
+                Ok(Reap::Child(pid, status)) => Event::Reaped { pid, status },
+                Ok(Reap::Stopped(pid)) => Event::Stopped { pid },
+                Ok(Reap::Running) => Event::ReapDone {
+                    children_left: true,
+                },
+                Ok(Reap::None) => Event::ReapDone {
+                    children_left: false,
+                },
                 Err(e) => return self.fail("waitpid failed", e),
+            };
+            self.machine.handle(event, sys::now());
+            if matches!(event, Event::ReapDone { .. }) {
+                return;
             }
         }
     }
@@ -228,6 +223,8 @@ impl Driver {
                 Action::SignalStragglers { signal, t } => self.signal_leftovers(signal, t, None),
                 Action::KillAll { cause, t } => self.signal_leftovers(Signal::KILL, t, Some(cause)),
                 Action::Exit(code) => return Some(code),
+                Action::StopSelf => sys::stop_self(),
+                Action::Foreground => self.foreground(),
             }
         }
         None
@@ -246,6 +243,16 @@ impl Driver {
                 ("error", e.to_string().into()),
             ];
             self.log.log(Level::Debug, None, "forward failed", &fields);
+        }
+    }
+
+    /// After `fg`: the terminal came back to usher's group; pass it to the app.
+    fn foreground(&self) {
+        let tty = libc::STDIN_FILENO;
+        if sys::isatty(tty) && sys::in_foreground(tty) {
+            if let Err(e) = sys::give_terminal(tty, self.child) {
+                self.fail("cannot hand the terminal to the app", e);
+            }
         }
     }
 

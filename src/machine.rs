@@ -56,6 +56,10 @@ pub struct Policy {
     pub drain: Duration,
     pub grace: Option<Duration>,
     pub pre_stop: bool,
+    /// usher is not PID 1 and behaves as a job of an interactive shell:
+    /// when the app stops (Ctrl-Z), usher stops too; on SIGCONT it hands
+    /// the terminal back to the app before forwarding.
+    pub job_control: bool,
 }
 
 impl Default for Policy {
@@ -68,6 +72,7 @@ impl Default for Policy {
             drain: Duration::ZERO,
             grace: None,
             pre_stop: false,
+            job_control: false,
         }
     }
 }
@@ -79,6 +84,8 @@ pub enum Event {
     Signal(Signal),
     /// A child of usher was reaped.
     Reaped { pid: Pid, status: Status },
+    /// A child of usher stopped (reported only with `job_control`).
+    Stopped { pid: Pid },
     /// The driver finished a round of reaping; `children_left` is false when
     /// usher has no child at all any more.
     ReapDone { children_left: bool },
@@ -119,6 +126,10 @@ pub enum Action {
     },
     Exit(i32),
     Note(Note),
+    /// Stop usher itself, so the shell that started it sees its job stop.
+    StopSelf,
+    /// Give the terminal back to the app's group, if usher holds it.
+    Foreground,
 }
 
 /// A line of the log, decided here so that the timeline is testable.
@@ -242,6 +253,7 @@ impl Machine {
         match event {
             Event::Signal(sig) => self.on_signal(sig),
             Event::Reaped { pid, status } => self.on_reaped(pid, status),
+            Event::Stopped { pid } => self.on_stopped(pid),
             Event::ReapDone { children_left } => self.on_reap_done(children_left),
             Event::HookStarted(pid) => self.on_hook_started(pid),
             Event::HookFailed => self.on_hook_gone(),
@@ -277,6 +289,10 @@ impl Machine {
             return;
         }
         let is_stop = self.policy.stop_on.contains(&sig);
+        if sig.number() == libc::SIGCONT && self.policy.job_control && self.main.is_none() {
+            // Resumed by `fg`: the app must own the terminal before it runs.
+            self.push(Action::Foreground);
+        }
         if self.main.is_some() {
             self.on_signal_after_exit(sig, is_stop);
         } else if !is_stop {
@@ -373,6 +389,12 @@ impl Machine {
             self.note(What::Reaped { pid, status });
         } else {
             self.note(What::Reaped { pid, status });
+        }
+    }
+
+    fn on_stopped(&mut self, pid: Pid) {
+        if self.policy.job_control && pid == self.child && self.main.is_none() {
+            self.push(Action::StopSelf);
         }
     }
 

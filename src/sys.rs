@@ -213,18 +213,25 @@ pub fn kill(pid: Pid, sig: Signal) -> io::Result<()> {
 /// What a non-blocking reap found.
 pub enum Reap {
     Child(Pid, Status),
+    /// A child stopped (reported only when asked for with `untraced`).
+    Stopped(Pid),
     /// Children exist, none has ended yet.
     Running,
     /// usher has no child at all.
     None,
 }
 
-/// Reaps one ended child of any kind, without blocking.
-pub fn reap_one() -> io::Result<Reap> {
+/// Reaps one ended child of any kind, without blocking; with `untraced`,
+/// also reports a child that stopped.
+pub fn reap_one(untraced: bool) -> io::Result<Reap> {
+    let flags = libc::WNOHANG | if untraced { libc::WUNTRACED } else { 0 };
     let mut status = 0;
     loop {
         // SAFETY: `status` is a valid int to write.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+        if pid > 0 && libc::WIFSTOPPED(status) {
+            return Ok(Reap::Stopped(pid));
+        }
         if pid > 0 {
             return Ok(Reap::Child(pid, decode_status(status)));
         }
@@ -303,6 +310,24 @@ pub fn set_pdeathsig(sig: Signal) -> io::Result<()> {
 pub fn isatty(fd: RawFd) -> bool {
     // SAFETY: isatty only inspects the fd.
     unsafe { libc::isatty(fd) == 1 }
+}
+
+/// Whether the terminal on `fd` has usher's process group in the foreground.
+pub fn in_foreground(fd: RawFd) -> bool {
+    // SAFETY: plain syscalls on an fd and on the calling process.
+    unsafe { libc::tcgetpgrp(fd) == libc::getpgrp() }
+}
+
+/// Makes `pgid` the foreground group of the terminal on `fd` (SIGTTOU is blocked).
+pub fn give_terminal(fd: RawFd, pgid: Pid) -> io::Result<()> {
+    // SAFETY: plain syscall on an fd; usher blocks SIGTTOU, so it is not stopped.
+    check(unsafe { libc::tcsetpgrp(fd, pgid) }).map(drop)
+}
+
+/// Stops usher itself, as a shell's job stops (SIGSTOP cannot be blocked).
+pub fn stop_self() {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
 }
 
 /// A close-on-exec pipe: (read end, write end).

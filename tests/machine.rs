@@ -679,3 +679,32 @@ mod props {
         }
     }
 }
+
+// ---- terminal job control (not PID 1) ----
+
+#[test]
+fn job_control_stops_with_the_app_and_hands_back_the_terminal() {
+    let mut s = Sim::new(Policy {
+        job_control: true,
+        ..Policy::default()
+    });
+    assert_eq!(s.feed(Event::Stopped { pid: CHILD }), [Action::StopSelf]);
+    assert!(
+        s.feed(Event::Stopped { pid: 99 }).is_empty(),
+        "other children stopping do not matter"
+    );
+    let a = s.sig(Signal::new(libc::SIGCONT).unwrap());
+    assert_eq!(a[0], Action::Foreground, "terminal first, then CONT");
+    assert_eq!(
+        forwards(&a),
+        [(Signal::new(libc::SIGCONT).unwrap(), Target::Group(CHILD))]
+    );
+}
+
+#[test]
+fn as_pid1_usher_never_stops() {
+    let mut s = Sim::new(Policy::default());
+    assert!(s.feed(Event::Stopped { pid: CHILD }).is_empty());
+    let a = s.sig(Signal::new(libc::SIGCONT).unwrap());
+    assert!(!a.contains(&Action::Foreground));
+}
