@@ -324,8 +324,8 @@ impl Machine {
         let stop = Stop {
             t0: now,
             signal: sig,
-            drain_end: now + self.policy.drain,
-            deadline: self.policy.grace.map(|g| now + g),
+            drain_end: now.saturating_add(self.policy.drain),
+            deadline: self.policy.grace.map(|g| now.saturating_add(g)),
             forwarded: false,
         };
         self.stop = Some(stop);
@@ -408,7 +408,7 @@ impl Machine {
             t0: now,
             signal: self.policy.stop_on.first().copied().unwrap_or(Signal::TERM),
             drain_end: now,
-            deadline: grace.map(|g| now + g),
+            deadline: grace.map(|g| now.saturating_add(g)),
             forwarded: true,
         });
         stop.forwarded = true;
