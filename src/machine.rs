@@ -170,11 +170,12 @@ pub enum What {
         status: Status,
         took: Duration,
     },
-    /// `asked`: a stop signal came before the app exited.
+    /// `notable`: a stop signal came before the app exited, or it left
+    /// processes behind; a lone app's quiet exit is not worth an info line.
     ChildExited {
         pid: Pid,
         status: Status,
-        asked: bool,
+        notable: bool,
     },
     Reaped {
         pid: Pid,
@@ -219,6 +220,8 @@ pub struct Machine {
     asked: bool,
     /// The app exited leaving processes behind.
     lingered: bool,
+    /// The app's exit was logged and its leftovers dealt with.
+    main_reported: bool,
     children_left: bool,
     exited: bool,
     now: Time,
@@ -237,6 +240,7 @@ impl Machine {
             killed: None,
             asked: false,
             lingered: false,
+            main_reported: false,
             children_left: true,
             exited: false,
             now,
@@ -398,34 +402,40 @@ impl Machine {
         }
     }
 
+    /// The app is gone: no more forwarding; the deadline (if no stop came
+    /// first) counts from now. What to do about leftovers waits for the end
+    /// of this reaping round, when the driver knows whether any are left.
     fn on_main_exit(&mut self, status: Status) {
         self.main = Some(status);
-        let asked = self.stop.is_some();
-        self.asked = asked;
+        self.asked = self.stop.is_some();
         let now = self.now;
-        let grace = self.policy.grace;
         let stop = self.stop.get_or_insert(Stop {
             t0: now,
             signal: self.policy.stop_on.first().copied().unwrap_or(Signal::TERM),
             drain_end: now,
-            deadline: grace.map(|g| now.saturating_add(g)),
+            deadline: self.policy.grace.map(|g| now.saturating_add(g)),
             forwarded: true,
         });
         stop.forwarded = true;
-        let sig = stop.signal;
+    }
+
+    /// Leftovers get the stop signal; without a grace period, SIGKILL at once.
+    fn after_main_exit(&mut self, status: Status, children_left: bool) {
+        let notable = self.asked || children_left;
         self.note(What::ChildExited {
             pid: self.child,
             status,
-            asked,
+            notable,
         });
         if self.killed.is_some() {
-            return; // already escalated; ReapDone repeats the kill if needed
+            return; // already escalated; repeated below while anything is left
         }
         let t = self.since_t0();
+        let sig = self.stop.map_or(Signal::TERM, |s| s.signal);
         if let Some(sent) = self.policy.rewrite.apply(sig) {
             self.push(Action::SignalStragglers { signal: sent, t });
         }
-        if grace.is_none() {
+        if self.policy.grace.is_none() {
             self.kill_all(KillCause::NoGrace);
         }
     }
@@ -444,14 +454,14 @@ impl Machine {
 
     fn on_reap_done(&mut self, children_left: bool) {
         self.children_left = children_left;
-        if self.main.is_none() {
-            return;
+        let Some(status) = self.main else { return };
+        if children_left {
+            self.lingered = true;
         }
-        if !children_left {
-            return self.exit();
-        }
-        self.lingered = true;
-        if self.killed.is_some() {
+        if !self.main_reported {
+            self.main_reported = true;
+            self.after_main_exit(status, children_left);
+        } else if children_left && self.killed.is_some() {
             // Something forked between the kill and now: kill again.
             let cause = if self.policy.grace.is_some() {
                 KillCause::Deadline
@@ -460,6 +470,9 @@ impl Machine {
             };
             let t = self.since_t0();
             self.push(Action::KillAll { cause, t });
+        }
+        if !children_left {
+            self.exit();
         }
     }
 
@@ -482,7 +495,9 @@ impl Machine {
 
     fn exit(&mut self) {
         let Some(status) = self.main else { return };
-        let code = if self.killed == Some(true) {
+        // 137 even if remapped: usher killed it. But an app that exited by
+        // itself just before the kill landed keeps its own code.
+        let code = if self.killed == Some(true) && status == Status::Signaled(Signal::KILL) {
             128 + Signal::KILL.number()
         } else if self.policy.remap_exit.contains(&status.code()) {
             0

@@ -99,9 +99,9 @@ pub fn note(log: &Logger, n: &Note) {
         What::ChildExited {
             pid,
             status: s,
-            asked,
+            notable,
         } => {
-            let level = if *asked { Level::Info } else { Level::Debug };
+            let level = if *notable { Level::Info } else { Level::Debug };
             log.log(
                 level,
                 t,

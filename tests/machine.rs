@@ -544,7 +544,7 @@ mod props {
             (0u64..3000).prop_map(Step::Wait),
             any::<bool>().prop_map(Step::Stop),
             Just(Step::Other),
-            (0i32..256).prop_map(Step::MainExit),
+            (0i32..257).prop_map(Step::MainExit), // 256: killed by SIGKILL
             Just(Step::HookExit),
             Just(Step::Orphan),
             any::<bool>().prop_map(Step::ReapDone),
@@ -594,7 +594,8 @@ mod props {
                     Step::Other => Event::Signal(Signal::HUP),
                     Step::MainExit(c) => {
                         if main_status.is_some() { continue; }
-                        Event::Reaped { pid: CHILD, status: Status::Exited(c) }
+                        let status = if c == 256 { Status::Signaled(Signal::KILL) } else { Status::Exited(c) };
+                        Event::Reaped { pid: CHILD, status }
                     }
                     Step::HookExit => Event::Reaped { pid: HOOK, status: Status::Exited(0) },
                     Step::Orphan => Event::Reaped { pid: 77, status: Status::Exited(1) },
@@ -653,7 +654,7 @@ mod props {
                         }
                         Action::Exit(code) => {
                             let status = main_status.expect("exit before the main child was reaped");
-                            let want = if killed_while_alive {
+                            let want = if killed_while_alive && status == Status::Signaled(Signal::KILL) {
                                 137
                             } else if policy.remap_exit.contains(&status.code()) {
                                 0

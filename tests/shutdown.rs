@@ -1006,10 +1006,10 @@ fn straggler_ignoring_term_is_killed_at_the_deadline_and_the_app_code_kept() {
     let lines = assert_in_order(
         &f.stderr,
         &[
-            "debug: child exited: pid=2 status=exit:7",
+            "info: child exited: pid=2 status=exit:7",
             "info: signalled leftovers: signal=SIGTERM pids=",
             "warn: grace period over, killing: signal=SIGKILL pids=",
-            // info, not debug: the app left a process behind, so the exit is notable.
+            // info, not debug: the app left a process behind, so its exit is notable.
             "info: exiting: code=7",
         ],
     );
