@@ -59,10 +59,15 @@ const FAULTS: &[i32] = &[
     libc::SIGABRT,
 ];
 
-/// The first real-time signal as the C library numbers it (34 on glibc,
-/// 35 on musl): names like RTMIN+3 mean what the app's own libc means.
+/// The first real-time signal as `kill -l`, glibc and Docker number it.
+/// Not `libc::SIGRTMIN()`: a static musl usher would say 35, and RTMIN+3
+/// would then mean something else to usher than to a glibc app and its
+/// operator. 32 and 33 have no RTMIN name (glibc keeps them internal) but are
+/// forwarded like every other real-time signal.
+pub const RTMIN: i32 = 34;
+
 pub fn rtmin() -> i32 {
-    libc::SIGRTMIN()
+    RTMIN
 }
 
 impl Signal {
@@ -188,6 +193,11 @@ impl SigSet {
 
     pub fn contains(&self, s: Signal) -> bool {
         self.0 & (1 << (s.0 - 1)) != 0
+    }
+
+    /// The set as the kernel lays it out: bit n-1 for signal n.
+    pub fn bits(self) -> u64 {
+        self.0
     }
 
     pub fn iter(self) -> impl Iterator<Item = Signal> {

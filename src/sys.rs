@@ -16,24 +16,28 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-fn to_sigset(set: SigSet) -> libc::sigset_t {
-    // SAFETY: sigset_t is plain data; sigemptyset initialises it fully before use.
-    let mut raw: libc::sigset_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `raw` is a valid, writable sigset_t.
-    unsafe { libc::sigemptyset(&mut raw) };
-    for s in set.iter() {
-        // SAFETY: `raw` is valid and `s` is a signal number in 1..=64.
-        unsafe { libc::sigaddset(&mut raw, s.number()) };
-    }
-    raw
-}
+/// The kernel's signal set is 64 bits, bit n-1 for signal n: exactly
+/// [`SigSet`]'s layout. usher passes it to the raw system calls because the
+/// C library's `sigaddset` and `sigprocmask` refuse the real-time signals it
+/// reserves for itself (32 and 33 in glibc, 32 to 34 in musl), and usher must
+/// block and forward those like any other: one thread, no cancellation.
+const KERNEL_SIGSET_SIZE: libc::size_t = 8;
 
 /// Sets the calling thread's signal mask to exactly `set`.
 pub fn set_sigmask(set: SigSet) -> io::Result<()> {
-    let raw = to_sigset(set);
-    // SAFETY: `raw` is an initialised sigset_t; the old mask is not wanted.
-    let ret = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &raw, std::ptr::null_mut()) };
-    check(ret).map(drop)
+    let mask = set.bits();
+    // SAFETY: the kernel reads KERNEL_SIGSET_SIZE bytes from `mask`, a live
+    // u64; a null old-mask pointer asks for nothing back.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            &mask as *const u64,
+            std::ptr::null_mut::<u64>(),
+            KERNEL_SIGSET_SIZE,
+        )
+    };
+    check(ret as libc::c_int).map(drop)
 }
 
 /// Puts every catchable signal back to its default action, undoing any
@@ -76,9 +80,19 @@ fn reset_reserved(n: i32) {
 
 /// A close-on-exec signalfd reading `set` (which must be blocked).
 pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
-    let raw = to_sigset(set);
-    // SAFETY: -1 asks for a new fd; `raw` is an initialised sigset_t.
-    let fd = check(unsafe { libc::signalfd(-1, &raw, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK) })?;
+    let mask = set.bits();
+    // SAFETY: -1 asks for a new fd; the kernel reads KERNEL_SIGSET_SIZE bytes
+    // from `mask`, a live u64 (see set_sigmask for why not libc's wrapper).
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            &mask as *const u64,
+            KERNEL_SIGSET_SIZE,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        )
+    };
+    let fd = check(fd as libc::c_int)?;
     // SAFETY: the kernel just returned this fd to us; we are its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -105,12 +119,24 @@ pub fn read_signals(fd: &OwnedFd, out: &mut Vec<Signal>) -> io::Result<()> {
         out.extend(
             buf[..count]
                 .iter()
+                .filter(|i| !raised_by_own_write(i))
                 .filter_map(|i| Signal::new(i.ssi_signo as i32)),
         );
         if count < N {
             return Ok(());
         }
     }
+}
+
+/// A SIGPIPE or SIGXFSZ the kernel raised in usher because usher's own
+/// write failed (its log on a broken pipe, or past RLIMIT_FSIZE): it is
+/// about usher's stderr, not for the app, which it would kill if forwarded.
+/// The kernel marks these SI_USER from usher's own pid; nobody else can.
+fn raised_by_own_write(info: &libc::signalfd_siginfo) -> bool {
+    let signo = info.ssi_signo as i32;
+    (signo == libc::SIGPIPE || signo == libc::SIGXFSZ)
+        && info.ssi_code == libc::SI_USER
+        && i64::from(info.ssi_pid) == i64::from(getpid())
 }
 
 /// A close-on-exec, non-blocking timerfd on the monotonic clock.
@@ -128,16 +154,19 @@ pub fn timerfd() -> io::Result<OwnedFd> {
 
 /// Arms the timer to fire once at monotonic time `at`, or disarms it.
 pub fn timer_set(fd: &OwnedFd, at: Option<Duration>) -> io::Result<()> {
-    // An all-zero it_value disarms, so a deadline at exactly 0 becomes 1ns.
-    let at = at.map(|t| t.max(Duration::from_nanos(1)));
+    // An all-zero it_value disarms, so a deadline at exactly 0 becomes 1ns;
+    // one past what the clock can hold is as good as never.
+    let far = Duration::from_secs(i64::MAX as u64 / 2);
+    let at = at.map(|t| t.clamp(Duration::from_nanos(1), far));
     let value = at.map_or(
         libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         },
         |t| libc::timespec {
-            tv_sec: t.as_secs() as libc::time_t,
-            tv_nsec: t.subsec_nanos() as libc::c_long,
+            // Both fit: tv_sec is 64-bit and the value was clamped above.
+            tv_sec: t.as_secs() as _,
+            tv_nsec: t.subsec_nanos() as _,
         },
     );
     let spec = libc::itimerspec {
