@@ -252,39 +252,42 @@ impl Flags {
             single_child,
             ..Policy::default()
         };
-        for spec in list(self.rewrite, "USHER_REWRITE", &get)? {
-            let (from, to) = Rewrite::parse_spec(&spec)?;
-            policy.rewrite.set(from, to);
+        let (specs, from) = list(self.rewrite, "--rewrite", "USHER_REWRITE", &get)?;
+        for spec in specs {
+            let (sig, to) = Rewrite::parse_spec(&spec).map_err(|e| blame(from, e))?;
+            policy.rewrite.set(sig, to);
         }
-        for code in list(self.remap, "USHER_REMAP_EXIT", &get)? {
-            policy.remap_exit.push(parse_exit_code(&code)?);
+        let (codes, from) = list(self.remap, "--remap-exit", "USHER_REMAP_EXIT", &get)?;
+        for code in codes {
+            policy.remap_exit.push(parse_exit_code(from, &code)?);
         }
-        if let Some(v) = pick(self.stop_on, "USHER_STOP_ON", &get)? {
-            policy.stop_on = parse_stop_on(&v)?;
+        if let Some((v, from)) = pick(self.stop_on, "--stop-on", "USHER_STOP_ON", &get)? {
+            policy.stop_on = parse_stop_on(from, &v)?;
         }
-        if let Some(v) = pick(self.drain, "USHER_DRAIN", &get)? {
-            policy.drain = parse_duration("--drain", &v)?;
+        let mut drain_from = "the default --drain";
+        if let Some((v, from)) = pick(self.drain, "--drain", "USHER_DRAIN", &get)? {
+            policy.drain = parse_duration(from, &v)?;
+            drain_from = from;
         }
-        if let Some(v) = pick(self.grace, "USHER_GRACE_PERIOD", &get)? {
-            policy.grace = Some(parse_duration("--grace-period", &v)?);
-        }
-        if let Some(grace) = policy.grace {
+        if let Some((v, from)) = pick(self.grace, "--grace-period", "USHER_GRACE_PERIOD", &get)? {
+            let grace = parse_duration(from, &v)?;
             if policy.drain >= grace {
                 return Err(format!(
-                    "--drain {} must be shorter than --grace-period {}: the grace period counts from the same stop signal and must leave the app time to stop",
+                    "{drain_from} {} must be shorter than {from} {}: the grace period counts from the same stop signal and must leave the app time to stop",
                     humantime::format_duration(policy.drain),
                     humantime::format_duration(grace)
                 ));
             }
+            policy.grace = Some(grace);
         }
-        let pre_stop = match pick(self.pre_stop, "USHER_PRE_STOP", &get)? {
-            Some(line) => Some(words::split(&line).map_err(|e| format!("--pre-stop: {e}"))?),
+        let pre_stop = match pick(self.pre_stop, "--pre-stop", "USHER_PRE_STOP", &get)? {
+            Some((line, from)) => Some(words::split(&line).map_err(|e| blame(from, e))?),
             None => None,
         };
         policy.pre_stop = pre_stop.is_some();
 
-        let pdeathsig = match pick(self.pdeathsig, "USHER_PDEATHSIG", &get)? {
-            Some(v) => Some(Signal::parse(&v).map_err(|e| format!("--pdeathsig: {e}"))?),
+        let pdeathsig = match pick(self.pdeathsig, "--pdeathsig", "USHER_PDEATHSIG", &get)? {
+            Some((v, from)) => Some(Signal::parse(&v).map_err(|e| blame(from, e))?),
             None => None,
         };
         let log = Logger {
@@ -312,12 +315,23 @@ fn value_of(flag: &str, args: Args) -> Result<String, String> {
 
 type Get<'a> = dyn Fn(&str) -> Result<Option<String>, String> + 'a;
 
-/// The flag's value if given, else the environment variable's.
-fn pick(flag: Option<String>, var: &str, get: &Get) -> Result<Option<String>, String> {
+/// The flag's value if given, else the environment variable's, with the
+/// name of where it came from (for messages).
+fn pick(
+    flag: Option<String>,
+    flag_name: &'static str,
+    var: &'static str,
+    get: &Get,
+) -> Result<Option<(String, &'static str)>, String> {
     match flag {
-        Some(v) => Ok(Some(v)),
-        None => get(var),
+        Some(v) => Ok(Some((v, flag_name))),
+        None => Ok(get(var)?.map(|v| (v, var))),
     }
+}
+
+/// An error message prefixed with the flag or variable it is about.
+fn blame(from: &str, e: String) -> String {
+    format!("{from}: {e}")
 }
 
 fn pick_bool(flag: Option<bool>, var: &str, get: &Get) -> Result<bool, String> {
@@ -335,11 +349,16 @@ fn pick_bool(flag: Option<bool>, var: &str, get: &Get) -> Result<bool, String> {
 }
 
 /// Repeated flags, or else the comma-separated variable: flags replace it whole.
-fn list(flags: Vec<String>, var: &str, get: &Get) -> Result<Vec<String>, String> {
+fn list(
+    flags: Vec<String>,
+    flag_name: &'static str,
+    var: &'static str,
+    get: &Get,
+) -> Result<(Vec<String>, &'static str), String> {
     if !flags.is_empty() {
-        return Ok(flags);
+        return Ok((flags, flag_name));
     }
-    Ok(get(var)?
+    let items = get(var)?
         .map(|v| {
             v.split(',')
                 .map(str::trim)
@@ -347,26 +366,27 @@ fn list(flags: Vec<String>, var: &str, get: &Get) -> Result<Vec<String>, String>
                 .map(String::from)
                 .collect()
         })
-        .unwrap_or_default())
+        .unwrap_or_default();
+    Ok((items, var))
 }
 
-fn parse_exit_code(text: &str) -> Result<i32, String> {
+fn parse_exit_code(from: &str, text: &str) -> Result<i32, String> {
     match text.trim().parse::<i32>() {
         Ok(n) if (0..=255).contains(&n) => Ok(n),
         _ => Err(format!(
-            "--remap-exit {text:?}: an exit code is a number from 0 to 255"
+            "{from} {text:?}: an exit code is a number from 0 to 255"
         )),
     }
 }
 
 /// `TERM,INT` or `QUIT`: each must be a signal usher forwards.
-pub fn parse_stop_on(text: &str) -> Result<Vec<Signal>, String> {
+pub fn parse_stop_on(from: &str, text: &str) -> Result<Vec<Signal>, String> {
     let mut out = Vec::new();
     for part in text.split(',') {
-        let s = Signal::parse(part).map_err(|e| format!("--stop-on {text:?}: {e}"))?;
+        let s = Signal::parse(part).map_err(|e| format!("{from} {text:?}: {e}"))?;
         if !s.forwardable() {
             return Err(format!(
-                "--stop-on {text:?}: {s} is never forwarded, so it cannot start a shutdown"
+                "{from} {text:?}: {s} is never forwarded, so it cannot start a shutdown"
             ));
         }
         if !out.contains(&s) {
@@ -375,6 +395,10 @@ pub fn parse_stop_on(text: &str) -> Result<Vec<Signal>, String> {
     }
     Ok(out)
 }
+
+/// The longest drain or grace period: a year is already far past any
+/// orchestrator's patience, and it keeps the clock arithmetic far from overflow.
+pub const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// A humantime duration with an explicit unit (`500ms`, `15s`, `1m30s`).
 pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
@@ -389,8 +413,14 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
             "{flag} {t:?} has no unit: write {t}s for seconds or {t}ms for milliseconds"
         ));
     }
-    humantime::parse_duration(t)
-        .map_err(|e| format!("{flag} {t:?} is not a duration like 500ms, 15s or 1m30s ({e})"))
+    let d = humantime::parse_duration(t)
+        .map_err(|e| format!("{flag} {t:?} is not a duration like 500ms, 15s or 1m30s ({e})"))?;
+    if d > LONGEST {
+        return Err(format!(
+            "{flag} {t:?} is longer than usher allows (at most 365d)"
+        ));
+    }
+    Ok(d)
 }
 
 fn log_level(verbosity: Option<i32>, get: &Get) -> Result<Level, String> {
@@ -406,22 +436,13 @@ fn log_level(verbosity: Option<i32>, get: &Get) -> Result<Level, String> {
 }
 
 fn log_format(flag: Option<String>, get: &Get) -> Result<Format, String> {
-    let from_flag = flag.is_some();
-    match pick(flag, "USHER_LOG_FORMAT", get)?
-        .as_deref()
-        .map(str::trim)
-    {
+    match pick(flag, "--log-format", "USHER_LOG_FORMAT", get)? {
         None => Ok(Format::Text),
-        Some("text") => Ok(Format::Text),
-        Some("json") => Ok(Format::Json),
-        Some(other) => {
-            let source = if from_flag {
-                "--log-format"
-            } else {
-                "USHER_LOG_FORMAT"
-            };
-            Err(format!("{source} {other:?} is not text or json"))
-        }
+        Some((v, from)) => match v.trim() {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            other => Err(format!("{from} {other:?} is not text or json")),
+        },
     }
 }
 
@@ -562,7 +583,39 @@ mod tests {
             (&["--log-format", "xml", "app"], &[], "not text or json"),
             (&["app"], &[("USHER_SUBREAPER", "maybe")], "not a boolean"),
             (&["app"], &[("USHER_LOG", "loud")], "USHER_LOG"),
-            (&["app"], &[("USHER_GRACE_PERIOD", "-1s")], "--grace-period"),
+            (
+                &["app"],
+                &[("USHER_GRACE_PERIOD", "-1s")],
+                "USHER_GRACE_PERIOD \"-1s\"",
+            ),
+            (
+                &["app"],
+                &[("USHER_DRAIN", "5")],
+                "USHER_DRAIN \"5\" has no unit",
+            ),
+            (&["app"], &[("USHER_STOP_ON", "TERM;INT")], "USHER_STOP_ON"),
+            (
+                &["app"],
+                &[("USHER_REWRITE", "TERM")],
+                "USHER_REWRITE: rewrite \"TERM\"",
+            ),
+            (
+                &["app"],
+                &[("USHER_PDEATHSIG", "NOPE")],
+                "USHER_PDEATHSIG: unknown signal",
+            ),
+            (
+                &["app"],
+                &[("USHER_REMAP_EXIT", "x")],
+                "USHER_REMAP_EXIT \"x\"",
+            ),
+            (&["app"], &[("USHER_PRE_STOP", "'")], "USHER_PRE_STOP: "),
+            (
+                &["--grace-period", "0s", "app"],
+                &[],
+                "the default --drain 0s must be shorter than --grace-period 0s",
+            ),
+            (&["--drain", "400d", "app"], &[], "at most 365d"),
             (&[""], &[], "empty string"),
         ];
         for (args, env, want) in cases {

@@ -65,7 +65,9 @@ pub fn run(mut cfg: Config) -> i32 {
         "started",
         &[("pid", child.into()), ("cmd", report_cmd(&cfg).into())],
     );
-    cfg.policy.job_control = !pid1;
+    // Only a job of an interactive shell stops with its app; elsewhere a
+    // stopped app must not freeze usher (and its forwarding and reaping).
+    cfg.policy.job_control = !pid1 && foreground;
     let machine = Machine::new(cfg.policy.clone(), child, sys::now());
     let mut driver = Driver {
         cfg,
@@ -237,12 +239,19 @@ impl Driver {
             Target::Child(pid) => sys::kill(pid, sig),
         };
         if let Err(e) = result {
+            // ESRCH: the app is already gone, which its reaping will tell;
+            // anything else (EPERM) means a signal was lost, worth a warning.
+            let level = if e.raw_os_error() == Some(libc::ESRCH) {
+                Level::Debug
+            } else {
+                Level::Warn
+            };
             let fields = [
                 ("signal", Value::from(sig.to_string())),
                 ("to", report::target(to).into()),
                 ("error", e.to_string().into()),
             ];
-            self.log.log(Level::Debug, None, "forward failed", &fields);
+            self.log.log(level, None, "forward failed", &fields);
         }
     }
 

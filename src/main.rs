@@ -21,18 +21,20 @@ fn main() -> ExitCode {
     let parsed = cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let config = match parsed {
         Ok(Parsed::Run(config)) => config,
-        Ok(Parsed::Help) => {
-            print!("{}", cli::HELP);
-            return ExitCode::SUCCESS;
-        }
-        Ok(Parsed::Version) => {
-            println!("usher {}", cli::VERSION);
-            return ExitCode::SUCCESS;
-        }
+        Ok(Parsed::Help) => return say(cli::HELP),
+        Ok(Parsed::Version) => return say(&format!("usher {}\n", cli::VERSION)),
         Err(msg) => {
             log::plain(&format!("error: {msg}"));
             return ExitCode::from(EXIT_USAGE);
         }
     };
     ExitCode::from(driver::run(*config).clamp(0, 255) as u8)
+}
+
+/// Prints to stdout; a closed pipe or a full disk is not worth a panic
+/// (SIGPIPE is blocked, so print! would panic on EPIPE).
+fn say(text: &str) -> ExitCode {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    ExitCode::SUCCESS
 }

@@ -1,8 +1,9 @@
 //! Who is left: the processes a shutdown must signal, read from /proc.
 //!
 //! Only read when the app has exited or the deadline has come, never while
-//! idle. Without /proc the lists are empty and the driver falls back to
-//! signalling the process group (or, as PID 1, everything with kill(-1)).
+//! idle. Without /proc (or with one that belongs to another PID namespace)
+//! there is no list, and the driver falls back to signalling the process
+//! group (or, as PID 1, everything with kill(-1)).
 
 use std::collections::HashMap;
 use std::fs;
@@ -50,6 +51,9 @@ fn parse_stat(line: &str) -> Option<Stat> {
 /// process in the namespace; otherwise the members of `group` and every
 /// descendant of usher. `None` when /proc cannot be read.
 pub fn leftovers(me: Pid, pid1: bool, group: Pid) -> Option<Vec<Pid>> {
+    if !shows_own_namespace(me) {
+        return None;
+    }
     let all = snapshot()?;
     let mut found: Vec<Pid> = if pid1 {
         all.keys().copied().filter(|&p| p != me).collect()
@@ -61,6 +65,17 @@ pub fn leftovers(me: Pid, pid1: bool, group: Pid) -> Option<Vec<Pid>> {
     };
     found.sort_unstable();
     Some(found)
+}
+
+/// Whether /proc is procfs for usher's own PID namespace. An empty /proc
+/// (not mounted) lists nobody; another namespace's (a PID namespace
+/// without its own /proc mount) lists the wrong processes under pids that
+/// mean something else here. Either way, what it says cannot be used.
+fn shows_own_namespace(me: Pid) -> bool {
+    fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str()?.parse::<Pid>().ok())
+        == Some(me)
 }
 
 fn descends_from(all: &HashMap<Pid, Stat>, mut pid: Pid, ancestor: Pid) -> bool {

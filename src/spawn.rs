@@ -9,6 +9,7 @@ use std::env;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use crate::machine::Pid;
 use crate::signals::SigSet;
@@ -42,12 +43,25 @@ impl SpawnError {
         let name = command.to_string_lossy();
         match self {
             SpawnError::Usher(what, e) => format!("cannot start {name:?}: {what} failed: {e}"),
+            // The file is there, so what is missing is what exec needs to
+            // run it: the #! line's interpreter or the ELF loader (a musl
+            // binary in a glibc image, or the other way round).
+            SpawnError::NotFound if name.contains('/') && Path::new(command).exists() => {
+                format!("cannot run {name:?}: its #! interpreter or ELF loader is missing (no such file)")
+            }
             SpawnError::NotFound if name.contains('/') => {
                 format!("cannot run {name:?}: no such file")
             }
-            SpawnError::NotFound => format!("cannot run {name:?}: command not found in PATH"),
+            SpawnError::NotFound => match find_in_path(command) {
+                Some(found) => format!(
+                    "cannot run {name:?}: found {}, but its #! interpreter or ELF loader is missing",
+                    found.display()
+                ),
+                None => format!("cannot run {name:?}: command not found in PATH"),
+            },
             SpawnError::CannotRun(e) => {
                 let why = match e.raw_os_error() {
+                    Some(libc::EACCES) if Path::new(command).is_dir() => "it is a directory".into(),
                     Some(libc::EACCES) => {
                         "permission denied (is it executable, and its directory searchable?)".into()
                     }
@@ -61,6 +75,14 @@ impl SpawnError {
             }
         }
     }
+}
+
+/// The first file named `name` in PATH, for a better message after ENOENT.
+fn find_in_path(name: &OsStr) -> Option<std::path::PathBuf> {
+    let path = env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+    env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Starts `argv` as a child in a new process group; with `foreground`, that

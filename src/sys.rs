@@ -97,8 +97,9 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads every pending signal from a non-blocking signalfd, in arrival order.
-/// Queued real-time signals come out once per send.
+/// Reads every pending signal from a non-blocking signalfd. The kernel hands
+/// them out lowest number first, not in arrival order; queued real-time
+/// signals come out once per send.
 pub fn read_signals(fd: &OwnedFd, out: &mut Vec<Signal>) -> io::Result<()> {
     const N: usize = 16;
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
