@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --quiet
-usher=target/release/usher
+usher="${CARGO_TARGET_DIR:-target}/release/usher"
 
 app='trap "echo app: got SIGTERM, finishing in-flight work; sleep 0.3; echo app: bye; exit 0" TERM
 echo "app: serving as pid $$"
