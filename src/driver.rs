@@ -222,8 +222,14 @@ impl Driver {
                 Action::Note(n) => report::note(&self.log, &n),
                 Action::Forward { signal, to } => self.forward(signal, to),
                 Action::StartHook => self.start_hook(),
-                Action::SignalStragglers { signal, t } => self.signal_leftovers(signal, t, None),
-                Action::KillAll { cause, t } => self.signal_leftovers(Signal::KILL, t, Some(cause)),
+                Action::SignalStragglers {
+                    signal,
+                    t,
+                    except_group,
+                } => self.signal_leftovers(signal, t, None, except_group),
+                Action::KillAll { cause, t } => {
+                    self.signal_leftovers(Signal::KILL, t, Some(cause), false)
+                }
                 Action::Exit(code) => return Some(code),
                 Action::StopSelf => sys::stop_self(),
                 Action::Foreground => self.foreground(),
@@ -285,16 +291,32 @@ impl Driver {
     }
 
     /// Signals whatever the app left behind (all of the namespace as PID 1).
-    fn signal_leftovers(&mut self, sig: Signal, t: Duration, kill: Option<KillCause>) {
+    fn signal_leftovers(
+        &mut self,
+        sig: Signal,
+        t: Duration,
+        kill: Option<KillCause>,
+        except_group: bool,
+    ) {
         // Signal first, list afterwards: reading /proc can take a while on a
         // busy host, and the dead stay listed as zombies until reaped.
-        let _ = sys::kill(if self.pid1 { -1 } else { -self.child }, sig);
-        let pids = procs::leftovers(self.me, self.pid1, self.child);
-        if !self.pid1 {
-            // Descendants that left the app's group (reparented orphans, the hook).
-            for &p in pids.iter().flatten() {
-                let _ = sys::kill(p, sig);
+        if !except_group {
+            let _ = sys::kill(if self.pid1 { -1 } else { -self.child }, sig);
+        }
+        let pids = procs::leftovers(self.me, self.pid1, self.child, except_group);
+        match &pids {
+            // Descendants that left the app's group (reparented orphans, the
+            // hook), or everything but the group when it was already told.
+            Some(list) if !self.pid1 || except_group => {
+                for &p in list {
+                    let _ = sys::kill(p, sig);
+                }
             }
+            // No /proc as PID 1: better a second signal than none outside the group.
+            None if except_group && self.pid1 => {
+                let _ = sys::kill(-1, sig);
+            }
+            _ => {}
         }
         let listed = match &pids {
             Some(list) if list.is_empty() => return,

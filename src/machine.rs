@@ -114,10 +114,14 @@ pub enum Action {
         to: Target,
     },
     StartHook,
-    /// Send `0` to what the app left behind: its group (as PID 1, the namespace).
+    /// Send `signal` to what the app left behind: its group (as PID 1, the
+    /// namespace). `except_group`: the group already got this stop signal
+    /// forwarded, so only processes outside it need it (a second TERM can
+    /// cut an app's own cleanup short).
     SignalStragglers {
         signal: Signal,
         t: Duration,
+        except_group: bool,
     },
     /// SIGKILL every process that is left (as PID 1, the namespace).
     KillAll {
@@ -222,6 +226,8 @@ pub struct Machine {
     lingered: bool,
     /// The app's exit was logged and its leftovers dealt with.
     main_reported: bool,
+    /// A stop signal was forwarded to the app's whole group.
+    group_told: bool,
     children_left: bool,
     exited: bool,
     now: Time,
@@ -241,6 +247,7 @@ impl Machine {
             asked: false,
             lingered: false,
             main_reported: false,
+            group_told: false,
             children_left: true,
             exited: false,
             now,
@@ -317,7 +324,11 @@ impl Machine {
         match self.policy.rewrite.apply(sig) {
             Some(sent) if is_stop && self.killed.is_none() => {
                 let t = self.since_t0();
-                self.push(Action::SignalStragglers { signal: sent, t });
+                self.push(Action::SignalStragglers {
+                    signal: sent,
+                    t,
+                    except_group: false,
+                });
             }
             _ => self.note(What::Ignored { signal: sig }),
         }
@@ -368,6 +379,7 @@ impl Machine {
         };
         match self.policy.rewrite.apply(sig) {
             Some(sent) => {
+                self.group_told |= stop && !self.policy.single_child;
                 self.note(What::Forwarded {
                     signal: sig,
                     sent,
@@ -433,7 +445,12 @@ impl Machine {
         let t = self.since_t0();
         let sig = self.stop.map_or(Signal::TERM, |s| s.signal);
         if let Some(sent) = self.policy.rewrite.apply(sig) {
-            self.push(Action::SignalStragglers { signal: sent, t });
+            let except_group = self.group_told;
+            self.push(Action::SignalStragglers {
+                signal: sent,
+                t,
+                except_group,
+            });
         }
         if self.policy.grace.is_none() {
             self.kill_all(KillCause::NoGrace);

@@ -49,20 +49,19 @@ fn parse_stat(line: &str) -> Option<Stat> {
 
 /// The processes usher answers for, other than itself: as PID 1 every
 /// process in the namespace; otherwise the members of `group` and every
-/// descendant of usher. `None` when /proc cannot be read.
-pub fn leftovers(me: Pid, pid1: bool, group: Pid) -> Option<Vec<Pid>> {
+/// descendant of usher; with `skip_group`, none of `group`'s members.
+/// `None` when /proc cannot be read.
+pub fn leftovers(me: Pid, pid1: bool, group: Pid, skip_group: bool) -> Option<Vec<Pid>> {
     if !shows_own_namespace(me) {
         return None;
     }
     let all = snapshot()?;
-    let mut found: Vec<Pid> = if pid1 {
-        all.keys().copied().filter(|&p| p != me).collect()
-    } else {
-        all.iter()
-            .filter(|(&p, s)| p != me && (s.pgrp == group || descends_from(&all, p, me)))
-            .map(|(&p, _)| p)
-            .collect()
-    };
+    let mut found: Vec<Pid> = all
+        .iter()
+        .filter(|(&p, s)| p != me && !(skip_group && s.pgrp == group))
+        .filter(|(&p, s)| pid1 || s.pgrp == group || descends_from(&all, p, me))
+        .map(|(&p, _)| p)
+        .collect();
     found.sort_unstable();
     Some(found)
 }
@@ -115,7 +114,7 @@ mod tests {
     #[test]
     fn finds_this_test_process_family() {
         let me = std::process::id() as Pid;
-        let list = leftovers(me, false, -1).expect("/proc readable in tests");
+        let list = leftovers(me, false, -1, false).expect("/proc readable in tests");
         assert!(!list.contains(&me));
     }
 }

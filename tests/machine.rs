@@ -709,3 +709,45 @@ fn as_pid1_usher_never_stops() {
     let a = s.sig(Signal::new(libc::SIGCONT).unwrap());
     assert!(!a.contains(&Action::Foreground));
 }
+
+#[test]
+fn leftovers_in_the_group_are_not_told_twice() {
+    let mut s = Sim::new(grace(0, Some(5000)));
+    s.sig(Signal::TERM);
+    let a = s.main_exits(Status::Signaled(Signal::TERM), true);
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::SignalStragglers {
+                except_group: true,
+                ..
+            }
+        )),
+        "the group already got TERM: {a:?}"
+    );
+    let mut s = Sim::new(grace(0, Some(5000)));
+    let a = s.main_exits(Status::Exited(0), true);
+    assert!(a.iter().any(|a| matches!(
+        a,
+        Action::SignalStragglers {
+            except_group: false,
+            ..
+        }
+    )));
+    let mut s = Sim::new(Policy {
+        single_child: true,
+        ..grace(0, Some(5000))
+    });
+    s.sig(Signal::TERM);
+    let a = s.main_exits(Status::Exited(0), true);
+    assert!(
+        a.iter().any(|a| matches!(
+            a,
+            Action::SignalStragglers {
+                except_group: false,
+                ..
+            }
+        )),
+        "with -c only the child was told"
+    );
+}

@@ -1497,3 +1497,59 @@ fn idle_usher_makes_no_syscalls_during_the_drain() {
     );
     assert_eq!(f.code, Some(0), "{f:?}");
 }
+
+// A wrapper shell that dies of the forwarded TERM while the app behind it is
+// still cleaning up: the app, already told, must not get a second TERM when
+// usher signals the leftovers (a second signal often means "quit now").
+fn wrapper_exits_first(mode: Mode, name: &str) {
+    let s = Scratch::new(name);
+    let inner = app(
+        &s,
+        "inner",
+        "trap 'rec term; sleep 1; rec cleaned; exit 0' TERM\nrec ready\nwhile :; do sleep 0.1 & wait $!; done",
+    );
+    // `; true` keeps the shell alive as the app's parent; it dies of TERM.
+    let wrapper = format!("{inner}; true");
+    let mut args = vec!["--grace-period", "5s", "--", "sh", "-c", &wrapper];
+    if mode == Mode::Plain {
+        args.insert(0, "-s");
+    }
+    let r = wait_ready(&s, start(mode, &args), "ready");
+    send(&r, libc::SIGTERM);
+    let f = r.wait(Duration::from_secs(20));
+    assert_eq!(
+        f.code,
+        Some(143),
+        "the wrapper shell's own death by TERM\n{f:?}"
+    );
+    assert_eq!(
+        stamps(&s, "term").len(),
+        1,
+        "the app got TERM exactly once\n{}",
+        f.stderr
+    );
+    assert_eq!(
+        stamps(&s, "cleaned").len(),
+        1,
+        "the app's cleanup finished\n{}",
+        f.stderr
+    );
+    assert!(
+        line_with(&f.stderr, "SIGKILL").is_none(),
+        "nothing was killed\n{}",
+        f.stderr
+    );
+}
+
+#[test]
+fn app_behind_an_exited_wrapper_is_not_told_twice() {
+    if skip_without_namespaces("app_behind_an_exited_wrapper_is_not_told_twice") {
+        return;
+    }
+    wrapper_exits_first(Mode::Pid1, "told-once");
+}
+
+#[test]
+fn app_behind_an_exited_wrapper_is_not_told_twice_as_subreaper() {
+    wrapper_exits_first(Mode::Plain, "told-once-plain");
+}
