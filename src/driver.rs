@@ -31,6 +31,8 @@ struct Driver {
     child: Pid,
     /// SIGKILL rounds so far: only the first is worth a warning.
     kill_rounds: u32,
+    /// What the last reaping round found: usher still has children.
+    children_left: bool,
 }
 
 /// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
@@ -80,6 +82,7 @@ pub fn run(mut cfg: Config) -> i32 {
         pid1,
         child,
         kill_rounds: 0,
+        children_left: true,
     };
     driver.run()
 }
@@ -209,7 +212,8 @@ impl Driver {
                 Err(e) => return self.fail("waitpid failed", e),
             };
             self.machine.handle(event, sys::now());
-            if matches!(event, Event::ReapDone { .. }) {
+            if let Event::ReapDone { children_left } = event {
+                self.children_left = children_left;
                 return;
             }
         }
@@ -298,6 +302,9 @@ impl Driver {
         kill: Option<KillCause>,
         except_group: bool,
     ) {
+        if !self.anything_left() {
+            return; // the common case, an app that exited alone: no /proc read
+        }
         // Signal first, list afterwards: reading /proc can take a while on a
         // busy host, and the dead stay listed as zombies until reaped.
         if !except_group {
@@ -343,6 +350,17 @@ impl Driver {
                 self.log
                     .log(Level::Info, Some(t), "killing leftovers", &fields)
             }
+        }
+    }
+
+    /// Whether the app can have left anything, by cheap probes (signal 0):
+    /// as PID 1, any other process in the namespace; otherwise a child of
+    /// usher or a member of the app's group.
+    fn anything_left(&self) -> bool {
+        if self.pid1 {
+            sys::exists(-1)
+        } else {
+            self.children_left || sys::exists(-self.child)
         }
     }
 

@@ -240,6 +240,14 @@ pub fn kill(pid: Pid, sig: Signal) -> io::Result<()> {
     check(unsafe { libc::kill(pid, sig.number()) }).map(drop)
 }
 
+/// Whether `pid` (negative: a group; -1: anything usher may signal) names a
+/// live or zombie process, probed with signal 0.
+pub fn exists(pid: Pid) -> bool {
+    // SAFETY: kill has no memory-safety preconditions; signal 0 sends nothing.
+    let ret = unsafe { libc::kill(pid, 0) };
+    ret == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
 /// What a non-blocking reap found.
 pub enum Reap {
     Child(Pid, Status),
