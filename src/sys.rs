@@ -97,11 +97,13 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads every pending signal from a non-blocking signalfd. The kernel hands
-/// them out lowest number first, not in arrival order; queued real-time
+/// Reads up to a batch of pending signals from a non-blocking signalfd; the
+/// loop comes back for the rest, so a storm of queued real-time signals never
+/// needs more memory than one batch. The kernel hands them out lowest number
+/// first (standard before real-time), not in arrival order; queued real-time
 /// signals come out once per send.
 pub fn read_signals(fd: &OwnedFd, out: &mut Vec<Signal>) -> io::Result<()> {
-    const N: usize = 16;
+    const N: usize = 32;
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     loop {
         // SAFETY: signalfd_siginfo is plain data; zeroes are a valid value.
@@ -123,9 +125,7 @@ pub fn read_signals(fd: &OwnedFd, out: &mut Vec<Signal>) -> io::Result<()> {
                 .filter(|i| !raised_by_own_write(i))
                 .filter_map(|i| Signal::new(i.ssi_signo as i32)),
         );
-        if count < N {
-            return Ok(());
-        }
+        return Ok(());
     }
 }
 
