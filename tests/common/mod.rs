@@ -284,3 +284,120 @@ pub fn script(dir: &Path, name: &str, body: &str) -> String {
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
     path.to_string_lossy().into_owned()
 }
+
+/// `VmRSS` of `pid` in kB, from /proc/PID/status.
+pub fn vm_rss_kb(pid: i32) -> Option<u64> {
+    proc_status(pid, "VmRSS")?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// How many file descriptors `pid` has open, from /proc/PID/fd.
+pub fn fd_count(pid: i32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// Compiles the C program `src` with `cc -O2` into the test binaries' temp
+/// dir, once per test process; `Err(why)` when there is no C compiler or
+/// the build fails (callers skip with the reason).
+pub fn cc_binary(src: &Path, name: &str) -> Result<PathBuf, String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    built
+        .entry(name.to_string())
+        .or_insert_with(|| {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+            let out = dir.join(name);
+            // Built under a name of its own, then renamed: test binaries
+            // running at once never see a half-written program.
+            let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
+            let built = Command::new("cc")
+                .args(["-O2", "-Wall", "-o"])
+                .arg(&tmp)
+                .arg(src)
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| {
+                    format!("no C compiler (`cc`: {e}); apt-get install -y gcc libc6-dev")
+                })?;
+            if !built.status.success() {
+                let _ = fs::remove_file(&tmp);
+                return Err(format!(
+                    "cc {} failed: {}",
+                    src.display(),
+                    String::from_utf8_lossy(&built.stderr).trim()
+                ));
+            }
+            fs::rename(&tmp, &out).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
+            Ok(out)
+        })
+        .clone()
+}
+
+/// Like [`start_with`] for any command that is or execs usher (setpriv,
+/// prlimit, an unshare of one's own); `mode` says where usher is (Plain: the
+/// command itself, after exec; Pid1: the command's child). stdin and stdout
+/// are null and stderr is captured unless `adjust` sets them otherwise.
+pub fn start_command(mode: Mode, mut cmd: Command, adjust: impl FnOnce(&mut Command)) -> Running {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd.process_group(0);
+    adjust(&mut cmd);
+    let mut outer = cmd.spawn().expect("spawn usher's command");
+    let stderr_buf = outer.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        })
+    });
+    Running {
+        outer,
+        mode,
+        stderr_buf,
+    }
+}
+
+impl Running {
+    /// Like [`Running::wait`], but waits at most `within` more for usher's
+    /// stderr to close after usher exits: whatever usher left behind (an app
+    /// orphaned by a crash) may hold it open, and the test must then fail
+    /// with what was read so far, not hang.
+    pub fn wait_bounded(mut self, within: Duration) -> Finished {
+        let t = Instant::now();
+        let mut status = None;
+        wait_until(within, || {
+            status = self.outer.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let Some(status) = status else {
+            let pid = self.outer.id();
+            drop(self);
+            panic!("usher (outer pid {pid}) did not exit within {within:?}");
+        };
+        let reader = self.stderr_buf.take();
+        let closed = wait_until(within, || reader.as_ref().is_none_or(|h| h.is_finished()));
+        let stderr = match reader {
+            Some(h) if closed => h.join().unwrap_or_default(),
+            Some(_) => {
+                "<usher exited but its stderr stayed open: something it left behind holds it>"
+                    .into()
+            }
+            None => String::new(),
+        };
+        Finished {
+            status,
+            code: status.code(),
+            stderr,
+            took: t.elapsed(),
+        }
+    }
+}
