@@ -1,0 +1,545 @@
+//! Fuzzing, as property tests (cargo-fuzz needs a nightly compiler): argument
+//! and environment parsing, and the state machine's event handling, must
+//! never panic, whatever comes in.
+//!
+//! - `cli::parse` gets random argv (known flags, `--`, `=` forms, values that
+//!   are nearly right, random text, random bytes) and random USHER_*
+//!   variables: it returns Ok or Err, and what it accepts is consistent.
+//! - `Machine` gets random policies and random event sequences: pids that
+//!   are not the child, Stopped events, repeated exits of the main child,
+//!   timers at any time, time going backwards. It never panics, emits at
+//!   most one Exit and nothing after it.
+//! - Both chained: whatever `cli::parse` accepts drives a machine.
+//!
+//! Cases per property: 10,000 by default (about ten seconds for all three
+//! in a debug build); `USHER_FUZZ_CASES=1000000 cargo test --release --test
+//! fuzz` for a long run. Times stay below a century of uptime and durations
+//! within what the command line accepts (`cli::LONGEST`): the monotonic
+//! clock and `cli::parse` bound them so in usher.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+use usher::cli::{self, Parsed};
+use usher::machine::{Action, Event, Machine, Pid, Policy, Status, Target};
+use usher::signals::{Rewrite, Signal};
+
+/// Cases per property: `USHER_FUZZ_CASES`, or 10,000.
+fn cases() -> u32 {
+    std::env::var("USHER_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(10_000)
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: cases(),
+        // A failure shrinks quickly or not at all: keep a CI failure fast.
+        max_shrink_iters: 2_000,
+        ..ProptestConfig::default()
+    }
+}
+
+// ------------------------------------------------------------- arguments
+
+const SHORT: &[&str] = &["-s", "-c", "-g", "-v", "-q", "-h", "-V", "-r", "-p", "-e"];
+const LONG: &[&str] = &[
+    "--subreaper",
+    "--single-child",
+    "--verbose",
+    "--quiet",
+    "--rewrite",
+    "--pdeathsig",
+    "--remap-exit",
+    "--drain",
+    "--grace-period",
+    "--stop-on",
+    "--pre-stop",
+    "--log-format",
+    "--help",
+    "--version",
+    "--bogus",
+    "--",
+    "-",
+    "--=",
+    "---",
+];
+/// Values that are right, nearly right, or wrong in interesting ways.
+const VALUES: &[&str] = &[
+    "",
+    " ",
+    "0",
+    "1",
+    "5",
+    "15",
+    "64",
+    "65",
+    "-1",
+    "255",
+    "256",
+    "99999999999999999999",
+    "TERM",
+    "SIGTERM",
+    "sigint",
+    "KILL",
+    "STOP",
+    "CHLD",
+    "SEGV",
+    "RTMIN",
+    "RTMIN+3",
+    "RTMAX-1",
+    "RTMAX+1",
+    "RTMIN-1",
+    "SIG",
+    "SIG32",
+    "TERM,INT",
+    "TERM,",
+    ",",
+    "TERM:QUIT",
+    "TERM:0",
+    "15:0",
+    "KILL:TERM",
+    "TERM:KILL",
+    "TERM:",
+    ":QUIT",
+    ":",
+    "TERM:QUIT:1",
+    "0s",
+    "5s",
+    "-1s",
+    "500ms",
+    "1m30s",
+    "1.5s",
+    "1ns",
+    "365d",
+    "366d",
+    "99999999999999999999s",
+    "18446744073709551615s",
+    "500000000000y",
+    "text",
+    "json",
+    "xml",
+    "'",
+    "\"",
+    "\\",
+    "sh -c 'exit 3'",
+    "say \"a \\\"b\\\"\"",
+    "a\\ b",
+    "x '' y",
+    "true",
+    "maybe",
+    "yes",
+    "off",
+    "\n",
+    "é",
+];
+
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(VALUES).prop_map(String::from),
+        prop::collection::vec(any::<char>(), 0..8).prop_map(|c| c.into_iter().collect()),
+        chars(b"-=:,+ aTERMINSGKLUPQ0123456789", 0..10),
+    ]
+}
+
+/// Strings of `len` characters from `set`.
+fn chars(set: &'static [u8], len: std::ops::Range<usize>) -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(set), len)
+        .prop_map(|b| b.into_iter().map(char::from).collect())
+}
+
+fn raw_bytes() -> impl Strategy<Value = OsString> {
+    prop::collection::vec(any::<u8>(), 0..10).prop_map(OsString::from_vec)
+}
+
+fn arg() -> impl Strategy<Value = OsString> {
+    prop_oneof![
+        4 => prop::sample::select(SHORT).prop_map(OsString::from),
+        4 => prop::sample::select(LONG).prop_map(OsString::from),
+        2 => (prop::sample::select(LONG), text())
+            .prop_map(|(f, v)| OsString::from(format!("{f}={v}"))),
+        // Bundles of short flags, some with a glued value: -sv, -pKILL, -e1x
+        2 => (chars(b"scgvqhVrpex=-", 1..5), chars(b"KILT015", 0..3))
+            .prop_map(|(flags, value)| OsString::from(format!("-{flags}{value}"))),
+        4 => text().prop_map(OsString::from),
+        1 => raw_bytes(),
+        1 => raw_bytes().prop_map(|b| {
+            let mut v = b"-".to_vec();
+            v.extend(b.into_vec());
+            OsString::from_vec(v)
+        }),
+    ]
+}
+
+const VARS: &[&str] = &[
+    "USHER_SUBREAPER",
+    "USHER_SINGLE_CHILD",
+    "USHER_REWRITE",
+    "USHER_PDEATHSIG",
+    "USHER_REMAP_EXIT",
+    "USHER_LOG",
+    "USHER_LOG_FORMAT",
+    "USHER_DRAIN",
+    "USHER_GRACE_PERIOD",
+    "USHER_STOP_ON",
+    "USHER_PRE_STOP",
+    "USHER_BOGUS",
+];
+
+fn env() -> impl Strategy<Value = HashMap<String, OsString>> {
+    let value = prop_oneof![
+        6 => text().prop_map(OsString::from),
+        1 => raw_bytes(),
+    ];
+    prop::collection::hash_map(
+        prop::sample::select(VARS).prop_map(String::from),
+        value,
+        0..5,
+    )
+}
+
+/// Parses and checks what `cli::parse` promises; returns the config it accepted.
+fn parse_checked(
+    args: &[OsString],
+    env: &HashMap<String, OsString>,
+) -> Result<Option<cli::Config>, TestCaseError> {
+    let parsed = cli::parse(args.iter().cloned(), |k| env.get(k).cloned());
+    let newline_in = args.iter().chain(env.values()).any(|a| {
+        a.as_encoded_bytes()
+            .iter()
+            .any(|&b| b == b'\n' || b == b'\r')
+    });
+    match parsed {
+        Ok(Parsed::Run(cfg)) => {
+            prop_assert!(!cfg.command.is_empty(), "a run without a command");
+            prop_assert!(!cfg.command[0].is_empty(), "an empty command");
+            let p = &cfg.policy;
+            prop_assert!(p.drain <= cli::LONGEST, "drain {:?}", p.drain);
+            if let Some(g) = p.grace {
+                prop_assert!(g <= cli::LONGEST, "grace {g:?}");
+                prop_assert!(p.drain < g, "drain {:?} >= grace {g:?}", p.drain);
+            }
+            prop_assert!(!p.stop_on.is_empty());
+            prop_assert!(p.stop_on.iter().all(|s| s.forwardable()), "{:?}", p.stop_on);
+            prop_assert!(p.remap_exit.iter().all(|c| (0..=255).contains(c)));
+            prop_assert_eq!(p.pre_stop, cfg.pre_stop.is_some());
+            if let Some(words) = &cfg.pre_stop {
+                prop_assert!(!words.is_empty());
+            }
+            // The app's words are passed on untouched, in order.
+            let tail = &args[args.len() - cfg.command.len()..];
+            prop_assert_eq!(tail, &cfg.command[..]);
+            Ok(Some(*cfg))
+        }
+        Ok(Parsed::Help | Parsed::Version) => Ok(None),
+        Err(msg) => {
+            prop_assert!(!msg.trim().is_empty(), "an empty error message");
+            // One line, unless the input itself carried a line break (a
+            // known gap: unknown option names are echoed unescaped).
+            prop_assert!(
+                newline_in || !msg.contains('\n'),
+                "a multi-line message: {msg:?}"
+            );
+            Ok(None)
+        }
+    }
+}
+
+// --------------------------------------------------------- state machine
+
+const CHILD: Pid = 7;
+/// Monotonic times stay below a century of uptime.
+const CENTURY: u64 = 100 * 365 * 24 * 3600;
+
+fn signal() -> impl Strategy<Value = Signal> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            Signal::TERM,
+            Signal::INT,
+            Signal::QUIT,
+            Signal::HUP,
+            Signal::USR1,
+            Signal::new(libc::SIGCONT).unwrap(),
+            Signal::new(libc::SIGTSTP).unwrap(),
+        ]),
+        2 => (1..=64i32).prop_map(|n| Signal::new(n).unwrap()),
+    ]
+}
+
+fn duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        3 => (0u64..5_000).prop_map(Duration::from_millis),
+        1 => (0..=cli::LONGEST.as_nanos() as u64).prop_map(Duration::from_nanos),
+        1 => Just(cli::LONGEST),
+        1 => Just(Duration::ZERO),
+    ]
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        any::<bool>(),
+        prop::collection::vec((signal(), prop::option::of(signal())), 0..4),
+        prop::collection::vec(prop_oneof![0..=255i32, any::<i32>()], 0..3),
+        prop::collection::vec(signal(), 0..4),
+        duration(),
+        prop::option::of(duration()),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(single_child, rewrites, remap_exit, stop_on, drain, grace, pre_stop, job_control)| {
+                let mut rewrite = Rewrite::default();
+                for (from, to) in rewrites {
+                    rewrite.set(from, to);
+                }
+                Policy {
+                    single_child,
+                    rewrite,
+                    remap_exit,
+                    stop_on,
+                    drain,
+                    grace,
+                    pre_stop,
+                    job_control,
+                }
+            },
+        )
+}
+
+/// When an event is observed, relative to the previous one.
+#[derive(Clone, Debug)]
+enum When {
+    Same,
+    Later(u64),
+    /// Time going backwards (the machine must not care).
+    Earlier(u64),
+    /// Exactly when the machine asked for its timer, if it did.
+    AtTimeout,
+    /// Anywhere below a century of uptime.
+    Anytime(u64),
+}
+
+/// Digits of a random number in mixed bases: each `take(n)` is one choice
+/// among `n`. Events are decoded from one number each, which is far cheaper
+/// to generate (and still shrinks: smaller numbers, simpler events) than a
+/// tree of proptest strategies, so many more cases fit in a debug build.
+struct Digits(u128);
+
+impl Digits {
+    fn take(&mut self, n: u128) -> u128 {
+        let d = self.0 % n;
+        self.0 /= n;
+        d
+    }
+
+    fn signal(&mut self) -> Signal {
+        const COMMON: [i32; 7] = [
+            libc::SIGTERM,
+            libc::SIGINT,
+            libc::SIGQUIT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGCONT,
+            libc::SIGTSTP,
+        ];
+        let n = match self.take(2) {
+            0 => COMMON[self.take(7) as usize],
+            _ => 1 + self.take(64) as i32,
+        };
+        Signal::new(n).expect("1..=64")
+    }
+
+    fn pid(&mut self) -> Pid {
+        match self.take(9) {
+            0..=3 => CHILD,
+            4 | 5 => CHILD + 1, // the hook, often
+            6 | 7 => 1 + self.take(20) as Pid,
+            _ => self.take(1 << 32) as u32 as Pid,
+        }
+    }
+
+    fn status(&mut self) -> Status {
+        match self.take(6) {
+            0..=2 => Status::Exited(self.take(256) as i32),
+            3 => Status::Exited(self.take(1 << 32) as u32 as i32),
+            _ => Status::Signaled(self.signal()),
+        }
+    }
+
+    fn event(&mut self) -> Event {
+        match self.take(15) {
+            0..=3 => Event::Signal(self.signal()),
+            4..=6 => Event::Reaped {
+                pid: self.pid(),
+                status: self.status(),
+            },
+            7 => Event::Stopped { pid: self.pid() },
+            8 | 9 => Event::ReapDone {
+                children_left: self.take(2) == 1,
+            },
+            10 => Event::HookStarted(self.pid()),
+            11 => Event::HookFailed,
+            _ => Event::Timer,
+        }
+    }
+
+    fn when(&mut self) -> When {
+        match self.take(11) {
+            0 | 1 => When::Same,
+            2..=5 => When::Later(self.take(10_000) as u64),
+            6 => When::Earlier(self.take(10_000) as u64),
+            7..=9 => When::AtTimeout,
+            _ => When::Anytime(self.take(u128::from(CENTURY)) as u64),
+        }
+    }
+}
+
+fn events(max: usize) -> impl Strategy<Value = Vec<(When, Event)>> {
+    prop::collection::vec(any::<u128>(), 0..max).prop_map(|seeds| {
+        seeds
+            .into_iter()
+            .map(|seed| {
+                let mut d = Digits(seed);
+                let event = d.event();
+                (d.when(), event)
+            })
+            .collect()
+    })
+}
+
+/// Feeds `events` to a machine with `policy` and checks, after every event,
+/// that it emitted at most one Exit, nothing after it, and nothing odd.
+fn run_machine(
+    policy: Policy,
+    start: Duration,
+    events: &[(When, Event)],
+) -> Result<(), TestCaseError> {
+    let mut m = Machine::new(policy, CHILD, start);
+    let mut now = start;
+    let mut exit: Option<i32> = None;
+    for (i, (when, event)) in events.iter().enumerate() {
+        now = match when {
+            When::Same => now,
+            When::Later(ms) => now + Duration::from_millis(*ms),
+            When::Earlier(ms) => now.saturating_sub(Duration::from_millis(*ms)),
+            When::AtTimeout => m.poll_timeout().unwrap_or(now),
+            When::Anytime(s) => Duration::from_secs(*s),
+        };
+        m.handle(*event, now);
+        while let Some(action) = m.poll_action() {
+            prop_assert!(
+                exit.is_none(),
+                "event {i} {event:?}: {action:?} after Exit({exit:?})"
+            );
+            match action {
+                Action::Exit(code) => {
+                    prop_assert!((0..=255).contains(&code), "exit code {code}");
+                    exit = Some(code);
+                }
+                Action::Forward { to, .. } => {
+                    prop_assert!(
+                        matches!(to, Target::Group(CHILD) | Target::Child(CHILD)),
+                        "forwarded to {to:?}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        prop_assert_eq!(m.exited(), exit.is_some(), "exited() after event {}", i);
+        if exit.is_some() {
+            prop_assert_eq!(m.poll_timeout(), None, "a timer after Exit");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn cli_parse_never_panics(
+        args in prop::collection::vec(arg(), 0..10),
+        env in env(),
+    ) {
+        parse_checked(&args, &env)?;
+    }
+
+    #[test]
+    fn machine_never_panics_nor_acts_after_exit(
+        policy in policy(),
+        start in (0..CENTURY).prop_map(Duration::from_secs),
+        events in events(60),
+    ) {
+        run_machine(policy, start, &events)?;
+    }
+
+    #[test]
+    fn whatever_the_cli_accepts_drives_a_machine(
+        args in prop::collection::vec(arg(), 0..8),
+        env in env(),
+        job_control in any::<bool>(),
+        events in events(40),
+    ) {
+        // Half the time, a valid command after the flags so more runs parse.
+        let mut args = args;
+        args.push(OsString::from("app"));
+        if let Some(cfg) = parse_checked(&args, &env)? {
+            let mut policy = cfg.policy;
+            policy.job_control = job_control;
+            run_machine(policy, Duration::from_secs(1), &events)?;
+        }
+    }
+}
+
+/// The edges the random search may take long to hit, spelled out.
+#[test]
+fn edge_cases_do_not_panic() {
+    let longest = Policy {
+        drain: cli::LONGEST,
+        grace: Some(cli::LONGEST),
+        pre_stop: true,
+        job_control: true,
+        stop_on: Vec::new(),
+        ..Policy::default()
+    };
+    let at = Duration::from_secs(CENTURY);
+    let storm: Vec<(When, Event)> = [
+        Event::Signal(Signal::TERM),
+        Event::Reaped {
+            pid: CHILD,
+            status: Status::Exited(-1),
+        },
+        Event::Reaped {
+            pid: CHILD,
+            status: Status::Exited(i32::MAX),
+        },
+        Event::Stopped { pid: CHILD },
+        Event::HookStarted(CHILD),
+        Event::HookFailed,
+        Event::ReapDone {
+            children_left: true,
+        },
+        Event::Timer,
+        Event::ReapDone {
+            children_left: false,
+        },
+        Event::Signal(Signal::TERM),
+        Event::Timer,
+    ]
+    .into_iter()
+    .map(|e| (When::AtTimeout, e))
+    .collect();
+    run_machine(longest.clone(), at, &storm).unwrap();
+    run_machine(Policy::default(), Duration::ZERO, &storm).unwrap();
+    let odd: Vec<OsString> = ["--drain=365d", "--grace-period", "365d", "--", ""]
+        .into_iter()
+        .map(OsString::from)
+        .collect();
+    parse_checked(&odd, &HashMap::new()).unwrap();
+}
