@@ -56,6 +56,7 @@ pub fn run(mut cfg: Config) -> i32 {
             return EXIT_USHER;
         }
     };
+    crate::log::use_nonblocking_stderr();
     let foreground = sys::isatty(libc::STDIN_FILENO);
     let child = match spawn::spawn(&cfg.command, foreground) {
         Ok(pid) => pid,

@@ -2,11 +2,53 @@
 //!
 //! A line is built whole and written with one `write`, so it never interleaves
 //! with the app's output mid-line. Write errors (stderr closed, broken pipe)
-//! are ignored: PID 1 keeps working when it cannot talk.
+//! are ignored: PID 1 keeps working when it cannot talk. Once the event loop
+//! runs, a pipe or terminal on stderr is written through a non-blocking twin
+//! ([`sys::nonblocking_twin`]): a log reader that stops reading costs usher
+//! lines (counted and reported once it can write again), never its loop.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
+
+use crate::sys;
+
+/// The non-blocking twin of stderr, once [`use_nonblocking_stderr`] ran.
+static SINK: OnceLock<Option<OwnedFd>> = OnceLock::new();
+/// Lines dropped because stderr was full.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// From now on, never block on a full stderr pipe (called before the loop).
+pub fn use_nonblocking_stderr() {
+    SINK.get_or_init(|| sys::nonblocking_twin(libc::STDERR_FILENO));
+}
+
+/// Writes one line; on a full pipe drops it and counts it.
+fn emit(line: &str) {
+    let Some(Some(fd)) = SINK.get() else {
+        // Ignored on purpose: see the module comment.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        return;
+    };
+    let dropped = DROPPED.load(Ordering::Relaxed);
+    if dropped > 0 {
+        let note = format!("usher: warn: {dropped} log lines dropped: stderr was full\n");
+        if sys::write(fd, note.as_bytes()).is_err() {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        DROPPED.fetch_sub(dropped, Ordering::Relaxed);
+    }
+    // A line under PIPE_BUF is written whole or not at all.
+    if let Err(e) = sys::write(fd, line.as_bytes()) {
+        if e.kind() == std::io::ErrorKind::WouldBlock {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Level {
@@ -104,8 +146,7 @@ impl Logger {
             Format::Text => text_line(level, t, event, fields),
             Format::Json => json_line(level, t, event, fields),
         };
-        // Ignored on purpose: see the module comment.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        emit(&line);
     }
 }
 

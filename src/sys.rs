@@ -368,6 +368,43 @@ pub fn stop_self() {
     unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
 }
 
+/// A second, non-blocking, close-on-exec open file description of `fd` when
+/// it is a pipe or a terminal: writes to it can no longer block usher, while
+/// the app keeps its own blocking stderr (O_NONBLOCK belongs to the
+/// description, and this one is usher's alone). Regular files never block
+/// and would get a second file offset, so they, sockets (which cannot be
+/// reopened) and a missing /proc give `None`.
+pub fn nonblocking_twin(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: `st` is plain data for fstat to fill.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat buffer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    let kind = st.st_mode & libc::S_IFMT;
+    if kind != libc::S_IFIFO && kind != libc::S_IFCHR {
+        return None;
+    }
+    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
+    let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
+    // SAFETY: `path` is NUL-terminated; O_NOCTTY keeps a session leader from
+    // acquiring the terminal as its controlling one.
+    let new = unsafe { libc::open(path.as_ptr(), flags) };
+    // SAFETY: the kernel just returned this fd to us; we are its only owner.
+    (new >= 0).then(|| unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// One `write`; the count written, or the error (EAGAIN on a full pipe).
+pub fn write(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for buf.len() readable bytes.
+    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// A close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
