@@ -225,7 +225,12 @@ impl Driver {
         while let Some(action) = self.machine.poll_action() {
             match action {
                 Action::Note(n) => report::note(&self.log, &n),
-                Action::Forward { signal, to } => self.forward(signal, to),
+                Action::Forward { signal, to, resume } => {
+                    self.forward(signal, to);
+                    if resume {
+                        self.forward(Signal::CONT, to);
+                    }
+                }
                 Action::StartHook => self.start_hook(),
                 Action::SignalStragglers {
                     signal,
@@ -307,24 +312,34 @@ impl Driver {
             return; // the common case, an app that exited alone: no /proc read
         }
         // Signal first, list afterwards: reading /proc can take a while on a
-        // busy host, and the dead stay listed as zombies until reaped.
+        // busy host, and the dead stay listed as zombies until reaped. A stop
+        // signal is followed by SIGCONT, so stopped leftovers see it too.
+        let sigs: &[Signal] = if kill.is_none() {
+            &[sig, Signal::CONT]
+        } else {
+            &[sig]
+        };
         if !except_group {
-            let _ = sys::kill(if self.pid1 { -1 } else { -self.child }, sig);
+            for &s in sigs {
+                let _ = sys::kill(if self.pid1 { -1 } else { -self.child }, s);
+            }
         }
         let pids = procs::leftovers(self.me, self.pid1, self.child, except_group);
-        match &pids {
-            // Descendants that left the app's group (reparented orphans, the
-            // hook), or everything but the group when it was already told.
-            Some(list) if !self.pid1 || except_group => {
-                for &p in list {
-                    let _ = sys::kill(p, sig);
+        for &s in sigs {
+            match &pids {
+                // Descendants that left the app's group (reparented orphans, the
+                // hook), or everything but the group when it was already told.
+                Some(list) if !self.pid1 || except_group => {
+                    for &p in list {
+                        let _ = sys::kill(p, s);
+                    }
                 }
+                // No /proc as PID 1: better a second signal than none outside the group.
+                None if except_group && self.pid1 => {
+                    let _ = sys::kill(-1, s);
+                }
+                _ => {}
             }
-            // No /proc as PID 1: better a second signal than none outside the group.
-            None if except_group && self.pid1 => {
-                let _ = sys::kill(-1, sig);
-            }
-            _ => {}
         }
         let listed = match &pids {
             Some(list) if list.is_empty() => return,

@@ -109,9 +109,12 @@ pub enum KillCause {
 /// Something the driver must do.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Action {
+    /// Send `signal` to `to`; with `resume`, follow it with SIGCONT, so a
+    /// stopped app sees its stop signal now rather than never (as systemd does).
     Forward {
         signal: Signal,
         to: Target,
+        resume: bool,
     },
     StartHook,
     /// Send `signal` to what the app left behind: its group (as PID 1, the
@@ -386,7 +389,11 @@ impl Machine {
                     to,
                     stop,
                 });
-                self.push(Action::Forward { signal: sent, to });
+                self.push(Action::Forward {
+                    signal: sent,
+                    to,
+                    resume: stop,
+                });
             }
             None => self.note(What::Dropped { signal: sig }),
         }

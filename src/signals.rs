@@ -77,6 +77,7 @@ impl Signal {
     pub const KILL: Signal = Signal(libc::SIGKILL);
     pub const TERM: Signal = Signal(libc::SIGTERM);
     pub const CHLD: Signal = Signal(libc::SIGCHLD);
+    pub const CONT: Signal = Signal(libc::SIGCONT);
     pub const STOP: Signal = Signal(libc::SIGSTOP);
     pub const USR1: Signal = Signal(libc::SIGUSR1);
 

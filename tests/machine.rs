@@ -60,7 +60,7 @@ fn forwards(actions: &[Action]) -> Vec<(Signal, Target)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Forward { signal, to } => Some((*signal, *to)),
+            Action::Forward { signal, to, .. } => Some((*signal, *to)),
             _ => None,
         })
         .collect()

@@ -1553,3 +1553,40 @@ fn app_behind_an_exited_wrapper_is_not_told_twice() {
 fn app_behind_an_exited_wrapper_is_not_told_twice_as_subreaper() {
     wrapper_exits_first(Mode::Plain, "told-once-plain");
 }
+
+// An app that is stopped (SIGSTOP, a debugger, Ctrl-Z gone wrong) when the
+// stop signal comes would never run its handler: usher follows the stop
+// signal with SIGCONT, so the app shuts down cleanly instead of waiting for
+// the deadline's SIGKILL.
+#[test]
+fn a_stopped_app_still_gets_its_stop_signal() {
+    if skip_without_namespaces("a_stopped_app_still_gets_its_stop_signal") {
+        return;
+    }
+    let s = Scratch::new("stopped-app");
+    let a = app(
+        &s,
+        "app",
+        "trap 'rec term; exit 0' TERM\nrec ready\nkill -STOP $$\nwhile :; do sleep 0.1 & wait $!; done",
+    );
+    let r = wait_ready(
+        &s,
+        start(Mode::Pid1, &["--grace-period", "10s", "--", &a]),
+        "ready",
+    );
+    std::thread::sleep(Duration::from_millis(300)); // let it stop
+    let sent = send(&r, libc::SIGTERM);
+    let got = wait_stamp(&s, "term", Duration::from_secs(5));
+    let f = r.wait(Duration::from_secs(20));
+    let (_, seen) = got.unwrap_or_else(|| panic!("the stopped app never got TERM\n{}", f.stderr));
+    assert!(
+        secs(sent.at, seen) < SLACK,
+        "TERM reached the stopped app late\n{}",
+        f.stderr
+    );
+    assert_eq!(
+        f.code,
+        Some(0),
+        "a clean exit, not the deadline's 137\n{f:?}"
+    );
+}
