@@ -32,6 +32,29 @@ pub enum Parsed {
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// Every variable usher reads; another `USHER_*` is most likely a typo.
+pub const ENV_VARS: &[&str] = &[
+    "USHER_SUBREAPER",
+    "USHER_SINGLE_CHILD",
+    "USHER_REWRITE",
+    "USHER_PDEATHSIG",
+    "USHER_REMAP_EXIT",
+    "USHER_LOG",
+    "USHER_LOG_FORMAT",
+    "USHER_DRAIN",
+    "USHER_GRACE_PERIOD",
+    "USHER_STOP_ON",
+    "USHER_PRE_STOP",
+];
+
+/// `USHER_*` variables in `names` that usher does not know.
+pub fn unknown_vars(names: impl Iterator<Item = OsString>) -> Vec<String> {
+    names
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| n.starts_with("USHER_") && !ENV_VARS.contains(&n.as_str()))
+        .collect()
+}
+
 pub const HELP: &str = "\
 usher — a tiny PID 1 for containers: starts your app, reaps zombies,
 forwards signals, and shuts the app down gracefully.
@@ -164,6 +187,16 @@ impl Flags {
                 | "stop-on"
                 | "pre-stop"
         );
+        let is_switch = matches!(
+            name,
+            "subreaper" | "single-child" | "verbose" | "quiet" | "help" | "version"
+        );
+        if !takes_value && !is_switch {
+            return Err(format!(
+                "unknown option {:?} (see usher --help)",
+                format!("--{name}")
+            ));
+        }
         if !takes_value && inline.is_some() {
             return Err(format!("option --{name} takes no value"));
         }
@@ -186,7 +219,12 @@ impl Flags {
             "pre-stop" => self.pre_stop = Some(value()?),
             "help" => self.early = Some(Parsed::Help),
             "version" => self.early = Some(Parsed::Version),
-            _ => return Err(format!("unknown option --{name} (see usher --help)")),
+            _ => {
+                return Err(format!(
+                    "unknown option {:?} (see usher --help)",
+                    format!("--{name}")
+                ))
+            }
         }
         Ok(self.early.is_some())
     }
@@ -219,7 +257,18 @@ impl Flags {
                     }
                     return Ok(self.early.is_some());
                 }
-                _ => return Err(format!("unknown option -{c} (see usher --help)")),
+                _ if bundle.len() > 1 => {
+                    return Err(format!(
+                        "unknown option {c:?} in {:?} (see usher --help)",
+                        format!("-{bundle}")
+                    ))
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown option {:?} (see usher --help)",
+                        format!("-{c}")
+                    ))
+                }
             }
             if self.early.is_some() {
                 return Ok(true);
@@ -237,8 +286,11 @@ impl Flags {
         command: Vec<OsString>,
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Config, String> {
+        // An empty variable is an unset one (`ENV USHER_DRAIN=` in a
+        // Dockerfile, or `-e USHER_DRAIN=` to clear an image's setting).
         let get = |name: &str| -> Result<Option<String>, String> {
             env(name)
+                .filter(|v| !v.to_string_lossy().trim().is_empty())
                 .map(|v| {
                     v.into_string()
                         .map_err(|v| format!("{name}={v:?} is not valid UTF-8"))
@@ -413,8 +465,17 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
             "{flag} {t:?} has no unit: write {t}s for seconds or {t}ms for milliseconds"
         ));
     }
-    let d = humantime::parse_duration(t)
-        .map_err(|e| format!("{flag} {t:?} is not a duration like 500ms, 15s or 1m30s ({e})"))?;
+    if t.starts_with('-') {
+        return Err(format!(
+            "{flag} {t:?}: a duration cannot be negative (e.g. 500ms, 15s, 1m30s)"
+        ));
+    }
+    let d = humantime::parse_duration(t).map_err(|e| match e {
+        humantime::DurationError::NumberOverflow => {
+            format!("{flag} {t:?} is longer than usher allows (at most 365d)")
+        }
+        e => format!("{flag} {t:?} is not a duration like 500ms, 15s or 1m30s ({e})"),
+    })?;
     if d > LONGEST {
         return Err(format!(
             "{flag} {t:?} is longer than usher allows (at most 365d)"
@@ -559,8 +620,18 @@ mod tests {
         let cases: &[Case] = &[
             (&[], &[], "no command"),
             (&["-s"], &[], "no command"),
-            (&["--bogus", "app"], &[], "unknown option --bogus"),
-            (&["-x", "app"], &[], "unknown option -x"),
+            (&["--bogus", "app"], &[], "unknown option \"--bogus\""),
+            (&["--bogus=1", "app"], &[], "unknown option \"--bogus\""),
+            (&["-x", "app"], &[], "unknown option \"-x\""),
+            (&["-s-", "app"], &[], "unknown option '-' in \"-s-\""),
+            (&["--a\nb", "app"], &[], "unknown option \"--a\\nb\""),
+            (&["-r", "TERM:STOP", "app"], &[], "freeze"),
+            (&["--drain", "-1s", "app"], &[], "cannot be negative"),
+            (
+                &["--drain", "99999999999999999999s", "app"],
+                &[],
+                "at most 365d",
+            ),
             (&["-p"], &[], "needs a value"),
             (&["-p", "BOGUS", "app"], &[], "unknown signal"),
             (&["-r", "TERM", "app"], &[], "not FROM:TO"),

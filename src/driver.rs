@@ -91,6 +91,15 @@ pub fn run(mut cfg: Config) -> i32 {
 /// Subreaper, parent-death signal, and the one warning about orphans.
 fn prepare(cfg: &Config, pid1: bool) {
     let log = &cfg.log;
+    for name in crate::cli::unknown_vars(std::env::vars_os().map(|(k, _)| k)) {
+        let known = crate::cli::ENV_VARS.join(", ");
+        log.log(
+            Level::Warn,
+            None,
+            "unknown variable ignored (a typo?)",
+            &[("name", name.into()), ("known", known.into())],
+        );
+    }
     let mut reaper = pid1;
     if cfg.subreaper && !pid1 {
         match sys::set_subreaper() {

@@ -116,7 +116,9 @@ impl Signal {
     pub fn parse(text: &str) -> Result<Signal, String> {
         let t = text.trim();
         if t.is_empty() {
-            return Err("empty signal name".into());
+            return Err(format!(
+                "empty signal name (use a name like TERM or SIGHUP, RTMIN+N, or a number 1..{MAX})"
+            ));
         }
         if let Ok(n) = t.parse::<i64>() {
             return i32::try_from(n)
@@ -236,6 +238,11 @@ impl Rewrite {
         let (from, to) = spec.split_once(':').ok_or_else(|| {
             format!("rewrite {spec:?} is not FROM:TO (e.g. TERM:QUIT, or 15:0 to drop)")
         })?;
+        if to.trim().is_empty() {
+            return Err(format!(
+                "rewrite {spec:?}: TO is empty; write FROM:TO (e.g. TERM:QUIT, or TERM:0 to drop)"
+            ));
+        }
         let from = Signal::parse(from).map_err(|e| format!("rewrite {spec:?}: {e}"))?;
         if !from.forwardable() {
             return Err(format!(
@@ -246,6 +253,11 @@ impl Rewrite {
             "0" => None,
             t => Some(Signal::parse(t).map_err(|e| format!("rewrite {spec:?}: {e}"))?),
         };
+        if to == Some(Signal::STOP) {
+            return Err(format!(
+                "rewrite {spec:?}: forwarding SIGSTOP would freeze the app until the deadline; use TSTP"
+            ));
+        }
         Ok((from, to))
     }
 }

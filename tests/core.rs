@@ -812,9 +812,9 @@ fn bad_input_exits_2_naming_the_problem() {
         (
             vec!["--bogus", "touch", ran],
             None,
-            &["unknown option --bogus"],
+            &["unknown option \"--bogus\""],
         ),
-        (vec!["-x", "touch", ran], None, &["unknown option -x"]),
+        (vec!["-x", "touch", ran], None, &["unknown option \"-x\""]),
         (
             vec!["-p", "BOGUS", "touch", ran],
             None,
