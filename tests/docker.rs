@@ -7,7 +7,7 @@
 //! containers when their test ends (a drop guard, also on failure), images
 //! when the test binary exits (an `atexit` handler). Where no Docker engine
 //! answers, each test prints one `SKIPPED` line and passes, unless
-//! `USHER_REQUIRE_DOCKER=1` (set in CI) makes that a failure.
+//! `USHERTEST_REQUIRE_DOCKER=1` (set in CI) makes that a failure.
 //!
 //! Timing: lower bounds are exact (usher must not act early); upper bounds
 //! are generous, for a loaded two-core machine. Times in container logs come
@@ -191,8 +191,8 @@ static IMAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 /// setup fails: then the tests must fail, not skip.
 fn prepare(test: &str) -> Option<&'static Setup> {
     if let Err(why) = engine() {
-        if std::env::var_os("USHER_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
-            panic!("USHER_REQUIRE_DOCKER=1, but {why}");
+        if std::env::var_os("USHERTEST_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
+            panic!("USHERTEST_REQUIRE_DOCKER=1, but {why}");
         }
         // Straight to stderr, past the test harness's output capture, so the
         // skip is seen even when the test passes.

@@ -12,7 +12,7 @@
 //! - Both chained: whatever `cli::parse` accepts drives a machine.
 //!
 //! Cases per property: 10,000 by default (about ten seconds for all three
-//! in a debug build); `USHER_FUZZ_CASES=1000000 cargo test --release --test
+//! in a debug build); `USHERTEST_FUZZ_CASES=1000000 cargo test --release --test
 //! fuzz` for a long run. Times stay below a century of uptime and durations
 //! within what the command line accepts (`cli::LONGEST`): the monotonic
 //! clock and `cli::parse` bound them so in usher.
@@ -29,9 +29,9 @@ use usher::cli::{self, Parsed};
 use usher::machine::{Action, Event, Machine, Pid, Policy, Status, Target};
 use usher::signals::{Rewrite, Signal};
 
-/// Cases per property: `USHER_FUZZ_CASES`, or 10,000.
+/// Cases per property: `USHERTEST_FUZZ_CASES`, or 10,000.
 fn cases() -> u32 {
-    std::env::var("USHER_FUZZ_CASES")
+    std::env::var("USHERTEST_FUZZ_CASES")
         .ok()
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(10_000)
