@@ -157,7 +157,13 @@ impl Driver {
                 self.fail("cannot arm the timer", e);
                 return EXIT_USHER;
             }
-            let ready = match sys::wait_readable([&self.signals, &self.timer]) {
+            // No timer armed: block in the signalfd's own read, one system
+            // call per wake-up instead of poll and read.
+            let waited = match self.armed {
+                None => Ok([true, false]),
+                Some(_) => sys::wait_readable([&self.signals, &self.timer]),
+            };
+            let ready = match waited {
                 Ok(r) => r,
                 Err(e) => {
                     self.fail("poll failed", e);
@@ -383,7 +389,9 @@ impl Driver {
     /// usher or a member of the app's group.
     fn anything_left(&self) -> bool {
         if self.pid1 {
-            sys::exists(-1)
+            // The namespace's own /proc is a short list; kill(-1, 0) walks
+            // every task on the host.
+            procs::others_in_namespace(self.me).unwrap_or_else(|| sys::exists(-1))
         } else {
             self.children_left || sys::exists(-self.child)
         }

@@ -66,6 +66,20 @@ pub fn leftovers(me: Pid, pid1: bool, group: Pid, skip_group: bool) -> Option<Ve
     Some(found)
 }
 
+/// Whether any process but usher lives in usher's PID namespace (as PID 1),
+/// from its own /proc; `None` when that /proc cannot be trusted or read.
+pub fn others_in_namespace(me: Pid) -> Option<bool> {
+    if !shows_own_namespace(me) {
+        return None;
+    }
+    let mut entries = fs::read_dir("/proc").ok()?;
+    Some(entries.any(|e| {
+        e.ok()
+            .and_then(|e| e.file_name().to_str()?.parse::<Pid>().ok())
+            .is_some_and(|p| p != me)
+    }))
+}
+
 /// Whether /proc is procfs for usher's own PID namespace. An empty /proc
 /// (not mounted) lists nobody; another namespace's (a PID namespace
 /// without its own /proc mount) lists the wrong processes under pids that

@@ -28,6 +28,13 @@ fn grace(g: Option<Duration>) -> Value {
 
 /// Writes one note as a log line at the level its importance deserves.
 pub fn note(log: &Logger, n: &Note) {
+    // The hot path is a forwarded signal at debug level: skip building its
+    // fields when nobody will read them.
+    if let What::Forwarded { stop: false, .. } = n.what {
+        if !log.enabled(Level::Debug) {
+            return;
+        }
+    }
     let t = n.t;
     match &n.what {
         What::StopReceived {

@@ -78,7 +78,9 @@ fn reset_reserved(n: i32) {
     };
 }
 
-/// A close-on-exec signalfd reading `set` (which must be blocked).
+/// A close-on-exec, blocking signalfd reading `set` (which must be blocked).
+/// Blocking, so the loop can wait in its read when no timer is armed; it is
+/// only read when a signal is known to be pending or nothing else can happen.
 pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
     let mask = set.bits();
     // SAFETY: -1 asks for a new fd; the kernel reads KERNEL_SIGSET_SIZE bytes
@@ -89,7 +91,7 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
             -1,
             &mask as *const u64,
             KERNEL_SIGSET_SIZE,
-            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+            libc::SFD_CLOEXEC,
         )
     };
     let fd = check(fd as libc::c_int)?;
@@ -97,7 +99,8 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Reads up to a batch of pending signals from a non-blocking signalfd; the
+/// Reads up to a batch of pending signals from the signalfd (waiting for
+/// the first when none is pending); the
 /// loop comes back for the rest, so a storm of queued real-time signals never
 /// needs more memory than one batch. The kernel hands them out lowest number
 /// first (standard before real-time), not in arrival order; queued real-time
