@@ -33,6 +33,8 @@ struct Driver {
     kill_rounds: u32,
     /// What the last reaping round found: usher still has children.
     children_left: bool,
+    /// A probe since the last reaping round found nothing left.
+    found_empty: bool,
 }
 
 /// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
@@ -84,6 +86,7 @@ pub fn run(mut cfg: Config) -> i32 {
         child,
         kill_rounds: 0,
         children_left: true,
+        found_empty: false,
     };
     driver.run()
 }
@@ -230,6 +233,7 @@ impl Driver {
             self.machine.handle(event, sys::now());
             if let Event::ReapDone { children_left } = event {
                 self.children_left = children_left;
+                self.found_empty = false;
                 return;
             }
         }
@@ -323,8 +327,11 @@ impl Driver {
         kill: Option<KillCause>,
         except_group: bool,
     ) {
-        if !self.anything_left() {
-            return; // the common case, an app that exited alone: no /proc read
+        if self.found_empty || !self.anything_left() {
+            // The common case, an app that exited alone: probed once, and
+            // the SIGKILL round that follows needs no second look.
+            self.found_empty = true;
+            return;
         }
         // Signal first, list afterwards: reading /proc can take a while on a
         // busy host, and the dead stay listed as zombies until reaped. A stop

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use usher::cli::{self, Parsed};
-use usher::signals::Signal;
+use usher::signals::{SigSet, Signal};
 use usher::{driver, log, sys};
 
 /// Exit code for a usage error.
@@ -16,7 +16,13 @@ fn main() -> ExitCode {
         log::plain(&format!("error: cannot block signals: {e}"));
         return ExitCode::from(driver::EXIT_USHER as u8);
     }
-    sys::reset_dispositions();
+    // Of usher's own dispositions only SIGCHLD matters: an inherited SIG_IGN
+    // there would make the kernel reap children and lose their exit codes.
+    // Other ignored signals are still queued while blocked; the app gets
+    // every one reset (spawn.rs).
+    let mut chld = SigSet::EMPTY;
+    chld.insert(Signal::CHLD);
+    sys::reset_dispositions(chld);
 
     let parsed = cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let config = match parsed {

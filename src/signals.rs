@@ -198,6 +198,11 @@ impl SigSet {
         self.0 & (1 << (s.0 - 1)) != 0
     }
 
+    /// A set from the kernel's layout (as in /proc/PID/status).
+    pub fn from_bits(bits: u64) -> SigSet {
+        SigSet(bits)
+    }
+
     /// The set as the kernel lays it out: bit n-1 for signal n.
     pub fn bits(self) -> u64 {
         self.0

@@ -93,11 +93,14 @@ pub fn spawn(argv: &[OsString], foreground: bool) -> Result<Pid, SpawnError> {
     let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
     ptrs.push(std::ptr::null());
 
+    // Only SIG_IGN survives exec, so only the ignored signals need a reset
+    // in the child: a handful of syscalls instead of one per signal.
+    let ignored = sys::ignored_signals();
     let (errors_in, errors_out) = sys::pipe().map_err(|e| SpawnError::Usher("pipe", e))?;
     let pid = sys::fork().map_err(|e| SpawnError::Usher("fork", e))?;
     if pid == 0 {
         drop(errors_in);
-        let err = become_command(&candidates, &ptrs, foreground);
+        let err = become_command(&candidates, &ptrs, foreground, ignored);
         let code = err.raw_os_error().unwrap_or(libc::EINVAL);
         sys::write_all(&errors_out, &code.to_ne_bytes());
         sys::exit_now(127);
@@ -125,13 +128,14 @@ fn become_command(
     candidates: &[CString],
     argv: &[*const libc::c_char],
     foreground: bool,
+    ignored: SigSet,
 ) -> io::Error {
     // Errors here are not fatal: a child in usher's group still runs.
     let _ = sys::setpgid_self();
     if foreground {
         let _ = sys::take_terminal(libc::STDIN_FILENO);
     }
-    sys::reset_dispositions();
+    sys::reset_dispositions(ignored);
     if let Err(e) = sys::set_sigmask(SigSet::EMPTY) {
         return e;
     }

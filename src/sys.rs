@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use crate::machine::{Pid, Status};
-use crate::signals::{SigSet, Signal, MAX};
+use crate::signals::{SigSet, Signal};
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -40,11 +40,28 @@ pub fn set_sigmask(set: SigSet) -> io::Result<()> {
     check(ret as libc::c_int).map(drop)
 }
 
-/// Puts every catchable signal back to its default action, undoing any
+/// The signals this process ignores (SIG_IGN survives exec; handlers do
+/// not), from /proc/self/status; without /proc, every catchable one.
+pub fn ignored_signals() -> SigSet {
+    use std::io::Read;
+    let every = SigSet::from_bits(!0);
+    // One read of a buffer large enough for the whole file (about 1.5 KiB).
+    let mut buf = [0u8; 8192];
+    let Ok(n) = std::fs::File::open("/proc/self/status").and_then(|mut f| f.read(&mut buf)) else {
+        return every;
+    };
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .map_or(every, SigSet::from_bits)
+}
+
+/// Puts the signals in `set` back to their default action, undoing a
 /// SIG_IGN inherited across exec (an ignored SIGCHLD would make the kernel
 /// reap children itself and lose their exit codes).
-pub fn reset_dispositions() {
-    for n in 1..=MAX {
+pub fn reset_dispositions(set: SigSet) {
+    for n in set.iter().map(Signal::number) {
         if n == libc::SIGKILL || n == libc::SIGSTOP {
             continue;
         }
