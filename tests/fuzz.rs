@@ -177,28 +177,16 @@ fn arg() -> impl Strategy<Value = OsString> {
     ]
 }
 
-const VARS: &[&str] = &[
-    "USHER_SUBREAPER",
-    "USHER_SINGLE_CHILD",
-    "USHER_REWRITE",
-    "USHER_PDEATHSIG",
-    "USHER_REMAP_EXIT",
-    "USHER_LOG",
-    "USHER_LOG_FORMAT",
-    "USHER_DRAIN",
-    "USHER_GRACE_PERIOD",
-    "USHER_STOP_ON",
-    "USHER_PRE_STOP",
-    "USHER_BOGUS",
-];
-
 fn env() -> impl Strategy<Value = HashMap<String, OsString>> {
     let value = prop_oneof![
         6 => text().prop_map(OsString::from),
         1 => raw_bytes(),
     ];
+    // Every variable usher reads, and one it does not.
+    let mut names: Vec<&'static str> = usher::cli::ENV_VARS.to_vec();
+    names.push("USHER_BOGUS");
     prop::collection::hash_map(
-        prop::sample::select(VARS).prop_map(String::from),
+        prop::sample::select(names).prop_map(String::from),
         value,
         0..5,
     )

@@ -589,20 +589,8 @@ fn every_usher_env_var_set_to_garbage_exits_2_naming_it() {
             vec!["USHER_DRAIN 5s must be shorter than --grace-period 1s"],
         ),
     ];
-    let all = [
-        "USHER_SUBREAPER",
-        "USHER_SINGLE_CHILD",
-        "USHER_REWRITE",
-        "USHER_PDEATHSIG",
-        "USHER_REMAP_EXIT",
-        "USHER_LOG",
-        "USHER_LOG_FORMAT",
-        "USHER_DRAIN",
-        "USHER_GRACE_PERIOD",
-        "USHER_STOP_ON",
-        "USHER_PRE_STOP",
-    ];
-    for var in all {
+    // Every variable usher reads, so a new one is covered here at once.
+    for &var in usher::cli::ENV_VARS {
         cases.push((
             &[],
             vec![(var, bytes(b"x\xff"))],
