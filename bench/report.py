@@ -664,13 +664,18 @@ def details(r):
             add("- Start-up cost per 1,000 more processes on the machine (least-squares slope "
                 "over table 2c; the process counts include whatever else was running): "
                 + ", ".join(f"{k} {v:+,.0f} µs" for k, v in slopes.items()) + ".")
-    add("- Why usher's exit costs grow with the machine (read with strace at revisions d2e0d83 "
-        "and 9dca0ff, not re-checked by the command): as PID 1, after the app exits, usher probes for "
-        "leftovers with `kill(-1, 0)`, twice; the kernel carries out `kill(-1)` by walking every "
-        "task of the machine, not only the namespace's. At the grace-period deadline it "
-        "SIGKILLs the app's process group at once, then lists /proc (the whole machine's when "
-        "usher is not PID 1) to kill stragglers, so the SIGKILL is on time but usher's exit, "
-        "which the deadline error measures, waits for the listing.")
+    add("- Where usher's remaining gaps come from, and what would close them (read with strace, "
+        "not re-checked by the command). Start-up: usher is a Rust program with std's runtime "
+        "(sigaltstack, a few mmaps), waits on a close-on-exec pipe for the app's exec so it can "
+        "report 126/127 with the real reason, reads /proc/self/status once to reset only the "
+        "ignored signals in the app, and as PID 1 reads the namespace's /proc once after the app "
+        "exits to see whether anything was left behind. Dropping std's runtime (no_std/no_main) "
+        "or the exec-status pipe (vfork-style spawn) would close most of it. Signal latency: per "
+        "forwarded signal usher reads the signalfd and calls kill, as catatonit does; the rest is "
+        "the state machine and its action queue, a few hundred instructions. At the grace-period "
+        "deadline usher SIGKILLs at once, then lists /proc (the whole machine's when it is not "
+        "PID 1) for stragglers, so its exit, which the deadline error measures, waits for that "
+        "listing.")
     add("- Start-up overhead is a difference of two percentiles over separate runs, so a p90 can "
         "come out below the p50 when the baseline itself is noisy.")
     add("- dumb-init, when not PID 1, is not a subreaper (it has no option for it); it still "
