@@ -12,7 +12,6 @@ mod common;
 use common::*;
 
 use std::fs;
-use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -65,42 +64,6 @@ fn comm(pid: i32) -> String {
 /// Whether usher (the harness's outer process) is still running.
 fn still_running(r: &mut Running) -> bool {
     matches!(r.outer.try_wait(), Ok(None))
-}
-
-/// Spawns `cmd` in its own process group and waits up to `within` for it,
-/// killing its whole tree (by pid) if it does not finish. Returns
-/// (exit code, stdout, stderr).
-fn run_bounded(cmd: &mut Command, within: Duration) -> (Option<i32>, String, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut status = None;
-    wait_until(within, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        kill_tree(child.id() as i32);
-        let _ = child.wait();
-        panic!("{cmd:?} did not finish within {within:?}");
-    };
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
-    (status.code(), out, err)
 }
 
 /// Kills a helper child (and its tree) by pid when dropped.

@@ -45,20 +45,6 @@ fn epoch() -> f64 {
         .as_secs_f64()
 }
 
-/// An app script that runs in the scratch dir, never dumps core, and has
-/// `rec NAME` to append the wall-clock time to file NAME.
-fn app(s: &Scratch, name: &str, body: &str) -> String {
-    let dir = s.0.to_str().expect("utf-8 temp dir");
-    assert!(!dir.contains('\''), "scratch dir {dir:?} holds a quote");
-    script(
-        &s.0,
-        name,
-        &format!(
-            "cd '{dir}' || exit 99\nulimit -c 0 2>/dev/null\nrec() {{ date +%s.%N >> \"$1\"; }}\n{body}"
-        ),
-    )
-}
-
 /// The first complete stamp in file `name`.
 fn first_stamp(s: &Scratch, name: &str) -> Option<f64> {
     let text = s.read(name);
@@ -128,43 +114,6 @@ fn os(s: &str) -> OsString {
 
 fn bytes(b: &[u8]) -> OsString {
     OsString::from_vec(b.to_vec())
-}
-
-/// Spawns `cmd` in its own group, waits up to `within`, kills its tree by
-/// pid if it does not finish. Returns (exit code, stdout, stderr).
-fn run_bounded(cmd: &mut Command, within: Duration) -> (Option<i32>, String, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().expect("spawn");
-    let mut out = child.stdout.take().expect("stdout piped");
-    let mut err = child.stderr.take().expect("stderr piped");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut status = None;
-    wait_until(within, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        kill_tree(child.id() as i32);
-        let _ = child.wait();
-        panic!("{cmd:?} did not finish within {within:?}");
-    };
-    (
-        status.code(),
-        out_t.join().unwrap_or_default(),
-        err_t.join().unwrap_or_default(),
-    )
 }
 
 /// The usher binary as user 65534 can run it: in place if its directory is

@@ -54,23 +54,6 @@ fn send(r: &Running, sig: i32) -> Sent {
     sent
 }
 
-/// An app script in the scratch dir: it runs in the dir, never dumps core,
-/// and has `rec NAME` to append the current wall-clock time to file NAME.
-fn app(s: &Scratch, name: &str, body: &str) -> String {
-    let dir = s.0.to_str().expect("utf-8 temp dir");
-    assert!(
-        !dir.contains('\''),
-        "scratch dir {dir:?} must not contain a quote"
-    );
-    script(
-        &s.0,
-        name,
-        &format!(
-            "cd '{dir}' || exit 99\nulimit -c 0 2>/dev/null\nrec() {{ date +%s.%N >> \"$1\"; }}\n{body}"
-        ),
-    )
-}
-
 /// The complete stamps in file `name` (lines `date +%s.%N` finished writing).
 fn stamps(s: &Scratch, name: &str) -> Vec<f64> {
     let text = s.read(name);

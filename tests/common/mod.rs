@@ -401,3 +401,53 @@ impl Running {
         }
     }
 }
+
+/// Spawns `cmd` in its own process group and waits up to `within` for it,
+/// killing its whole tree (by pid) if it does not finish. Returns
+/// (exit code, stdout, stderr).
+pub fn run_bounded(cmd: &mut Command, within: Duration) -> (Option<i32>, String, String) {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd.spawn().expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let mut status = None;
+    wait_until(within, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        kill_tree(child.id() as i32);
+        let _ = child.wait();
+        panic!("{cmd:?} did not finish within {within:?}");
+    };
+    let out = out_t.join().unwrap_or_default();
+    let err = err_t.join().unwrap_or_default();
+    (status.code(), out, err)
+}
+
+/// An app script that runs in the scratch dir, never dumps core, and has
+/// `rec NAME` to append the wall-clock time to file NAME.
+pub fn app(s: &Scratch, name: &str, body: &str) -> String {
+    let dir = s.0.to_str().expect("utf-8 temp dir");
+    assert!(!dir.contains('\''), "scratch dir {dir:?} holds a quote");
+    script(
+        &s.0,
+        name,
+        &format!(
+            "cd '{dir}' || exit 99\nulimit -c 0 2>/dev/null\nrec() {{ date +%s.%N >> \"$1\"; }}\n{body}"
+        ),
+    )
+}
