@@ -30,11 +30,31 @@ fn main() -> ExitCode {
         Ok(Parsed::Help) => return say(cli::HELP),
         Ok(Parsed::Version) => return say(&format!("usher {}\n", cli::VERSION)),
         Err(msg) => {
-            log::plain(&format!("error: {msg}"));
+            usage_error(&msg);
             return ExitCode::from(EXIT_USAGE);
         }
     };
     ExitCode::from(driver::run(*config).clamp(0, 255) as u8)
+}
+
+/// Reports a usage error in the log format asked for, as far as it can be
+/// told from a command line that did not parse.
+fn usage_error(msg: &str) {
+    let args: Vec<_> = std::env::args_os().collect();
+    let json_flag = args
+        .windows(2)
+        .any(|w| w[0] == "--log-format" && w[1] == "json")
+        || args.iter().any(|a| a == "--log-format=json");
+    let json_env = std::env::var("USHER_LOG_FORMAT").is_ok_and(|v| v.trim() == "json");
+    if json_flag || json_env {
+        let logger = log::Logger {
+            level: log::Level::Error,
+            format: log::Format::Json,
+        };
+        logger.log(log::Level::Error, None, msg, &[]);
+    } else {
+        log::plain(&format!("error: {msg}"));
+    }
 }
 
 /// Prints to stdout; a closed pipe or a full disk is not worth a panic

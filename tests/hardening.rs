@@ -1668,3 +1668,25 @@ fn pid1_usher_on_a_terminal_never_stops() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("OK usher exit 0"), "{out}");
 }
+
+/// A usage error is reported in JSON when JSON logs were asked for, by the
+/// variable or by the flag, so a log pipeline parsing usher's lines gets it.
+#[test]
+fn usage_errors_follow_the_json_log_format() {
+    let mut by_env = Command::new(usher());
+    by_env
+        .args(["--drain", "5", "true"])
+        .env("USHER_LOG_FORMAT", "json");
+    let mut by_flag = Command::new(usher());
+    by_flag.args(["--log-format", "json", "--bogus", "true"]);
+    for (mut cmd, want) in [(by_env, "no unit"), (by_flag, "unknown option")] {
+        let (code, _, err) = run_bounded(&mut cmd, Duration::from_secs(10));
+        assert_eq!(code, Some(2), "{err}");
+        let line = err.trim_end();
+        assert!(
+            line.starts_with("{\"source\":\"usher\",\"level\":\"error\"") && line.ends_with('}'),
+            "one JSON object: {line:?}"
+        );
+        assert!(line.contains(want) && !line.contains('\n'), "{line:?}");
+    }
+}
