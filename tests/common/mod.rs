@@ -200,30 +200,11 @@ impl Running {
         assert_eq!(ret, 0, "kill usher: {}", std::io::Error::last_os_error());
     }
 
-    /// Waits up to `within` for usher to exit; panics (after cleanup) if it does not.
-    pub fn wait(mut self, within: Duration) -> Finished {
-        let t = Instant::now();
-        let mut status = None;
-        wait_until(within, || {
-            status = self.outer.try_wait().ok().flatten();
-            status.is_some()
-        });
-        let Some(status) = status else {
-            let pid = self.outer.id();
-            drop(self);
-            panic!("usher (outer pid {pid}) did not exit within {within:?}");
-        };
-        let stderr = self
-            .stderr_buf
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        Finished {
-            status,
-            code: status.code(),
-            stderr,
-            took: t.elapsed(),
-        }
+    /// Waits up to `within` for usher to exit; panics (after cleanup) if it
+    /// does not. Never hangs on a stderr that something left behind holds
+    /// open (see [`Running::wait_bounded`]).
+    pub fn wait(self, within: Duration) -> Finished {
+        self.wait_bounded(within)
     }
 }
 
@@ -367,7 +348,7 @@ pub fn start_command(mode: Mode, mut cmd: Command, adjust: impl FnOnce(&mut Comm
 }
 
 impl Running {
-    /// Like [`Running::wait`], but waits at most `within` more for usher's
+    /// Waits up to `within` for usher to exit, then at most `within` more for its
     /// stderr to close after usher exits: whatever usher left behind (an app
     /// orphaned by a crash) may hold it open, and the test must then fail
     /// with what was read so far, not hang.
