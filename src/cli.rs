@@ -1,5 +1,10 @@
 //! The command line and its environment variables, turned into a [`Config`].
 //!
+//! One table, [`OPTIONS`], defines every option once: its flags, its
+//! environment variable, the name of its value and its help. Parsing, the
+//! list of variables usher knows, `--help` and the fuzz lists all derive
+//! from it; what an option means is one arm of [`Settings::apply`].
+//!
 //! Hand-written rather than clap: usher's grammar is small and fixed (tini's
 //! and dumb-init's flags, a `--`, then the app's words untouched), and clap
 //! would more than double the binary. See docs/design.md.
@@ -8,7 +13,7 @@ use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
 use crate::log::{Format, Level, Logger};
-use crate::machine::Policy;
+use crate::machine::{HookKind, Policy};
 use crate::signals::{Rewrite, Signal};
 use crate::words;
 
@@ -23,6 +28,15 @@ pub struct Config {
     pub log: Logger,
 }
 
+impl Config {
+    /// The command line of the hook of `kind`, if one is configured.
+    pub fn hook(&self, kind: HookKind) -> Option<&[String]> {
+        match kind {
+            HookKind::PreStop => self.pre_stop.as_deref(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
@@ -30,32 +44,229 @@ pub enum Parsed {
     Version,
 }
 
+/// A command line usher cannot run: the message, and the log format asked
+/// for (as far as the options before the mistake and the environment tell),
+/// so that the message can follow it.
+#[derive(Debug)]
+pub struct Usage {
+    pub message: String,
+    pub format: Format,
+}
+
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Every variable usher reads; another `USHER_*` is most likely a typo.
-pub const ENV_VARS: &[&str] = &[
-    "USHER_SUBREAPER",
-    "USHER_SINGLE_CHILD",
-    "USHER_REWRITE",
-    "USHER_PDEATHSIG",
-    "USHER_REMAP_EXIT",
-    "USHER_LOG",
-    "USHER_LOG_FORMAT",
-    "USHER_DRAIN",
-    "USHER_GRACE_PERIOD",
-    "USHER_STOP_ON",
-    "USHER_PRE_STOP",
+/// What an option sets; several flags can set the same thing (`-c`, `-g`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Setting {
+    Subreaper,
+    SingleChild,
+    Rewrite,
+    Pdeathsig,
+    RemapExit,
+    Drain,
+    GracePeriod,
+    StopOn,
+    PreStop,
+    Verbosity,
+    LogFormat,
+    Help,
+    Version,
+}
+
+/// One row of the option table.
+#[derive(Debug)]
+pub struct Opt {
+    pub short: Option<char>,
+    pub long: Option<&'static str>,
+    /// The value's name in the help (`DURATION`); `None` for a switch.
+    pub value: Option<&'static str>,
+    /// What a switch stands for, as if it were given as a value.
+    pub switch: &'static str,
+    pub setting: Setting,
+    /// The variable that sets it when no flag for the setting is given,
+    /// with an example value for the help.
+    pub env: Option<(&'static str, &'static str)>,
+    /// Repeatable; the variable holds a comma-separated list.
+    pub list: bool,
+    /// Help lines; none when another row's help covers this flag.
+    pub help: &'static [&'static str],
+}
+
+const SWITCH: Opt = Opt {
+    short: None,
+    long: None,
+    value: None,
+    switch: "1",
+    setting: Setting::Help,
+    env: None,
+    list: false,
+    help: &[],
+};
+
+/// Every option usher takes, in the order `--help` lists them.
+pub const OPTIONS: &[Opt] = &[
+    Opt {
+        short: Some('s'),
+        long: Some("subreaper"),
+        setting: Setting::Subreaper,
+        env: Some(("USHER_SUBREAPER", "1")),
+        help: &["reap orphans when not PID 1 (child subreaper)"],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('c'),
+        long: Some("single-child"),
+        setting: Setting::SingleChild,
+        env: Some(("USHER_SINGLE_CHILD", "1")),
+        help: &[
+            "forward signals to the child only, not its",
+            "process group",
+        ],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('g'),
+        switch: "0",
+        setting: Setting::SingleChild,
+        help: &[
+            "forward to the child's process group (tini",
+            "compatibility; this is the default)",
+        ],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('r'),
+        long: Some("rewrite"),
+        value: Some("FROM:TO"),
+        setting: Setting::Rewrite,
+        env: Some(("USHER_REWRITE", "TERM:QUIT,HUP:0")),
+        list: true,
+        help: &["forward TO instead of FROM; TO=0 drops FROM;", "repeatable"],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('p'),
+        long: Some("pdeathsig"),
+        value: Some("SIG"),
+        setting: Setting::Pdeathsig,
+        env: Some(("USHER_PDEATHSIG", "KILL")),
+        help: &["signal usher gets when its parent dies"],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('e'),
+        long: Some("remap-exit"),
+        value: Some("CODE"),
+        setting: Setting::RemapExit,
+        env: Some(("USHER_REMAP_EXIT", "143,130")),
+        list: true,
+        help: &["report the app's exit code CODE as 0;", "repeatable"],
+        ..SWITCH
+    },
+    Opt {
+        long: Some("drain"),
+        value: Some("DURATION"),
+        setting: Setting::Drain,
+        env: Some(("USHER_DRAIN", "5s")),
+        help: &[
+            "after the first stop signal, wait this long",
+            "before forwarding it (default 0s)",
+        ],
+        ..SWITCH
+    },
+    Opt {
+        long: Some("grace-period"),
+        value: Some("DUR"),
+        setting: Setting::GracePeriod,
+        env: Some(("USHER_GRACE_PERIOD", "25s")),
+        help: &[
+            "from the first stop signal, SIGKILL whatever",
+            "is left after this long (default: never)",
+        ],
+        ..SWITCH
+    },
+    Opt {
+        long: Some("stop-on"),
+        value: Some("SIGNALS"),
+        setting: Setting::StopOn,
+        env: Some(("USHER_STOP_ON", "QUIT")),
+        help: &[
+            "signals that start the shutdown sequence",
+            "(default TERM,INT)",
+        ],
+        ..SWITCH
+    },
+    Opt {
+        long: Some("pre-stop"),
+        value: Some("COMMAND"),
+        setting: Setting::PreStop,
+        env: Some(("USHER_PRE_STOP", "'/app/deregister'")),
+        help: &[
+            "run COMMAND (split into words like a shell,",
+            "no shell) when the shutdown starts; forward",
+            "the stop signal only after it exits",
+        ],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('v'),
+        long: Some("verbose"),
+        switch: "+1",
+        setting: Setting::Verbosity,
+        env: Some(("USHER_LOG", "error|warn|info|debug|trace")),
+        help: &["more log (repeatable); -q, --quiet: less"],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('q'),
+        long: Some("quiet"),
+        switch: "-1",
+        setting: Setting::Verbosity,
+        ..SWITCH
+    },
+    Opt {
+        long: Some("log-format"),
+        value: Some("FORMAT"),
+        setting: Setting::LogFormat,
+        env: Some(("USHER_LOG_FORMAT", "json")),
+        help: &["text or json (one object per line)"],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('h'),
+        long: Some("help"),
+        setting: Setting::Help,
+        help: &["this help"],
+        ..SWITCH
+    },
+    Opt {
+        short: Some('V'),
+        long: Some("version"),
+        setting: Setting::Version,
+        help: &["usher's version"],
+        ..SWITCH
+    },
 ];
 
-/// `USHER_*` variables in `names` that usher does not know.
-pub fn unknown_vars(names: impl Iterator<Item = OsString>) -> Vec<String> {
-    names
-        .filter_map(|n| n.into_string().ok())
-        .filter(|n| n.starts_with("USHER_") && !ENV_VARS.contains(&n.as_str()))
+/// Every variable usher reads; another `USHER_*` is most likely a typo.
+pub fn env_vars() -> Vec<&'static str> {
+    OPTIONS
+        .iter()
+        .filter_map(|o| o.env)
+        .map(|(name, _)| name)
         .collect()
 }
 
-pub const HELP: &str = "\
+/// `USHER_*` variables in `names` that usher does not know.
+pub fn unknown_vars(names: impl Iterator<Item = OsString>) -> Vec<String> {
+    let known = env_vars();
+    names
+        .filter_map(|n| n.into_string().ok())
+        .filter(|n| n.starts_with("USHER_") && !known.contains(&n.as_str()))
+        .collect()
+}
+
+const HELP_HEAD: &str = "\
 usher — a tiny PID 1 for containers: starts your app, reaps zombies,
 forwards signals, and shuts the app down gracefully.
 
@@ -65,30 +276,9 @@ Everything from COMMAND on is the app's; usher reads nothing after it.
 Every option can also be set by its environment variable; the flag wins.
 
 Options:
-  -s, --subreaper           reap orphans when not PID 1 (child subreaper)   USHER_SUBREAPER=1
-  -c, --single-child        forward signals to the child only, not its
-                            process group                                  USHER_SINGLE_CHILD=1
-  -g                        forward to the child's process group (tini
-                            compatibility; this is the default)
-  -r, --rewrite FROM:TO     forward TO instead of FROM; TO=0 drops FROM;
-                            repeatable                                     USHER_REWRITE=TERM:QUIT,HUP:0
-  -p, --pdeathsig SIG       signal usher gets when its parent dies         USHER_PDEATHSIG=KILL
-  -e, --remap-exit CODE     report the app's exit code CODE as 0;
-                            repeatable                                     USHER_REMAP_EXIT=143,130
-      --drain DURATION      after the first stop signal, wait this long
-                            before forwarding it (default 0s)              USHER_DRAIN=5s
-      --grace-period DUR    from the first stop signal, SIGKILL whatever
-                            is left after this long (default: never)       USHER_GRACE_PERIOD=25s
-      --stop-on SIGNALS     signals that start the shutdown sequence
-                            (default TERM,INT)                             USHER_STOP_ON=QUIT
-      --pre-stop COMMAND    run COMMAND (split into words like a shell,
-                            no shell) when the shutdown starts; forward
-                            the stop signal only after it exits            USHER_PRE_STOP='/app/deregister'
-  -v, --verbose             more log (repeatable); -q, --quiet: less       USHER_LOG=error|warn|info|debug|trace
-      --log-format FORMAT   text or json (one object per line)             USHER_LOG_FORMAT=json
-  -h, --help                this help
-  -V, --version             usher's version
+";
 
+const HELP_TAIL: &str = "
 Signals are names with or without SIG (TERM, SIGHUP, RTMIN+2) or numbers.
 Durations carry a unit: 500ms, 15s, 1m30s.
 
@@ -102,258 +292,241 @@ usher killed it at the grace period); 2 usage error; 125 usher failed;
 126 the command cannot run; 127 the command was not found.
 ";
 
+/// `usher --help`, built from [`OPTIONS`].
+pub fn help() -> String {
+    let mut out = String::from(HELP_HEAD);
+    for opt in OPTIONS.iter().filter(|o| !o.help.is_empty()) {
+        let mut left = match (opt.short, opt.long) {
+            (Some(s), Some(l)) => format!("  -{s}, --{l}"),
+            (Some(s), None) => format!("  -{s}"),
+            (None, Some(l)) => format!("      --{l}"),
+            (None, None) => continue,
+        };
+        if let Some(v) = opt.value {
+            left = format!("{left} {v}");
+        }
+        let last = opt.help.len() - 1;
+        for (i, text) in opt.help.iter().enumerate() {
+            let mut line = format!("{left:<28}{text}");
+            if let (true, Some((var, example))) = (i == last, opt.env) {
+                let at = line.chars().count().max(72) + 3;
+                line = format!("{line:<at$}{var}={example}");
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+            left = String::new();
+        }
+    }
+    out.push_str(HELP_TAIL);
+    out
+}
+
 /// Parses `args` (without the program name) with `env` looking up variables.
-pub fn parse<I, E>(args: I, env: E) -> Result<Parsed, String>
+pub fn parse<I, E>(args: I, env: E) -> Result<Parsed, Usage>
 where
     I: IntoIterator<Item = OsString>,
     E: Fn(&str) -> Option<OsString>,
 {
-    let mut flags = Flags::default();
+    let mut given = Given::default();
     let mut args = args.into_iter();
-    let mut command = Vec::new();
-    while let Some(arg) = args.next() {
-        let Some(text) = arg.to_str() else {
-            if arg.as_encoded_bytes().starts_with(b"-") {
-                return Err(format!("option {arg:?} is not valid UTF-8"));
-            }
-            command.push(arg);
-            break;
-        };
-        if text == "--" {
-            break;
-        } else if let Some(long) = text.strip_prefix("--") {
-            if flags.long(long, &mut args)? {
-                return flags
-                    .early
-                    .ok_or_else(|| "internal: early exit without a reason".into());
-            }
-        } else if text.len() > 1 && text.starts_with('-') {
-            if flags.shorts(&text[1..], &mut args)? {
-                return flags
-                    .early
-                    .ok_or_else(|| "internal: early exit without a reason".into());
-            }
-        } else {
-            command.push(arg);
-            break;
-        }
-    }
-    command.extend(args);
-    if command.is_empty() {
-        return Err("no command given: usage is usher [OPTIONS] [--] COMMAND [ARGS...]".into());
-    }
-    if command[0].is_empty() {
-        return Err("the command is an empty string".into());
-    }
-    flags
-        .into_config(command, &env)
+    let scanned = given.scan(&mut args);
+    let usage = |given: &Given, message: String| Usage {
+        format: given.log_format(&env),
+        message,
+    };
+    let command = match scanned {
+        Ok(Scan::Command(first)) => first.into_iter().chain(args).collect::<Vec<_>>(),
+        Ok(Scan::Early(parsed)) => return Ok(parsed),
+        Err(message) => return Err(usage(&given, message)),
+    };
+    let config = match command.first() {
+        None => Err("no command given: usage is usher [OPTIONS] [--] COMMAND [ARGS...]".into()),
+        Some(first) if first.is_empty() => Err("the command is an empty string".into()),
+        Some(_) => given.to_config(command, &env),
+    };
+    config
         .map(|c| Parsed::Run(Box::new(c)))
+        .map_err(|message| usage(&given, message))
 }
 
-/// Flags as given; `None` where the flag was absent (the env var may apply).
-#[derive(Default)]
-struct Flags {
-    subreaper: Option<bool>,
-    single_child: Option<bool>,
-    rewrite: Vec<String>,
-    pdeathsig: Option<String>,
-    remap: Vec<String>,
-    verbosity: Option<i32>,
-    log_format: Option<String>,
-    drain: Option<String>,
-    grace: Option<String>,
-    stop_on: Option<String>,
-    pre_stop: Option<String>,
-    early: Option<Parsed>,
+/// How the scan of usher's own arguments ended.
+enum Scan {
+    /// At the app's first word (`None` after a `--` with nothing after it).
+    Command(Option<OsString>),
+    /// `--help` or `--version`: nothing else matters.
+    Early(Parsed),
 }
 
 type Args<'a> = &'a mut dyn Iterator<Item = OsString>;
 
-impl Flags {
-    /// One `--name` or `--name=value`; true when usher should stop parsing (help, version).
-    fn long(&mut self, long: &str, args: Args) -> Result<bool, String> {
+/// The flags as given, in order: the row and the value (or what the switch stands for).
+#[derive(Default)]
+struct Given(Vec<(&'static Opt, String)>);
+
+impl Given {
+    /// Reads usher's options up to the app's first word.
+    fn scan(&mut self, args: Args) -> Result<Scan, String> {
+        while let Some(arg) = args.next() {
+            let Some(text) = arg.to_str() else {
+                if arg.as_encoded_bytes().starts_with(b"-") {
+                    return Err(format!("option {arg:?} is not valid UTF-8"));
+                }
+                return Ok(Scan::Command(Some(arg)));
+            };
+            if text == "--" {
+                return Ok(Scan::Command(args.next()));
+            }
+            let found = if let Some(long) = text.strip_prefix("--") {
+                self.long(long, args)?
+            } else if text.len() > 1 && text.starts_with('-') {
+                self.shorts(&text[1..], args)?
+            } else {
+                return Ok(Scan::Command(Some(arg)));
+            };
+            if let Some(early) = found {
+                return Ok(Scan::Early(early));
+            }
+        }
+        Ok(Scan::Command(None))
+    }
+
+    /// One `--name` or `--name=value`.
+    fn long(&mut self, long: &str, args: Args) -> Result<Option<Parsed>, String> {
         let (name, inline) = match long.split_once('=') {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (long, None),
         };
-        let takes_value = matches!(
-            name,
-            "rewrite"
-                | "pdeathsig"
-                | "remap-exit"
-                | "log-format"
-                | "drain"
-                | "grace-period"
-                | "stop-on"
-                | "pre-stop"
-        );
-        let is_switch = matches!(
-            name,
-            "subreaper" | "single-child" | "verbose" | "quiet" | "help" | "version"
-        );
-        if !takes_value && !is_switch {
-            return Err(format!(
-                "unknown option {:?} (see usher --help)",
-                format!("--{name}")
-            ));
-        }
-        if !takes_value && inline.is_some() {
-            return Err(format!("option --{name} takes no value"));
-        }
-        let mut value = || match inline.clone() {
-            Some(v) => Ok(v),
-            None => value_of(&format!("--{name}"), args),
+        let Some(opt) = OPTIONS.iter().find(|o| o.long == Some(name)) else {
+            let flag = format!("--{name}");
+            return Err(format!("unknown option {flag:?} (see usher --help)"));
         };
-        match name {
-            "subreaper" => self.subreaper = Some(true),
-            "single-child" => self.single_child = Some(true),
-            "verbose" => self.shift_verbosity(1),
-            "quiet" => self.shift_verbosity(-1),
-            "rewrite" => self.rewrite.push(value()?),
-            "pdeathsig" => self.pdeathsig = Some(value()?),
-            "remap-exit" => self.remap.push(value()?),
-            "log-format" => self.log_format = Some(value()?),
-            "drain" => self.drain = Some(value()?),
-            "grace-period" => self.grace = Some(value()?),
-            "stop-on" => self.stop_on = Some(value()?),
-            "pre-stop" => self.pre_stop = Some(value()?),
-            "help" => self.early = Some(Parsed::Help),
-            "version" => self.early = Some(Parsed::Version),
-            _ => {
-                return Err(format!(
-                    "unknown option {:?} (see usher --help)",
-                    format!("--{name}")
-                ))
-            }
-        }
-        Ok(self.early.is_some())
+        let value = match (opt.value, inline) {
+            (None, Some(_)) => return Err(format!("option --{name} takes no value")),
+            (None, None) => opt.switch.to_string(),
+            (Some(_), Some(v)) => v,
+            (Some(_), None) => value_of(&format!("--{name}"), args)?,
+        };
+        Ok(self.push(opt, value))
     }
 
     /// A bundle of short flags like `-sv` or `-pKILL`.
-    fn shorts(&mut self, bundle: &str, args: Args) -> Result<bool, String> {
+    fn shorts(&mut self, bundle: &str, args: Args) -> Result<Option<Parsed>, String> {
         for (i, c) in bundle.char_indices() {
-            let rest = &bundle[i + c.len_utf8()..];
-            let mut value = || {
-                if rest.is_empty() {
-                    value_of(&format!("-{c}"), args)
-                } else {
-                    Ok(rest.to_string())
-                }
+            let Some(opt) = OPTIONS.iter().find(|o| o.short == Some(c)) else {
+                let flag = format!("-{bundle}");
+                return Err(match bundle.len() {
+                    1 => format!("unknown option {flag:?} (see usher --help)"),
+                    _ => format!("unknown option {c:?} in {flag:?} (see usher --help)"),
+                });
             };
-            match c {
-                's' => self.subreaper = Some(true),
-                'c' => self.single_child = Some(true),
-                'g' => self.single_child = Some(false),
-                'v' => self.shift_verbosity(1),
-                'q' => self.shift_verbosity(-1),
-                'h' => self.early = Some(Parsed::Help),
-                'V' => self.early = Some(Parsed::Version),
-                'r' | 'p' | 'e' => {
-                    let v = value()?;
-                    match c {
-                        'r' => self.rewrite.push(v),
-                        'p' => self.pdeathsig = Some(v),
-                        _ => self.remap.push(v),
-                    }
-                    return Ok(self.early.is_some());
+            if opt.value.is_none() {
+                if let Some(early) = self.push(opt, opt.switch.to_string()) {
+                    return Ok(Some(early));
                 }
-                _ if bundle.len() > 1 => {
-                    return Err(format!(
-                        "unknown option {c:?} in {:?} (see usher --help)",
-                        format!("-{bundle}")
-                    ))
-                }
-                _ => {
-                    return Err(format!(
-                        "unknown option {:?} (see usher --help)",
-                        format!("-{c}")
-                    ))
-                }
+                continue;
             }
-            if self.early.is_some() {
-                return Ok(true);
+            // The rest of the bundle is the value, or else the next argument.
+            let rest = &bundle[i + c.len_utf8()..];
+            let value = match rest {
+                "" => value_of(&format!("-{c}"), args)?,
+                _ => rest.to_string(),
+            };
+            return Ok(self.push(opt, value));
+        }
+        Ok(None)
+    }
+
+    fn push(&mut self, opt: &'static Opt, value: String) -> Option<Parsed> {
+        match opt.setting {
+            Setting::Help => Some(Parsed::Help),
+            Setting::Version => Some(Parsed::Version),
+            _ => {
+                self.0.push((opt, value));
+                None
             }
         }
-        Ok(false)
     }
 
-    fn shift_verbosity(&mut self, by: i32) {
-        *self.verbosity.get_or_insert(0) += by;
+    /// The values given for `setting` by flags, in order.
+    fn flags(&self, setting: Setting) -> Vec<String> {
+        let given = self.0.iter().filter(|(o, _)| o.setting == setting);
+        given.map(|(_, v)| v.clone()).collect()
     }
 
-    fn into_config(
-        self,
+    /// The log format, for a usage error: the flag if it was given and is
+    /// valid, else the variable's if valid, else text.
+    fn log_format(&self, env: &dyn Fn(&str) -> Option<OsString>) -> Format {
+        let row = owner(Setting::LogFormat);
+        let valid = |v: Option<String>| parse_format("", &v?).ok();
+        let from_flag = valid(self.flags(Setting::LogFormat).pop());
+        let from_env = || valid(env(row.env?.0)?.into_string().ok());
+        from_flag.or_else(from_env).unwrap_or(Format::Text)
+    }
+
+    fn to_config(
+        &self,
         command: Vec<OsString>,
         env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Config, String> {
-        // An empty variable is an unset one (`ENV USHER_DRAIN=` in a
-        // Dockerfile, or `-e USHER_DRAIN=` to clear an image's setting).
-        let get = |name: &str| -> Result<Option<String>, String> {
-            env(name)
-                .filter(|v| !v.to_string_lossy().trim().is_empty())
-                .map(|v| {
-                    v.into_string()
-                        .map_err(|v| format!("{name}={v:?} is not valid UTF-8"))
-                })
-                .transpose()
-        };
-        let subreaper = pick_bool(self.subreaper, "USHER_SUBREAPER", &get)?;
-        let single_child = pick_bool(self.single_child, "USHER_SINGLE_CHILD", &get)?;
-
-        let mut policy = Policy {
-            single_child,
-            ..Policy::default()
-        };
-        let (specs, from) = list(self.rewrite, "--rewrite", "USHER_REWRITE", &get)?;
-        for spec in specs {
-            let (sig, to) = Rewrite::parse_spec(&spec).map_err(|e| blame(from, e))?;
-            policy.rewrite.set(sig, to);
-        }
-        let (codes, from) = list(self.remap, "--remap-exit", "USHER_REMAP_EXIT", &get)?;
-        for code in codes {
-            policy.remap_exit.push(parse_exit_code(from, &code)?);
-        }
-        if let Some((v, from)) = pick(self.stop_on, "--stop-on", "USHER_STOP_ON", &get)? {
-            policy.stop_on = parse_stop_on(from, &v)?;
-        }
-        let mut drain_from = "the default --drain";
-        if let Some((v, from)) = pick(self.drain, "--drain", "USHER_DRAIN", &get)? {
-            policy.drain = parse_duration(from, &v)?;
-            drain_from = from;
-        }
-        if let Some((v, from)) = pick(self.grace, "--grace-period", "USHER_GRACE_PERIOD", &get)? {
-            let grace = parse_duration(from, &v)?;
-            if policy.drain >= grace {
-                return Err(format!(
-                    "{drain_from} {} must be shorter than {from} {}: the grace period counts from the same stop signal and must leave the app time to stop",
-                    humantime::format_duration(policy.drain),
-                    humantime::format_duration(grace)
-                ));
+        let mut s = Settings::default();
+        let mut seen = Vec::new();
+        for opt in OPTIONS {
+            if seen.contains(&opt.setting) {
+                continue;
             }
-            policy.grace = Some(grace);
+            seen.push(opt.setting);
+            let from_flags = self.flags(opt.setting);
+            let (values, from) = if !from_flags.is_empty() {
+                (from_flags, Source::Flag(flag_name(opt)))
+            } else if let Some((var, _)) = opt.env {
+                match env_value(env, var)? {
+                    Some(v) if opt.list => (split_list(&v), Source::Env(var)),
+                    Some(v) => (vec![v], Source::Env(var)),
+                    None => continue,
+                }
+            } else {
+                continue;
+            };
+            s.apply(opt.setting, &values, from)?;
         }
-        let pre_stop = match pick(self.pre_stop, "--pre-stop", "USHER_PRE_STOP", &get)? {
-            Some((line, from)) => Some(words::split(&line).map_err(|e| blame(from, e))?),
-            None => None,
-        };
-        policy.pre_stop = pre_stop.is_some();
+        s.into_config(command)
+    }
+}
 
-        let pdeathsig = match pick(self.pdeathsig, "--pdeathsig", "USHER_PDEATHSIG", &get)? {
-            Some((v, from)) => Some(Signal::parse(&v).map_err(|e| blame(from, e))?),
-            None => None,
-        };
-        let log = Logger {
-            level: log_level(self.verbosity, &get)?,
-            format: log_format(self.log_format, &get)?,
-        };
-        Ok(Config {
-            command,
-            subreaper,
-            pdeathsig,
-            pre_stop,
-            policy,
-            log,
-        })
+/// The row that names a setting in messages and owns its variable.
+fn owner(setting: Setting) -> &'static Opt {
+    let mut rows = OPTIONS.iter().filter(|o| o.setting == setting);
+    let first = rows.next().unwrap_or(&OPTIONS[0]);
+    OPTIONS
+        .iter()
+        .find(|o| o.setting == setting && o.env.is_some())
+        .unwrap_or(first)
+}
+
+/// `--long`, or `-s` for a flag without a long form.
+fn flag_name(opt: &Opt) -> String {
+    let owner = owner(opt.setting);
+    match (owner.long, owner.short) {
+        (Some(l), _) => format!("--{l}"),
+        (None, Some(s)) => format!("-{s}"),
+        (None, None) => String::new(),
+    }
+}
+
+/// Where a setting's values came from.
+#[derive(Clone, Debug)]
+enum Source {
+    Flag(String),
+    Env(&'static str),
+}
+
+impl Source {
+    /// How messages name it: `--drain` or `USHER_DRAIN`.
+    fn name(&self) -> &str {
+        match self {
+            Source::Flag(f) => f,
+            Source::Env(v) => v,
+        }
     }
 }
 
@@ -365,19 +538,107 @@ fn value_of(flag: &str, args: Args) -> Result<String, String> {
         .map_err(|v| format!("the value of {flag}, {v:?}, is not valid UTF-8"))
 }
 
-type Get<'a> = dyn Fn(&str) -> Result<Option<String>, String> + 'a;
+/// A variable's value; an empty one is an unset one (`ENV USHER_DRAIN=` in a
+/// Dockerfile, or `-e USHER_DRAIN=` to clear an image's setting).
+fn env_value(env: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Result<Option<String>, String> {
+    env(name)
+        .filter(|v| !v.to_string_lossy().trim().is_empty())
+        .map(|v| {
+            v.into_string()
+                .map_err(|v| format!("{name}={v:?} is not valid UTF-8"))
+        })
+        .transpose()
+}
 
-/// The flag's value if given, else the environment variable's, with the
-/// name of where it came from (for messages).
-fn pick(
-    flag: Option<String>,
-    flag_name: &'static str,
-    var: &'static str,
-    get: &Get,
-) -> Result<Option<(String, &'static str)>, String> {
-    match flag {
-        Some(v) => Ok(Some((v, flag_name))),
-        None => Ok(get(var)?.map(|v| (v, var))),
+fn split_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The settings as they are resolved, before the checks between them.
+#[derive(Default)]
+struct Settings {
+    subreaper: bool,
+    pdeathsig: Option<Signal>,
+    pre_stop: Option<Vec<String>>,
+    policy: Policy,
+    drain_from: Option<String>,
+    grace_from: Option<String>,
+    level: Option<Level>,
+    format: Option<Format>,
+}
+
+impl Settings {
+    /// What each option means: `values` as given (the last one counts for
+    /// an option given once), `from` the flag or variable, for messages.
+    fn apply(&mut self, setting: Setting, values: &[String], from: Source) -> Result<(), String> {
+        let name = from.name();
+        let last = values.last().map(String::as_str).unwrap_or_default();
+        let p = &mut self.policy;
+        match setting {
+            Setting::Subreaper => self.subreaper = boolean(&from, last)?,
+            Setting::SingleChild => p.single_child = boolean(&from, last)?,
+            Setting::Rewrite => {
+                for spec in values {
+                    let (sig, to) = Rewrite::parse_spec(spec).map_err(|e| blame(name, e))?;
+                    p.rewrite.set(sig, to);
+                }
+            }
+            Setting::RemapExit => {
+                for code in values {
+                    p.remap_exit.push(parse_exit_code(name, code)?);
+                }
+            }
+            Setting::Pdeathsig => {
+                self.pdeathsig = Some(Signal::parse(last).map_err(|e| blame(name, e))?)
+            }
+            Setting::Drain => {
+                p.drain = parse_duration(name, last)?;
+                self.drain_from = Some(name.to_string());
+            }
+            Setting::GracePeriod => {
+                p.grace = Some(parse_duration(name, last)?);
+                self.grace_from = Some(name.to_string());
+            }
+            Setting::StopOn => p.stop_on = parse_stop_on(name, last)?,
+            Setting::PreStop => {
+                self.pre_stop = Some(words::split(last).map_err(|e| blame(name, e))?);
+                p.hooks.push(HookKind::PreStop);
+            }
+            Setting::Verbosity => self.level = Some(level(&from, values)?),
+            Setting::LogFormat => self.format = Some(parse_format(name, last)?),
+            Setting::Help | Setting::Version => {}
+        }
+        Ok(())
+    }
+
+    fn into_config(self, command: Vec<OsString>) -> Result<Config, String> {
+        let policy = self.policy;
+        if let Some(grace) = policy.grace {
+            if policy.drain >= grace {
+                let drain_from = self.drain_from.as_deref().unwrap_or("the default --drain");
+                let grace_from = self.grace_from.as_deref().unwrap_or_default();
+                return Err(format!(
+                    "{drain_from} {} must be shorter than {grace_from} {}: the grace period counts from the same stop signal and must leave the app time to stop",
+                    humantime::format_duration(policy.drain),
+                    humantime::format_duration(grace)
+                ));
+            }
+        }
+        Ok(Config {
+            command,
+            subreaper: self.subreaper,
+            pdeathsig: self.pdeathsig,
+            pre_stop: self.pre_stop,
+            policy,
+            log: Logger {
+                level: self.level.unwrap_or(Level::Info),
+                format: self.format.unwrap_or(Format::Text),
+            },
+        })
     }
 }
 
@@ -386,40 +647,40 @@ fn blame(from: &str, e: String) -> String {
     format!("{from}: {e}")
 }
 
-fn pick_bool(flag: Option<bool>, var: &str, get: &Get) -> Result<bool, String> {
-    if let Some(b) = flag {
-        return Ok(b);
-    }
-    match get(var)?.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
-        None => Ok(false),
-        Some(v) => match v.as_str() {
-            "1" | "true" | "yes" | "on" => Ok(true),
-            "0" | "false" | "no" | "off" | "" => Ok(false),
-            _ => Err(format!("{var}={v:?} is not a boolean (use 1 or 0)")),
-        },
+/// A switch's own value, or a variable's `1`/`0` (and their spellings).
+fn boolean(from: &Source, value: &str) -> Result<bool, String> {
+    let v = value.trim().to_ascii_lowercase();
+    match v.as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(format!(
+            "{}={v:?} is not a boolean (use 1 or 0)",
+            from.name()
+        )),
     }
 }
 
-/// Repeated flags, or else the comma-separated variable: flags replace it whole.
-fn list(
-    flags: Vec<String>,
-    flag_name: &'static str,
-    var: &'static str,
-    get: &Get,
-) -> Result<(Vec<String>, &'static str), String> {
-    if !flags.is_empty() {
-        return Ok((flags, flag_name));
+/// `-v`/`-q` flags move from info one step each; `USHER_LOG` names a level.
+fn level(from: &Source, values: &[String]) -> Result<Level, String> {
+    match from {
+        Source::Flag(_) => {
+            let steps = values.iter().map(|v| if v == "-1" { -1 } else { 1 }).sum();
+            Ok(Level::Info.shifted(steps))
+        }
+        Source::Env(var) => {
+            let v = values.last().map(String::as_str).unwrap_or_default();
+            Level::parse(v)
+                .ok_or_else(|| format!("{var}={v:?} is not one of error, warn, info, debug, trace"))
+        }
     }
-    let items = get(var)?
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(String::from)
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok((items, var))
+}
+
+fn parse_format(from: &str, v: &str) -> Result<Format, String> {
+    match v.trim() {
+        "text" => Ok(Format::Text),
+        "json" => Ok(Format::Json),
+        other => Err(format!("{from} {other:?} is not text or json")),
+    }
 }
 
 fn parse_exit_code(from: &str, text: &str) -> Result<i32, String> {
@@ -484,29 +745,6 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn log_level(verbosity: Option<i32>, get: &Get) -> Result<Level, String> {
-    if let Some(steps) = verbosity {
-        return Ok(Level::Info.shifted(steps));
-    }
-    match get("USHER_LOG")? {
-        None => Ok(Level::Info),
-        Some(v) => Level::parse(&v).ok_or_else(|| {
-            format!("USHER_LOG={v:?} is not one of error, warn, info, debug, trace")
-        }),
-    }
-}
-
-fn log_format(flag: Option<String>, get: &Get) -> Result<Format, String> {
-    match pick(flag, "--log-format", "USHER_LOG_FORMAT", get)? {
-        None => Ok(Format::Text),
-        Some((v, from)) => match v.trim() {
-            "text" => Ok(Format::Text),
-            "json" => Ok(Format::Json),
-            other => Err(format!("{from} {other:?} is not text or json")),
-        },
-    }
-}
-
 /// The app's command as text for messages.
 pub fn show(arg: &OsStr) -> String {
     arg.to_string_lossy().into_owned()
@@ -522,9 +760,10 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
-        match parse(args.iter().map(OsString::from), |k| env.get(k).cloned())? {
-            Parsed::Run(c) => Ok(*c),
-            other => Err(format!("expected a run, got {other:?}")),
+        match parse(args.iter().map(OsString::from), |k| env.get(k).cloned()) {
+            Err(usage) => Err(usage.message),
+            Ok(Parsed::Run(c)) => Ok(*c),
+            Ok(other) => Err(format!("expected a run, got {other:?}")),
         }
     }
 
@@ -579,6 +818,7 @@ mod tests {
         assert_eq!(c.policy.grace, Some(Duration::from_secs(10)));
         assert_eq!(c.policy.stop_on, [Signal::QUIT]);
         assert_eq!(c.pre_stop, Some(vec!["sleep".into(), "1".into()]));
+        assert_eq!(c.policy.hooks, [HookKind::PreStop]);
         let c = run(
             &[
                 "-q",
@@ -696,6 +936,50 @@ mod tests {
                 "{args:?}: {err:?} should mention {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_usage_error_follows_the_log_format_asked_for_and_the_flag_wins() {
+        let format = |args: &[&str], env: &[(&str, &str)]| {
+            let env: HashMap<String, OsString> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), OsString::from(v)))
+                .collect();
+            match parse(args.iter().map(OsString::from), |k| env.get(k).cloned()) {
+                Err(usage) => usage.format,
+                Ok(p) => panic!("{args:?} parsed: {p:?}"),
+            }
+        };
+        let json = [("USHER_LOG_FORMAT", "json")];
+        assert_eq!(format(&["--bogus", "app"], &[]), Format::Text);
+        assert_eq!(format(&["--bogus", "app"], &json), Format::Json);
+        assert_eq!(format(&["--log-format=json", "--bogus"], &[]), Format::Json);
+        assert_eq!(
+            format(&["--log-format", "text", "--bogus"], &json),
+            Format::Text,
+            "the flag wins over the variable"
+        );
+        assert_eq!(
+            format(&["--drain", "5", "app", "--log-format", "json"], &[]),
+            Format::Text,
+            "the app's own arguments are the app's"
+        );
+        assert_eq!(format(&["--log-format", "xml", "app"], &json), Format::Json);
+        assert_eq!(format(&[], &[("USHER_LOG_FORMAT", "xml")]), Format::Text);
+    }
+
+    #[test]
+    fn help_lists_every_option_and_variable_from_the_table() {
+        let help = help();
+        for opt in OPTIONS.iter().filter(|o| !o.help.is_empty()) {
+            if let Some(long) = opt.long {
+                assert!(help.contains(&format!("--{long}")), "--{long}");
+            }
+            if let Some((var, example)) = opt.env {
+                assert!(help.contains(&format!("{var}={example}")), "{var}");
+            }
+        }
+        assert!(help.lines().all(|l| l.chars().count() <= 120), "{help}");
     }
 
     #[test]

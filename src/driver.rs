@@ -1,92 +1,80 @@
-//! The thin loop around the state machine: syscalls become events, actions become syscalls.
+//! The thin loop around the state machine: system calls become events, actions become system calls.
 //!
 //! One process, one thread, two file descriptors: a signalfd for every
-//! signal usher handles and a timerfd for the machine's next deadline. The
-//! loop blocks in `poll` with no timeout, so an idle usher makes no system
-//! call at all.
+//! signal usher handles and a timerfd for the machine's next deadline. With
+//! no timer armed the loop blocks in the signalfd's own `read`; with one, in
+//! `poll` on both. Either way an idle usher makes no system call at all.
+//!
+//! The error rule: usher exits 125 only when it can no longer see what
+//! happens — the signalfd or the timerfd cannot be made, read or armed, or
+//! `poll` fails. Everything else (a signal that cannot be sent, `waitpid`,
+//! handing over the terminal, a hook that cannot start) is logged and
+//! survived: the app keeps its init.
 
+use std::io::IsTerminal;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use crate::cli::Config;
-use crate::log::{Level, Logger, Value};
-use crate::machine::{Action, Event, KillCause, Machine, Pid, Target};
+use crate::log::{Level, Logger};
+use crate::machine::{Action, Event, Found, HookKind, Machine, Start, Target};
+use crate::process::Pid;
 use crate::signals::Signal;
-use crate::spawn::{self, SpawnError};
 use crate::sys::{self, Reap};
-use crate::{procs, report};
+use crate::{procs, report, spawn};
 
-/// usher's own failure, exit 125.
+/// usher's own failure.
 pub const EXIT_USHER: i32 = 125;
 
 struct Driver {
     cfg: Config,
-    log: Logger,
     machine: Machine,
     signals: OwnedFd,
     timer: OwnedFd,
+    /// What the timerfd is set to.
     armed: Option<Duration>,
-    me: Pid,
-    pid1: bool,
-    child: Pid,
-    /// SIGKILL rounds so far: only the first is worth a warning.
-    kill_rounds: u32,
-    /// What the last reaping round found: usher still has children.
-    children_left: bool,
-    /// A probe since the last reaping round found nothing left.
-    found_empty: bool,
+    start: Start,
+}
+
+/// Which of the two fds has something to read.
+struct Ready {
+    signals: bool,
+    timer: bool,
 }
 
 /// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
 /// Every catchable signal must already be blocked (see `main`).
-pub fn run(mut cfg: Config) -> i32 {
-    let log = cfg.log;
+pub fn run(cfg: Config) -> i32 {
     let me = sys::getpid();
-    let pid1 = me == 1;
-    prepare(&cfg, pid1);
-
+    prepare(&cfg, me == 1);
     let fds = sys::signalfd(Signal::blocked_set()).and_then(|s| Ok((s, sys::timerfd()?)));
     let (signals, timer) = match fds {
         Ok(fds) => fds,
-        Err(e) => {
-            log.log(
-                Level::Error,
-                None,
-                "cannot set up signal handling",
-                &[("error", e.to_string().into())],
-            );
-            return EXIT_USHER;
-        }
+        Err(e) => return fatal(&cfg.log, "cannot set up signal handling", &e),
     };
     crate::log::use_nonblocking_stderr();
-    let foreground = sys::isatty(libc::STDIN_FILENO);
-    let child = match spawn::spawn(&cfg.command, foreground) {
+    let terminal = std::io::stdin().is_terminal();
+    let app = match spawn::spawn(&cfg.command, terminal) {
         Ok(pid) => pid,
-        Err(e) => return spawn_failed(&log, &cfg, &e),
+        Err(e) => {
+            cfg.log.error(&e.message(&cfg.command[0]), &[]);
+            return e.exit_code();
+        }
     };
-    log.log(
-        Level::Debug,
-        None,
+    let cmd: Vec<String> = cfg.command.iter().map(|w| crate::cli::show(w)).collect();
+    cfg.log.debug(
         "started",
-        &[("pid", child.into()), ("cmd", report_cmd(&cfg).into())],
+        &[("pid", app.into()), ("cmd", cmd.join(" ").into())],
     );
-    // Only a job of an interactive shell stops with its app; elsewhere a
-    // stopped app must not freeze usher (and its forwarding and reaping).
-    cfg.policy.job_control = !pid1 && foreground;
-    let machine = Machine::new(cfg.policy.clone(), child, sys::now());
+    let start = Start { app, me, terminal };
+    let machine = Machine::new(cfg.policy.clone(), start, sys::now());
     let mut driver = Driver {
         cfg,
-        log,
         machine,
         signals,
         timer,
         armed: None,
-        me,
-        pid1,
-        child,
-        kill_rounds: 0,
-        children_left: true,
-        found_empty: false,
+        start,
     };
     driver.run()
 }
@@ -95,10 +83,8 @@ pub fn run(mut cfg: Config) -> i32 {
 fn prepare(cfg: &Config, pid1: bool) {
     let log = &cfg.log;
     for name in crate::cli::unknown_vars(std::env::vars_os().map(|(k, _)| k)) {
-        let known = crate::cli::ENV_VARS.join(", ");
-        log.log(
-            Level::Warn,
-            None,
+        let known = crate::cli::env_vars().join(", ");
+        log.warn(
             "unknown variable ignored (a typo?)",
             &[("name", name.into()), ("known", known.into())],
         );
@@ -107,30 +93,18 @@ fn prepare(cfg: &Config, pid1: bool) {
     if cfg.subreaper && !pid1 {
         match sys::set_subreaper() {
             Ok(()) => reaper = true,
-            Err(e) => log.log(
-                Level::Warn,
-                None,
-                "cannot become a subreaper",
-                &[("error", e.to_string().into())],
-            ),
+            Err(e) => log.warn("cannot become a subreaper", &[("error", (&e).into())]),
         }
     }
     if !reaper {
-        log.log(
-            Level::Warn,
-            None,
-            "not PID 1 and not a subreaper: orphans will not be reaped by usher (use -s or USHER_SUBREAPER=1)",
-            &[],
-        );
+        log.warn("not PID 1 and not a subreaper: orphans will not be reaped by usher (use -s or USHER_SUBREAPER=1)", &[]);
     }
     if let Some(sig) = cfg.pdeathsig {
         let parent = sys::getppid();
         if let Err(e) = sys::set_pdeathsig(sig) {
-            log.log(
-                Level::Warn,
-                None,
+            log.warn(
                 "cannot set the parent-death signal",
-                &[("error", e.to_string().into())],
+                &[("error", (&e).into())],
             );
         } else if parent != sys::getppid() {
             // The parent died before prctl took hold: deliver the signal now.
@@ -139,68 +113,70 @@ fn prepare(cfg: &Config, pid1: bool) {
     }
 }
 
-fn spawn_failed(log: &Logger, cfg: &Config, e: &SpawnError) -> i32 {
-    log.log(Level::Error, None, &e.message(&cfg.command[0]), &[]);
-    e.exit_code()
-}
-
-fn report_cmd(cfg: &Config) -> String {
-    let words: Vec<String> = cfg.command.iter().map(|w| crate::cli::show(w)).collect();
-    words.join(" ")
+/// Logs a failure that ends usher, and gives its exit code.
+fn fatal(log: &Logger, what: &str, e: &std::io::Error) -> i32 {
+    log.error(what, &[("error", e.into())]);
+    EXIT_USHER
 }
 
 impl Driver {
     fn run(&mut self) -> i32 {
-        let mut pending = Vec::new();
+        let mut batch = Vec::new();
         loop {
             if let Some(code) = self.perform() {
                 return code;
             }
             if let Err(e) = self.arm_timer() {
-                self.fail("cannot arm the timer", e);
-                return EXIT_USHER;
+                return fatal(&self.cfg.log, "cannot arm the timer", &e);
             }
-            // No timer armed: block in the signalfd's own read, one system
-            // call per wake-up instead of poll and read.
-            let waited = match self.armed {
-                None => Ok([true, false]),
-                Some(_) => sys::wait_readable([&self.signals, &self.timer]),
+            let ready = match self.wait() {
+                Ok(ready) => ready,
+                Err(e) => return fatal(&self.cfg.log, "poll failed", &e),
             };
-            let ready = match waited {
-                Ok(r) => r,
-                Err(e) => {
-                    self.fail("poll failed", e);
-                    return EXIT_USHER;
+            if ready.signals {
+                batch.clear();
+                if let Err(e) = sys::read_signals(&self.signals, &mut batch) {
+                    return fatal(&self.cfg.log, "reading signals failed", &e);
                 }
-            };
-            if ready[0] {
-                pending.clear();
-                if let Err(e) = sys::read_signals(&self.signals, &mut pending) {
-                    self.fail("reading signals failed", e);
-                    return EXIT_USHER;
-                }
-                self.on_signals(&pending);
+                self.on_signals(&batch);
             }
-            if ready[1] {
+            if ready.timer {
                 self.on_timer();
             }
         }
     }
 
+    /// With no timer armed, only a signal can come: block in the
+    /// signalfd's own read, one system call per wake-up instead of two.
+    fn wait(&self) -> std::io::Result<Ready> {
+        if self.armed.is_none() {
+            return Ok(Ready {
+                signals: true,
+                timer: false,
+            });
+        }
+        let [signals, timer] = sys::wait_readable([&self.signals, &self.timer])?;
+        Ok(Ready { signals, timer })
+    }
+
     /// Reaps first when SIGCHLD is among them, so that a signal arriving
     /// with the app's exit is judged knowing the app is gone.
-    fn on_signals(&mut self, sigs: &[Signal]) {
-        if sigs.contains(&Signal::CHLD) {
+    fn on_signals(&mut self, batch: &[(Signal, Option<Pid>)]) {
+        if batch.iter().any(|(s, _)| *s == Signal::CHLD) {
             self.reap();
         }
-        for &sig in sigs.iter().filter(|s| **s != Signal::CHLD) {
-            self.log.log(
-                Level::Trace,
-                None,
-                "received",
-                &[("signal", sig.to_string().into())],
-            );
-            self.machine.handle(Event::Signal(sig), sys::now());
+        for &(signal, sender) in batch.iter().filter(|(s, _)| *s != Signal::CHLD) {
+            let log = &self.cfg.log;
+            if log.enabled(Level::Trace) {
+                log.log(
+                    Level::Trace,
+                    None,
+                    "received",
+                    &[("signal", signal.to_string().into())],
+                );
+            }
+            self.machine
+                .handle(Event::Signal { signal, sender }, sys::now());
         }
     }
 
@@ -211,13 +187,13 @@ impl Driver {
                 self.machine.handle(Event::Timer, sys::now());
             }
             Ok(false) => {}
-            Err(e) => self.fail("reading the timer failed", e),
+            Err(e) => self.survive("reading the timer failed", &e),
         }
     }
 
     /// Reaps every ended child, then tells the machine whether any is left.
     fn reap(&mut self) {
-        let untraced = self.cfg.policy.job_control;
+        let untraced = self.machine.wants_stops();
         loop {
             let event = match sys::reap_one(untraced) {
                 Ok(Reap::Child(pid, status)) => Event::Reaped { pid, status },
@@ -228,12 +204,11 @@ impl Driver {
                 Ok(Reap::None) => Event::ReapDone {
                     children_left: false,
                 },
-                Err(e) => return self.fail("waitpid failed", e),
+                Err(e) => return self.survive("waitpid failed", &e),
             };
+            let done = matches!(event, Event::ReapDone { .. });
             self.machine.handle(event, sys::now());
-            if let Event::ReapDone { children_left } = event {
-                self.children_left = children_left;
-                self.found_empty = false;
+            if done {
                 return;
             }
         }
@@ -243,21 +218,15 @@ impl Driver {
     fn perform(&mut self) -> Option<i32> {
         while let Some(action) = self.machine.poll_action() {
             match action {
-                Action::Note(n) => report::note(&self.log, &n),
-                Action::Forward { signal, to, resume } => {
-                    self.forward(signal, to);
-                    if resume {
-                        self.forward(Signal::CONT, to);
-                    }
-                }
-                Action::StartHook => self.start_hook(),
-                Action::SignalStragglers {
-                    signal,
-                    t,
-                    except_group,
-                } => self.signal_leftovers(signal, t, None, except_group),
-                Action::KillAll { cause, t } => {
-                    self.signal_leftovers(Signal::KILL, t, Some(cause), false)
+                Action::Note(n) => report::note(&self.cfg.log, &n),
+                Action::Send { signal, to } => self.send(signal, to),
+                Action::StartHook(kind) => self.start_hook(kind),
+                Action::FindLeftovers(scope) => {
+                    let found = Found {
+                        list: procs::find(scope, self.start.me),
+                        group_alive: sys::exists(-self.start.app),
+                    };
+                    self.machine.handle(Event::Leftovers(found), sys::now());
                 }
                 Action::Exit(code) => return Some(code),
                 Action::StopSelf => sys::stop_self(),
@@ -267,140 +236,57 @@ impl Driver {
         None
     }
 
-    fn forward(&self, sig: Signal, to: Target) {
+    fn send(&self, signal: Signal, to: Target) {
         let result = match to {
-            // A child that moved itself out of its group (setsid) is still reached.
-            Target::Group(pgid) => sys::kill(-pgid, sig).or_else(|_| sys::kill(pgid, sig)),
-            Target::Child(pid) => sys::kill(pid, sig),
+            // A leader that moved itself out of its group (setsid) is still reached.
+            Target::Group(pgid) => sys::kill(-pgid, signal).or_else(|_| sys::kill(pgid, signal)),
+            Target::Process(pid) => sys::kill(pid, signal),
+            Target::Everyone => sys::kill(-1, signal),
         };
         if let Err(e) = result {
-            // ESRCH: the app is already gone, which its reaping will tell;
+            // ESRCH: the target is already gone, which its reaping will tell;
             // anything else (EPERM) means a signal was lost, worth a warning.
-            let level = if e.raw_os_error() == Some(libc::ESRCH) {
-                Level::Debug
-            } else {
-                Level::Warn
+            let level = match e.raw_os_error() {
+                Some(libc::ESRCH) => Level::Debug,
+                _ => Level::Warn,
             };
+            let to = report::target(to).into();
             let fields = [
-                ("signal", Value::from(sig.to_string())),
-                ("to", report::target(to).into()),
-                ("error", e.to_string().into()),
+                ("signal", signal.to_string().into()),
+                ("to", to),
+                ("error", (&e).into()),
             ];
-            self.log.log(level, None, "forward failed", &fields);
+            self.cfg.log.log(level, None, "forward failed", &fields);
         }
+    }
+
+    fn start_hook(&mut self, kind: HookKind) {
+        let event = match self.cfg.hook(kind) {
+            None => Event::HookFailed {
+                kind,
+                reason: "no command configured".into(),
+            },
+            Some(words) => {
+                let argv: Vec<_> = words.iter().map(Into::into).collect();
+                match spawn::spawn(&argv, false) {
+                    Ok(pid) => Event::HookStarted { kind, pid },
+                    Err(e) => Event::HookFailed {
+                        kind,
+                        reason: e.message(&argv[0]),
+                    },
+                }
+            }
+        };
+        self.machine.handle(event, sys::now());
     }
 
     /// After `fg`: the terminal came back to usher's group; pass it to the app.
     fn foreground(&self) {
         let tty = libc::STDIN_FILENO;
-        if sys::isatty(tty) && sys::in_foreground(tty) {
-            if let Err(e) = sys::give_terminal(tty, self.child) {
-                self.fail("cannot hand the terminal to the app", e);
+        if std::io::stdin().is_terminal() && sys::in_foreground(tty) {
+            if let Err(e) = sys::give_terminal(tty, self.start.app) {
+                self.survive("cannot hand the terminal to the app", &e);
             }
-        }
-    }
-
-    fn start_hook(&mut self) {
-        let Some(words) = self.cfg.pre_stop.clone() else {
-            return self.machine.handle(Event::HookFailed, sys::now());
-        };
-        let argv: Vec<_> = words.iter().map(Into::into).collect();
-        match spawn::spawn(&argv, false) {
-            Ok(pid) => self.machine.handle(Event::HookStarted(pid), sys::now()),
-            Err(e) => {
-                self.log.log(
-                    Level::Warn,
-                    None,
-                    "pre-stop hook failed",
-                    &[("error", e.message(&argv[0]).into())],
-                );
-                self.machine.handle(Event::HookFailed, sys::now());
-            }
-        }
-    }
-
-    /// Signals whatever the app left behind (all of the namespace as PID 1).
-    fn signal_leftovers(
-        &mut self,
-        sig: Signal,
-        t: Duration,
-        kill: Option<KillCause>,
-        except_group: bool,
-    ) {
-        if self.found_empty || !self.anything_left() {
-            // The common case, an app that exited alone: probed once, and
-            // the SIGKILL round that follows needs no second look.
-            self.found_empty = true;
-            return;
-        }
-        // Signal first, list afterwards: reading /proc can take a while on a
-        // busy host, and the dead stay listed as zombies until reaped. A stop
-        // signal is followed by SIGCONT, so stopped leftovers see it too.
-        let sigs: &[Signal] = if kill.is_none() {
-            &[sig, Signal::CONT]
-        } else {
-            &[sig]
-        };
-        if !except_group {
-            for &s in sigs {
-                let _ = sys::kill(if self.pid1 { -1 } else { -self.child }, s);
-            }
-        }
-        let pids = procs::leftovers(self.me, self.pid1, self.child, except_group);
-        for &s in sigs {
-            match &pids {
-                // Descendants that left the app's group (reparented orphans, the
-                // hook), or everything but the group when it was already told.
-                Some(list) if !self.pid1 || except_group => {
-                    for &p in list {
-                        let _ = sys::kill(p, s);
-                    }
-                }
-                // No /proc as PID 1: better a second signal than none outside the group.
-                None if except_group && self.pid1 => {
-                    let _ = sys::kill(-1, s);
-                }
-                _ => {}
-            }
-        }
-        let listed = match &pids {
-            Some(list) if list.is_empty() => return,
-            Some(list) => Value::List(list.iter().map(|&p| p.into()).collect()),
-            None => Value::from("unknown (no /proc)"),
-        };
-        let fields = [("signal", Value::from(sig.to_string())), ("pids", listed)];
-        if kill.is_some() {
-            self.kill_rounds += 1;
-        }
-        match kill {
-            Some(_) if self.kill_rounds > 1 => {
-                self.log
-                    .log(Level::Debug, Some(t), "killing again", &fields)
-            }
-            None => self
-                .log
-                .log(Level::Info, Some(t), "signalled leftovers", &fields),
-            Some(KillCause::Deadline) => {
-                self.log
-                    .log(Level::Warn, Some(t), "grace period over, killing", &fields)
-            }
-            Some(KillCause::NoGrace) => {
-                self.log
-                    .log(Level::Info, Some(t), "killing leftovers", &fields)
-            }
-        }
-    }
-
-    /// Whether the app can have left anything, by cheap probes (signal 0):
-    /// as PID 1, any other process in the namespace; otherwise a child of
-    /// usher or a member of the app's group.
-    fn anything_left(&self) -> bool {
-        if self.pid1 {
-            // The namespace's own /proc is a short list; kill(-1, 0) walks
-            // every task on the host.
-            procs::others_in_namespace(self.me).unwrap_or_else(|| sys::exists(-1))
-        } else {
-            self.children_left || sys::exists(-self.child)
         }
     }
 
@@ -413,8 +299,8 @@ impl Driver {
         Ok(())
     }
 
-    fn fail(&self, what: &str, e: std::io::Error) {
-        self.log
-            .log(Level::Error, None, what, &[("error", e.to_string().into())]);
+    /// Logs a failure that usher lives with (see the module doc).
+    fn survive(&self, what: &str, e: &std::io::Error) {
+        self.cfg.log.error(what, &[("error", e.into())]);
     }
 }

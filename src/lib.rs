@@ -2,11 +2,14 @@
 //!
 //! The binary is `src/main.rs`; this library holds its parts so that tests
 //! (and fuzzers) can drive them directly. Start reading at [`machine`].
+//! Only [`sys`] may use `unsafe`.
+#![deny(unsafe_code)]
 
 pub mod cli;
 pub mod driver;
 pub mod log;
 pub mod machine;
+pub mod process;
 pub mod procs;
 pub mod report;
 pub mod signals;

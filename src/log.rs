@@ -8,8 +8,8 @@
 //! lines (counted and reported once it can write again), never its loop.
 
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::Write as _;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -17,13 +17,13 @@ use std::time::Duration;
 use crate::sys;
 
 /// The non-blocking twin of stderr, once [`use_nonblocking_stderr`] ran.
-static SINK: OnceLock<Option<OwnedFd>> = OnceLock::new();
+static SINK: OnceLock<Option<File>> = OnceLock::new();
 /// Lines dropped because stderr was full.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// From now on, never block on a full stderr pipe (called before the loop).
 pub fn use_nonblocking_stderr() {
-    SINK.get_or_init(|| sys::nonblocking_twin(libc::STDERR_FILENO));
+    SINK.get_or_init(|| sys::nonblocking_twin(libc::STDERR_FILENO).map(File::from));
 }
 
 /// Writes one line; on a full pipe drops it and counts it.
@@ -36,14 +36,14 @@ fn emit(line: &str) {
     let dropped = DROPPED.load(Ordering::Relaxed);
     if dropped > 0 {
         let note = format!("usher: warn: {dropped} log lines dropped: stderr was full\n");
-        if sys::write(fd, note.as_bytes()).is_err() {
+        if (&*fd).write(note.as_bytes()).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         }
         DROPPED.fetch_sub(dropped, Ordering::Relaxed);
     }
     // A line under PIPE_BUF is written whole or not at all.
-    if let Err(e) = sys::write(fd, line.as_bytes()) {
+    if let Err(e) = (&*fd).write(line.as_bytes()) {
         if e.kind() == std::io::ErrorKind::WouldBlock {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
@@ -120,6 +120,11 @@ impl From<i32> for Value {
         Value::Int(n.into())
     }
 }
+impl From<&std::io::Error> for Value {
+    fn from(e: &std::io::Error) -> Value {
+        Value::Str(e.to_string())
+    }
+}
 impl From<Duration> for Value {
     fn from(d: Duration) -> Value {
         Value::Secs(d)
@@ -147,6 +152,18 @@ impl Logger {
             Format::Json => json_line(level, t, event, fields),
         };
         emit(&line);
+    }
+
+    pub fn error(&self, event: &str, fields: &[(&str, Value)]) {
+        self.log(Level::Error, None, event, fields);
+    }
+
+    pub fn warn(&self, event: &str, fields: &[(&str, Value)]) {
+        self.log(Level::Warn, None, event, fields);
+    }
+
+    pub fn debug(&self, event: &str, fields: &[(&str, Value)]) {
+        self.log(Level::Debug, None, event, fields);
     }
 }
 

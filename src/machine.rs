@@ -1,65 +1,91 @@
 //! The decisions of PID 1 as a pure state machine: events in, actions out, no system calls.
 //!
-//! The driver (`driver.rs`) turns signals, reaped children and timer expiries
-//! into [`Event`]s, feeds them to [`Machine::handle`], then carries out every
-//! [`Action`] from [`Machine::poll_action`] and arms its one timer for
-//! [`Machine::poll_timeout`]. Everything worth deciding — what to forward to
-//! whom, when the drain ends, when to escalate, when to exit and with what
-//! code — is decided here, so it can be tested without processes or clocks.
+//! Everything worth deciding lives here — what to forward to whom, when a
+//! hook runs and what its result means, when the drain ends, whom to signal
+//! when the app is gone, when to escalate, when to exit and with what code,
+//! and which line goes in the log — so that it can be tested without
+//! processes or clocks (`tests/machine.rs`). The driver (`driver.rs`) only
+//! turns system calls into [`Event`]s and [`Action`]s into system calls.
+//!
+//! # Driving it
+//! 1. Start the app, then [`Machine::new`] with what start-up found ([`Start`]).
+//! 2. For each thing observed, in the order observed, call
+//!    [`Machine::handle`] with the monotonic time (a reading earlier than
+//!    one already seen counts as that one: time never goes back in here).
+//! 3. After each `handle`, take every [`Machine::poll_action`] until `None`
+//!    and carry them out in order. [`Action::FindLeftovers`] is a question:
+//!    answer it at once with [`Event::Leftovers`] (its answer may queue more
+//!    actions behind the ones already taken).
+//! 4. Arm one timer for [`Machine::poll_timeout`] and feed [`Event::Timer`]
+//!    when it comes; a timer that fires early or late does no harm.
+//! 5. Stop at [`Action::Exit`]; nothing comes after it.
+//!
+//! # Life of the app
+//! ```text
+//!  Running ──stop signal──▶ Draining ──drain over, pre-stop done──▶ Stopping
+//!     │                        │                                        │
+//!     └───────────── app reaped (any phase) ─────────────────────────┐ │
+//!                                                                    ▼ ▼
+//!                 AppExited ──end of the reaping round──▶ Leftovers ──none left──▶ Exited
+//! ```
+//! Timers, by name ([`Timer`]): `Drain` (the stop signal is held until it
+//! fires) and `Deadline` (SIGKILL for everything left), both counted from
+//! the first stop signal, or the deadline from the app's own exit.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::process::{Leftover, Pid, Status};
 use crate::signals::{Rewrite, Signal};
-
-pub type Pid = i32;
 
 /// A reading of the monotonic clock (time since boot).
 pub type Time = Duration;
 
-/// How a process ended, as `waitpid` reports it.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Status {
-    Exited(i32),
-    Signaled(Signal),
-}
-
-impl Status {
-    /// The shell's convention: the exit code, or 128+N for death by signal N.
-    pub fn code(self) -> i32 {
-        match self {
-            Status::Exited(c) => c & 0xff,
-            Status::Signaled(s) => 128 + s.number(),
-        }
-    }
-}
-
-/// Where forwarded signals go.
+/// Where a signal goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Target {
-    /// The main child's whole process group (its pgid is its pid).
+    /// A process group (the app's pgid is its pid); when no process is left
+    /// in it, its leader alone (an app that moved itself out with setsid).
     Group(Pid),
-    /// The main child alone (`--single-child`).
-    Child(Pid),
+    /// One process.
+    Process(Pid),
+    /// Every process usher may signal (`kill(-1)`): as PID 1, the namespace.
+    Everyone,
+}
+
+/// The hooks usher can run, by when they run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HookKind {
+    /// When the shutdown sequence begins; the stop signal waits for it.
+    PreStop,
+}
+
+impl HookKind {
+    pub const ALL: [HookKind; 1] = [HookKind::PreStop];
+
+    /// Its name in the log and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            HookKind::PreStop => "pre-stop",
+        }
+    }
 }
 
 /// Everything the user configured that shapes the decisions.
 #[derive(Clone, Debug)]
 pub struct Policy {
+    /// Forward to the app alone rather than its process group.
     pub single_child: bool,
     pub rewrite: Rewrite,
     /// Exit codes reported as 0 (`--remap-exit`).
     pub remap_exit: Vec<i32>,
     /// Signals that start the shutdown sequence, in the order given; the
-    /// first is what stragglers get when the app exits without being asked.
+    /// first is what leftovers get when the app exits without being asked.
     pub stop_on: Vec<Signal>,
     pub drain: Duration,
     pub grace: Option<Duration>,
-    pub pre_stop: bool,
-    /// usher is not PID 1 and behaves as a job of an interactive shell:
-    /// when the app stops (Ctrl-Z), usher stops too; on SIGCONT it hands
-    /// the terminal back to the app before forwarding.
-    pub job_control: bool,
+    /// The hooks configured (their commands are the driver's business).
+    pub hooks: Vec<HookKind>,
 }
 
 impl Default for Policy {
@@ -71,30 +97,164 @@ impl Default for Policy {
             stop_on: vec![Signal::TERM, Signal::INT],
             drain: Duration::ZERO,
             grace: None,
-            pre_stop: false,
-            job_control: false,
+            hooks: Vec::new(),
         }
     }
 }
 
-/// Something that happened, as the driver observed it.
+/// What the driver found at start-up.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Start {
+    /// The app, just spawned (its process group is its pid).
+    pub app: Pid,
+    /// usher's own pid: 1 when it is the namespace's init.
+    pub me: Pid,
+    /// Standard input is a terminal.
+    pub terminal: bool,
+}
+
+impl Start {
+    pub fn pid1(&self) -> bool {
+        self.me == 1
+    }
+
+    /// usher is a job of an interactive shell: when the app stops (Ctrl-Z)
+    /// usher stops too, and on SIGCONT it hands the terminal back first.
+    /// As PID 1, or without a terminal, a stopped app must not freeze usher.
+    pub fn job_control(&self) -> bool {
+        !self.pid1() && self.terminal
+    }
+}
+
+/// Where [`Action::FindLeftovers`] must look.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Scope {
+    /// Every process of usher's PID namespace (usher is its PID 1).
+    Namespace,
+    /// usher's descendants, and whether the app's process group has members.
+    Descendants,
+}
+
+/// The answer to [`Action::FindLeftovers`].
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Found {
+    /// The processes found; `None` when /proc cannot be read.
+    pub list: Option<Vec<Leftover>>,
+    /// Some process is still in the app's process group.
+    pub group_alive: bool,
+}
+
+/// Something that happened, as the driver observed it.
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Event {
-    /// usher received a signal (never SIGCHLD: the driver reaps on that).
-    Signal(Signal),
+    /// usher received a signal (never SIGCHLD: the driver reaps on that);
+    /// `sender` is the process that sent it, when one did (`kill`, `sigqueue`).
+    Signal { signal: Signal, sender: Option<Pid> },
     /// A child of usher was reaped.
     Reaped { pid: Pid, status: Status },
-    /// A child of usher stopped (reported only with `job_control`).
+    /// A child of usher stopped (reported only under job control).
     Stopped { pid: Pid },
     /// The driver finished a round of reaping; `children_left` is false when
     /// usher has no child at all any more.
     ReapDone { children_left: bool },
-    /// The pre-stop hook asked for by [`Action::StartHook`] is running.
-    HookStarted(Pid),
-    /// The pre-stop hook could not be started (the driver said why).
-    HookFailed,
+    /// The hook asked for by [`Action::StartHook`] is running.
+    HookStarted { kind: HookKind, pid: Pid },
+    /// The hook could not be started, and why.
+    HookFailed { kind: HookKind, reason: String },
+    /// The answer to [`Action::FindLeftovers`].
+    Leftovers(Found),
     /// The time returned by [`Machine::poll_timeout`] has come.
     Timer,
+}
+
+/// Something the driver must do.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum Action {
+    Send {
+        signal: Signal,
+        to: Target,
+    },
+    StartHook(HookKind),
+    /// List what is left in `Scope`; answer with [`Event::Leftovers`] at once.
+    FindLeftovers(Scope),
+    Exit(i32),
+    Note(Note),
+    /// Stop usher itself, so the shell that started it sees its job stop.
+    StopSelf,
+    /// Give the terminal back to the app's group, if usher holds it.
+    Foreground,
+}
+
+/// The machine's timers, each with its own meaning. When several are due
+/// at once they are handled in this order.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Timer {
+    /// Everything left is SIGKILLed (`--grace-period`).
+    Deadline,
+    /// The stop signal is held until then (`--drain`).
+    Drain,
+}
+
+impl Timer {
+    const ALL: [Timer; 2] = [Timer::Deadline, Timer::Drain];
+}
+
+/// Named timers: at most one deadline each.
+#[derive(Clone, Copy, Default, Debug)]
+struct Timers([Option<Time>; Timer::ALL.len()]);
+
+impl Timers {
+    fn set(&mut self, timer: Timer, at: Time) {
+        self.0[timer as usize] = Some(at);
+    }
+
+    fn clear(&mut self, timer: Timer) {
+        self.0[timer as usize] = None;
+    }
+
+    fn get(&self, timer: Timer) -> Option<Time> {
+        self.0[timer as usize]
+    }
+
+    fn next(&self) -> Option<Time> {
+        self.0.iter().flatten().min().copied()
+    }
+
+    /// Clears and returns the timers due at `now`, in [`Timer::ALL`] order.
+    fn take_due(&mut self, now: Time) -> Vec<Timer> {
+        let due: Vec<Timer> = Timer::ALL
+            .into_iter()
+            .filter(|t| self.get(*t).is_some_and(|at| at <= now))
+            .collect();
+        for t in &due {
+            self.clear(*t);
+        }
+        due
+    }
+}
+
+/// The phases of the app's life, as usher sees it (see the module doc).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Phase {
+    /// The app runs; no stop has been asked for.
+    Running,
+    /// A stop began; its signal is held for the drain and the pre-stop hook.
+    Draining,
+    /// The stop signal went to the app; it has not exited yet.
+    Stopping,
+    /// The app was reaped; its leftovers are dealt with at the end of this
+    /// reaping round, when the driver knows whether any are left.
+    AppExited(Status),
+    /// The app is gone and its leftovers were told; waiting for the last.
+    Leftovers(Status),
+    /// [`Action::Exit`] was given.
+    Exited,
+}
+
+impl Phase {
+    fn app_alive(self) -> bool {
+        matches!(self, Phase::Running | Phase::Draining | Phase::Stopping)
+    }
 }
 
 /// Why everything left is being SIGKILLed.
@@ -106,49 +266,36 @@ pub enum KillCause {
     NoGrace,
 }
 
-/// Something the driver must do.
+/// Why leftovers are signalled.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Why {
+    /// The stop signal; `except_group`: the app's group already got it (a
+    /// second TERM can cut an app's own cleanup short).
+    Ask { except_group: bool },
+    /// SIGKILL; `round` counts from 1 (later rounds catch late forks).
+    Kill { cause: KillCause, round: u32 },
+}
+
+/// Whom a signal to leftovers reached, for the log.
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum Action {
-    /// Send `signal` to `to`; with `resume`, follow it with SIGCONT, so a
-    /// stopped app sees its stop signal now rather than never (as systemd does).
-    Forward {
-        signal: Signal,
-        to: Target,
-        resume: bool,
-    },
-    StartHook,
-    /// Send `signal` to what the app left behind: its group (as PID 1, the
-    /// namespace). `except_group`: the group already got this stop signal
-    /// forwarded, so only processes outside it need it (a second TERM can
-    /// cut an app's own cleanup short).
-    SignalStragglers {
-        signal: Signal,
-        t: Duration,
-        except_group: bool,
-    },
-    /// SIGKILL every process that is left (as PID 1, the namespace).
-    KillAll {
-        cause: KillCause,
-        t: Duration,
-    },
-    Exit(i32),
-    Note(Note),
-    /// Stop usher itself, so the shell that started it sees its job stop.
-    StopSelf,
-    /// Give the terminal back to the app's group, if usher holds it.
-    Foreground,
+pub enum Whom {
+    Pids(Vec<Pid>),
+    /// Nothing was listed, but the app's group has members.
+    Group(Pid),
+    /// /proc could not be read.
+    Unknown,
 }
 
 /// A line of the log, decided here so that the timeline is testable.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Note {
     /// Time since the shutdown sequence began, once it has.
-    pub t: Option<Duration>,
-    pub what: What,
+    pub elapsed: Option<Duration>,
+    pub kind: NoteKind,
 }
 
 #[derive(Clone, PartialEq, Eq, Debug)]
-pub enum What {
+pub enum NoteKind {
     StopReceived {
         signal: Signal,
         drain: Duration,
@@ -163,33 +310,45 @@ pub enum What {
         to: Target,
         stop: bool,
     },
+    /// Rewritten to 0.
     Dropped {
         signal: Signal,
     },
+    /// The app is gone and nothing is left that the signal is for.
     Ignored {
         signal: Signal,
     },
     HookStarted {
+        kind: HookKind,
         pid: Pid,
     },
     HookExited {
+        kind: HookKind,
         pid: Pid,
         status: Status,
         took: Duration,
     },
+    HookFailed {
+        kind: HookKind,
+        reason: String,
+    },
     /// `notable`: a stop signal came before the app exited, or it left
     /// processes behind; a lone app's quiet exit is not worth an info line.
-    ChildExited {
+    AppExited {
         pid: Pid,
         status: Status,
         notable: bool,
     },
+    /// An orphan (or a hook's leftover) was reaped.
     Reaped {
         pid: Pid,
         status: Status,
     },
-    /// `notable`: a stop signal came, or the app left processes behind;
-    /// a quiet exit of a lone app is not worth an info line.
+    Signalled {
+        signal: Signal,
+        whom: Whom,
+        why: Why,
+    },
     Exiting {
         code: i32,
         notable: bool,
@@ -209,50 +368,70 @@ enum Hook {
 struct Stop {
     t0: Time,
     signal: Signal,
-    drain_end: Time,
-    deadline: Option<Time>,
-    forwarded: bool,
+    /// Begun by a stop signal, not by the app's own exit.
+    asked: bool,
+}
+
+/// The SIGKILL escalation, once begun.
+#[derive(Clone, Copy, Debug)]
+struct Kill {
+    cause: KillCause,
+    /// The app was still running: its SIGKILL death is usher's doing (137).
+    app_alive: bool,
+    /// Rounds that found something to kill.
+    rounds: u32,
+}
+
+/// A signal for leftovers, waiting for the answer to [`Action::FindLeftovers`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Job {
+    /// The stop signal (as rewritten); see [`Why::Ask`].
+    Ask {
+        signal: Signal,
+        except_group: bool,
+    },
+    Kill(KillCause),
 }
 
 #[derive(Debug)]
 pub struct Machine {
     policy: Policy,
-    child: Pid,
-    main: Option<Status>,
-    hook: Hook,
+    start: Start,
+    phase: Phase,
+    timers: Timers,
+    hooks: [Hook; HookKind::ALL.len()],
     stop: Option<Stop>,
-    /// KillAll issued; `Some(true)` when the main child was still alive then.
-    killed: Option<bool>,
-    /// A stop signal came before the app exited.
-    asked: bool,
+    kill: Option<Kill>,
+    /// A stop signal went to the app's whole group.
+    group_told: bool,
     /// The app exited leaving processes behind.
     lingered: bool,
-    /// The app's exit was logged and its leftovers dealt with.
-    main_reported: bool,
-    /// A stop signal was forwarded to the app's whole group.
-    group_told: bool,
+    /// What the last reaping round said.
     children_left: bool,
-    exited: bool,
+    /// Since the last reaping round, a search found nothing left.
+    found_empty: bool,
+    /// Signals waiting for the answer to [`Action::FindLeftovers`].
+    jobs: Vec<Job>,
     now: Time,
     actions: VecDeque<Action>,
 }
 
 impl Machine {
-    /// A machine watching the freshly spawned main child `child`.
-    pub fn new(policy: Policy, child: Pid, now: Time) -> Machine {
+    /// A machine watching the freshly spawned app.
+    pub fn new(policy: Policy, start: Start, now: Time) -> Machine {
         Machine {
             policy,
-            child,
-            main: None,
-            hook: Hook::Idle,
+            start,
+            phase: Phase::Running,
+            timers: Timers::default(),
+            hooks: [Hook::Idle; HookKind::ALL.len()],
             stop: None,
-            killed: None,
-            asked: false,
-            lingered: false,
-            main_reported: false,
+            kill: None,
             group_told: false,
+            lingered: false,
             children_left: true,
-            exited: false,
+            found_empty: false,
+            jobs: Vec::new(),
             now,
             actions: VecDeque::new(),
         }
@@ -261,202 +440,250 @@ impl Machine {
     /// Feeds one event observed at monotonic time `now`.
     pub fn handle(&mut self, event: Event, now: Time) {
         self.now = now.max(self.now);
-        if self.exited {
+        if self.phase == Phase::Exited {
             return;
         }
         match event {
-            Event::Signal(sig) => self.on_signal(sig),
+            Event::Signal { signal, sender } => self.on_signal(signal, sender),
             Event::Reaped { pid, status } => self.on_reaped(pid, status),
             Event::Stopped { pid } => self.on_stopped(pid),
             Event::ReapDone { children_left } => self.on_reap_done(children_left),
-            Event::HookStarted(pid) => self.on_hook_started(pid),
-            Event::HookFailed => self.on_hook_gone(),
+            Event::HookStarted { kind, pid } => self.on_hook_started(kind, pid),
+            Event::HookFailed { kind, reason } => self.on_hook_failed(kind, reason),
+            Event::Leftovers(found) => self.on_leftovers(found),
             Event::Timer => self.on_timer(),
         }
     }
 
     /// The next thing to do, in order; `None` when there is nothing.
+    #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
 
     /// When the driver must next feed [`Event::Timer`]; `None`: no timer.
+    #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let stop = self.stop.as_ref()?;
-        if self.exited || self.killed.is_some() {
-            return None;
-        }
-        let drain = (self.forward_pending() && !self.hook_running()).then_some(stop.drain_end);
-        match (drain, stop.deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.timers.next()
+    }
+
+    /// When `timer` is set to fire, if it is.
+    pub fn timer(&self, timer: Timer) -> Option<Time> {
+        self.timers.get(timer)
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
     }
 
     /// Whether usher has decided to exit (after [`Action::Exit`]).
     pub fn exited(&self) -> bool {
-        self.exited
+        self.phase == Phase::Exited
     }
 
-    fn on_signal(&mut self, sig: Signal) {
-        if !sig.forwardable() {
+    /// Whether the driver must report stopped children ([`Event::Stopped`]).
+    pub fn wants_stops(&self) -> bool {
+        self.start.job_control()
+    }
+
+    // ---- signals
+
+    fn on_signal(&mut self, signal: Signal, sender: Option<Pid>) {
+        if !signal.forwardable() || self.raised_by_own_write(signal, sender) {
             return;
         }
-        let is_stop = self.policy.stop_on.contains(&sig);
-        if sig.number() == libc::SIGCONT && self.policy.job_control && self.main.is_none() {
+        let Some(sent) = self.policy.rewrite.apply(signal) else {
+            // Rewritten to 0: dropped, whatever it is, stop signal or not.
+            return self.note(NoteKind::Dropped { signal });
+        };
+        let is_stop = self.policy.stop_on.contains(&signal);
+        if signal == Signal::CONT && self.start.job_control() && self.phase.app_alive() {
             // Resumed by `fg`: the app must own the terminal before it runs.
             self.push(Action::Foreground);
         }
-        if self.main.is_some() {
-            self.on_signal_after_exit(sig, is_stop);
-        } else if !is_stop {
-            self.forward(sig, false);
-        } else if self.stop.is_none() {
-            self.begin_stop(sig);
-        } else if self.forward_pending() {
-            self.note(What::DrainCut { signal: sig });
-            self.forward_stop(sig);
-        } else {
-            self.forward(sig, true);
-        }
-    }
-
-    /// The app is gone; only its leftovers remain. A stop signal asks them
-    /// again; anything else has no one to go to.
-    fn on_signal_after_exit(&mut self, sig: Signal, is_stop: bool) {
-        match self.policy.rewrite.apply(sig) {
-            Some(sent) if is_stop && self.killed.is_none() => {
-                let t = self.since_t0();
-                self.push(Action::SignalStragglers {
+        match self.phase {
+            Phase::Running if is_stop => self.begin_stop(signal),
+            Phase::Draining if is_stop => {
+                self.note(NoteKind::DrainCut { signal });
+                self.forward_stop(signal, sent);
+            }
+            Phase::Running | Phase::Draining | Phase::Stopping => {
+                self.forward(signal, sent, is_stop)
+            }
+            Phase::AppExited(_) | Phase::Leftovers(_) if is_stop && self.kill.is_none() => {
+                self.find_then(Job::Ask {
                     signal: sent,
-                    t,
                     except_group: false,
                 });
             }
-            _ => self.note(What::Ignored { signal: sig }),
+            _ => self.note(NoteKind::Ignored { signal }),
         }
     }
 
-    fn begin_stop(&mut self, sig: Signal) {
+    /// A SIGPIPE or SIGXFSZ the kernel raised in usher because its own write
+    /// failed (its log on a broken pipe, or past RLIMIT_FSIZE): about usher's
+    /// stderr, not for the app, which it would kill. The kernel marks these
+    /// as sent by usher itself; nobody else can.
+    fn raised_by_own_write(&self, signal: Signal, sender: Option<Pid>) -> bool {
+        (signal == Signal::PIPE || signal == Signal::XFSZ) && sender == Some(self.start.me)
+    }
+
+    fn begin_stop(&mut self, signal: Signal) {
         let now = self.now;
-        let stop = Stop {
+        self.stop = Some(Stop {
             t0: now,
-            signal: sig,
-            drain_end: now.saturating_add(self.policy.drain),
-            deadline: self.policy.grace.map(|g| now.saturating_add(g)),
-            forwarded: false,
-        };
-        self.stop = Some(stop);
-        self.note(What::StopReceived {
-            signal: sig,
+            signal,
+            asked: true,
+        });
+        self.phase = Phase::Draining;
+        self.note(NoteKind::StopReceived {
+            signal,
             drain: self.policy.drain,
             grace: self.policy.grace,
         });
-        if self.policy.pre_stop {
-            self.hook = Hook::Starting { since: now };
-            self.push(Action::StartHook);
+        if !self.policy.drain.is_zero() {
+            self.timers
+                .set(Timer::Drain, now.saturating_add(self.policy.drain));
+        }
+        if let Some(grace) = self.policy.grace {
+            self.timers.set(Timer::Deadline, now.saturating_add(grace));
+        }
+        if self.policy.hooks.contains(&HookKind::PreStop) {
+            self.start_hook(HookKind::PreStop);
         }
         self.try_forward_stop();
     }
 
-    /// Forwards the first stop signal once the drain is over and the hook is done.
+    /// Forwards the held stop signal once the drain is over and the pre-stop hook is done.
     fn try_forward_stop(&mut self) {
         let Some(stop) = self.stop else { return };
-        if self.forward_pending() && !self.hook_running() && self.now >= stop.drain_end {
-            self.forward_stop(stop.signal);
-        }
-    }
-
-    fn forward_stop(&mut self, sig: Signal) {
-        if let Some(stop) = self.stop.as_mut() {
-            stop.forwarded = true;
-        }
-        self.forward(sig, true);
-    }
-
-    fn forward(&mut self, sig: Signal, stop: bool) {
-        let to = if self.policy.single_child {
-            Target::Child(self.child)
-        } else {
-            Target::Group(self.child)
-        };
-        match self.policy.rewrite.apply(sig) {
-            Some(sent) => {
-                self.group_told |= stop && !self.policy.single_child;
-                self.note(What::Forwarded {
-                    signal: sig,
-                    sent,
-                    to,
-                    stop,
-                });
-                self.push(Action::Forward {
-                    signal: sent,
-                    to,
-                    resume: stop,
-                });
+        let held = self.timers.get(Timer::Drain).is_some() || self.hook_busy(HookKind::PreStop);
+        if self.phase == Phase::Draining && !held {
+            if let Some(sent) = self.policy.rewrite.apply(stop.signal) {
+                self.forward_stop(stop.signal, sent);
             }
-            None => self.note(What::Dropped { signal: sig }),
         }
     }
+
+    fn forward_stop(&mut self, signal: Signal, sent: Signal) {
+        self.phase = Phase::Stopping;
+        self.timers.clear(Timer::Drain);
+        self.forward(signal, sent, true);
+    }
+
+    /// Sends `sent` (what `signal` is rewritten to) to the app; a stop
+    /// signal is followed by SIGCONT, so a stopped app sees it now rather
+    /// than never (as systemd does).
+    fn forward(&mut self, signal: Signal, sent: Signal, stop: bool) {
+        let to = if self.policy.single_child {
+            Target::Process(self.start.app)
+        } else {
+            Target::Group(self.start.app)
+        };
+        self.group_told |= stop && !self.policy.single_child;
+        self.note(NoteKind::Forwarded {
+            signal,
+            sent,
+            to,
+            stop,
+        });
+        self.push(Action::Send { signal: sent, to });
+        if stop {
+            self.push(Action::Send {
+                signal: Signal::CONT,
+                to,
+            });
+        }
+    }
+
+    // ---- children
 
     fn on_reaped(&mut self, pid: Pid, status: Status) {
-        if pid == self.child && self.main.is_none() {
-            self.on_main_exit(status);
-        } else if let Hook::Running { pid: hook, since } = self.hook {
-            if hook == pid {
+        if pid == self.start.app && self.phase.app_alive() {
+            return self.on_app_exit(status);
+        }
+        let hook = HookKind::ALL
+            .into_iter()
+            .find_map(|kind| match self.hooks[kind as usize] {
+                Hook::Running { pid: p, since } if p == pid => Some((kind, since)),
+                _ => None,
+            });
+        match hook {
+            Some((kind, since)) => {
                 let took = self.now.saturating_sub(since);
-                self.note(What::HookExited { pid, status, took });
-                self.on_hook_gone();
-                return;
+                self.note(NoteKind::HookExited {
+                    kind,
+                    pid,
+                    status,
+                    took,
+                });
+                self.hook_done(kind);
             }
-            self.note(What::Reaped { pid, status });
-        } else {
-            self.note(What::Reaped { pid, status });
+            None => self.note(NoteKind::Reaped { pid, status }),
         }
     }
 
     fn on_stopped(&mut self, pid: Pid) {
-        if self.policy.job_control && pid == self.child && self.main.is_none() {
+        if self.start.job_control() && pid == self.start.app && self.phase.app_alive() {
             self.push(Action::StopSelf);
         }
     }
 
     /// The app is gone: no more forwarding; the deadline (if no stop came
-    /// first) counts from now. What to do about leftovers waits for the end
-    /// of this reaping round, when the driver knows whether any are left.
-    fn on_main_exit(&mut self, status: Status) {
-        self.main = Some(status);
-        self.asked = self.stop.is_some();
-        let now = self.now;
-        let stop = self.stop.get_or_insert(Stop {
-            t0: now,
-            signal: self.policy.stop_on.first().copied().unwrap_or(Signal::TERM),
-            drain_end: now,
-            deadline: self.policy.grace.map(|g| now.saturating_add(g)),
-            forwarded: true,
-        });
-        stop.forwarded = true;
+    /// first) counts from now.
+    fn on_app_exit(&mut self, status: Status) {
+        self.phase = Phase::AppExited(status);
+        self.timers.clear(Timer::Drain);
+        if self.stop.is_none() {
+            let now = self.now;
+            let signal = self.policy.stop_on.first().copied().unwrap_or(Signal::TERM);
+            self.stop = Some(Stop {
+                t0: now,
+                signal,
+                asked: false,
+            });
+            if let (Some(grace), None) = (self.policy.grace, self.kill) {
+                self.timers.set(Timer::Deadline, now.saturating_add(grace));
+            }
+        }
     }
 
-    /// Leftovers get the stop signal; without a grace period, SIGKILL at once.
-    fn after_main_exit(&mut self, status: Status, children_left: bool) {
-        let notable = self.asked || children_left;
-        self.note(What::ChildExited {
-            pid: self.child,
-            status,
-            notable,
-        });
-        if self.killed.is_some() {
-            return; // already escalated; repeated below while anything is left
+    fn on_reap_done(&mut self, children_left: bool) {
+        self.children_left = children_left;
+        self.found_empty = false;
+        match self.phase {
+            Phase::AppExited(status) => self.after_app_exit(status),
+            Phase::Leftovers(_) if children_left => {
+                self.lingered = true;
+                if let Some(kill) = self.kill {
+                    // Something forked between the kill and now: kill again.
+                    self.kill_all(kill.cause);
+                }
+            }
+            _ => {}
         }
-        let t = self.since_t0();
-        let sig = self.stop.map_or(Signal::TERM, |s| s.signal);
-        if let Some(sent) = self.policy.rewrite.apply(sig) {
-            let except_group = self.group_told;
-            self.push(Action::SignalStragglers {
+        self.exit_if_done();
+    }
+
+    /// At the end of the round that reaped the app: leftovers get the stop
+    /// signal; without a grace period, SIGKILL at once.
+    fn after_app_exit(&mut self, status: Status) {
+        self.phase = Phase::Leftovers(status);
+        self.lingered = self.children_left;
+        let asked = self.stop.is_some_and(|s| s.asked);
+        self.note(NoteKind::AppExited {
+            pid: self.start.app,
+            status,
+            notable: asked || self.children_left,
+        });
+        if self.kill.is_some() {
+            return; // already escalating; repeated while anything is left
+        }
+        let signal = self.stop.map_or(Signal::TERM, |s| s.signal);
+        if let Some(sent) = self.policy.rewrite.apply(signal) {
+            self.find_then(Job::Ask {
                 signal: sent,
-                t,
-                except_group,
+                except_group: self.group_told,
             });
         }
         if self.policy.grace.is_none() {
@@ -464,92 +691,195 @@ impl Machine {
         }
     }
 
-    fn on_hook_started(&mut self, pid: Pid) {
-        if let Hook::Starting { since } = self.hook {
-            self.hook = Hook::Running { pid, since };
-            self.note(What::HookStarted { pid });
+    // ---- hooks
+
+    fn start_hook(&mut self, kind: HookKind) {
+        self.hooks[kind as usize] = Hook::Starting { since: self.now };
+        self.push(Action::StartHook(kind));
+    }
+
+    fn on_hook_started(&mut self, kind: HookKind, pid: Pid) {
+        if let Hook::Starting { since } = self.hooks[kind as usize] {
+            self.hooks[kind as usize] = Hook::Running { pid, since };
+            self.note(NoteKind::HookStarted { kind, pid });
         }
     }
 
-    fn on_hook_gone(&mut self) {
-        self.hook = Hook::Done;
-        self.try_forward_stop();
+    fn on_hook_failed(&mut self, kind: HookKind, reason: String) {
+        if let Hook::Starting { .. } = self.hooks[kind as usize] {
+            self.note(NoteKind::HookFailed { kind, reason });
+            self.hook_done(kind);
+        }
     }
 
-    fn on_reap_done(&mut self, children_left: bool) {
-        self.children_left = children_left;
-        let Some(status) = self.main else { return };
-        if children_left {
-            self.lingered = true;
-        }
-        if !self.main_reported {
-            self.main_reported = true;
-            self.after_main_exit(status, children_left);
-        } else if children_left && self.killed.is_some() {
-            // Something forked between the kill and now: kill again.
-            let cause = if self.policy.grace.is_some() {
-                KillCause::Deadline
-            } else {
-                KillCause::NoGrace
-            };
-            let t = self.since_t0();
-            self.push(Action::KillAll { cause, t });
-        }
-        if !children_left {
-            self.exit();
+    fn hook_done(&mut self, kind: HookKind) {
+        self.hooks[kind as usize] = Hook::Done;
+        match kind {
+            HookKind::PreStop => self.try_forward_stop(),
         }
     }
+
+    fn hook_busy(&self, kind: HookKind) -> bool {
+        matches!(
+            self.hooks[kind as usize],
+            Hook::Starting { .. } | Hook::Running { .. }
+        )
+    }
+
+    // ---- timers
 
     fn on_timer(&mut self) {
-        let Some(stop) = self.stop else { return };
-        if self.killed.is_none() && stop.deadline.is_some_and(|d| self.now >= d) {
-            self.kill_all(KillCause::Deadline);
-        } else {
-            self.try_forward_stop();
+        for timer in self.timers.take_due(self.now) {
+            match timer {
+                Timer::Deadline => self.kill_all(KillCause::Deadline),
+                Timer::Drain => self.try_forward_stop(),
+            }
         }
     }
+
+    // ---- leftovers and the end
 
     fn kill_all(&mut self, cause: KillCause) {
-        if self.killed.is_none() {
-            self.killed = Some(self.main.is_none());
-        }
-        let t = self.since_t0();
-        self.push(Action::KillAll { cause, t });
+        let app_alive = self.phase.app_alive();
+        self.kill.get_or_insert(Kill {
+            cause,
+            app_alive,
+            rounds: 0,
+        });
+        self.timers = Timers::default();
+        self.find_then(Job::Kill(cause));
     }
 
-    fn exit(&mut self) {
-        let Some(status) = self.main else { return };
+    /// Asks where leftovers are, then signals them (in [`Self::on_leftovers`]).
+    fn find_then(&mut self, job: Job) {
+        // As PID 1 every process of the namespace is usher's child (orphans
+        // are reparented to it), so no child means nothing left.
+        let empty = self.start.pid1() && !self.children_left;
+        if self.found_empty || empty {
+            return;
+        }
+        if self.jobs.is_empty() {
+            let scope = if self.start.pid1() {
+                Scope::Namespace
+            } else {
+                Scope::Descendants
+            };
+            self.push(Action::FindLeftovers(scope));
+        }
+        self.jobs.push(job);
+    }
+
+    fn on_leftovers(&mut self, found: Found) {
+        let me = self.start.me;
+        let list: Option<Vec<Leftover>> = found
+            .list
+            .map(|l| l.into_iter().filter(|p| p.pid != me).collect());
+        let empty = list.as_ref().is_some_and(Vec::is_empty) && !found.group_alive;
+        if empty && !self.phase.app_alive() {
+            // The common case, an app that exited alone: nothing to signal,
+            // and no need to look again until the next reaping round.
+            self.found_empty = true;
+            self.jobs.clear();
+        }
+        for job in std::mem::take(&mut self.jobs) {
+            self.signal_leftovers(job, list.as_deref(), found.group_alive);
+        }
+        self.exit_if_done();
+    }
+
+    /// As PID 1 everything with `kill(-1)`; otherwise the app's group and
+    /// each descendant outside it — never `kill(-1)` outside a namespace,
+    /// which would reach everything the user owns.
+    fn signal_leftovers(&mut self, job: Job, list: Option<&[Leftover]>, group_alive: bool) {
+        let app = self.start.app;
+        let (signal, except_group) = match job {
+            Job::Ask {
+                signal,
+                except_group,
+            } => (signal, except_group),
+            Job::Kill(_) => (Signal::KILL, false),
+        };
+        let outside: Vec<Pid> = list
+            .unwrap_or_default()
+            .iter()
+            .filter(|p| p.group != app)
+            .map(|p| p.pid)
+            .collect();
+        let targets: Vec<Target> = match (self.start.pid1(), list) {
+            (true, _) if !except_group => vec![Target::Everyone],
+            // No /proc as PID 1: better a second signal than none outside the group.
+            (true, None) => vec![Target::Everyone],
+            (false, _) if !except_group && group_alive => std::iter::once(Target::Group(app))
+                .chain(outside.iter().map(|&p| Target::Process(p)))
+                .collect(),
+            _ => outside.iter().map(|&p| Target::Process(p)).collect(),
+        };
+        for to in targets {
+            self.push(Action::Send { signal, to });
+            if let Job::Ask { .. } = job {
+                // A stopped leftover sees its stop signal too.
+                let signal = Signal::CONT;
+                self.push(Action::Send { signal, to });
+            }
+        }
+        let mut pids = match list {
+            None => return self.note_signalled(job, signal, Whom::Unknown),
+            Some(_) if except_group => outside,
+            Some(l) => l.iter().map(|p| p.pid).collect(),
+        };
+        pids.sort_unstable();
+        let whom = match pids.is_empty() {
+            false => Whom::Pids(pids),
+            true if group_alive && !except_group => Whom::Group(app),
+            true => return,
+        };
+        self.note_signalled(job, signal, whom);
+    }
+
+    fn note_signalled(&mut self, job: Job, signal: Signal, whom: Whom) {
+        let why = match (job, self.kill.as_mut()) {
+            (Job::Ask { except_group, .. }, _) => Why::Ask { except_group },
+            (Job::Kill(cause), Some(kill)) => {
+                kill.rounds += 1;
+                Why::Kill {
+                    cause,
+                    round: kill.rounds,
+                }
+            }
+            (Job::Kill(cause), None) => Why::Kill { cause, round: 1 },
+        };
+        self.note(NoteKind::Signalled { signal, whom, why });
+    }
+
+    fn exit_if_done(&mut self) {
+        if let Phase::Leftovers(status) = self.phase {
+            if !self.children_left && self.jobs.is_empty() {
+                self.exit(status);
+            }
+        }
+    }
+
+    fn exit(&mut self, status: Status) {
         // 137 even if remapped: usher killed it. But an app that exited by
         // itself just before the kill landed keeps its own code.
-        let code = if self.killed == Some(true) && status == Status::Signaled(Signal::KILL) {
+        let killed = self.kill.is_some_and(|k| k.app_alive);
+        let code = if killed && status == Status::Signaled(Signal::KILL) {
             128 + Signal::KILL.number()
         } else if self.policy.remap_exit.contains(&status.code()) {
             0
         } else {
             status.code()
         };
-        let notable = self.asked || self.lingered;
-        self.note(What::Exiting { code, notable });
+        let notable = self.stop.is_some_and(|s| s.asked) || self.lingered;
+        self.note(NoteKind::Exiting { code, notable });
         self.push(Action::Exit(code));
-        self.exited = true;
+        self.phase = Phase::Exited;
+        self.timers = Timers::default();
     }
 
-    fn forward_pending(&self) -> bool {
-        self.main.is_none() && self.stop.is_some_and(|s| !s.forwarded)
-    }
-
-    fn hook_running(&self) -> bool {
-        matches!(self.hook, Hook::Starting { .. } | Hook::Running { .. })
-    }
-
-    fn since_t0(&self) -> Duration {
-        self.stop
-            .map_or(Duration::ZERO, |s| self.now.saturating_sub(s.t0))
-    }
-
-    fn note(&mut self, what: What) {
-        let t = self.stop.map(|s| self.now.saturating_sub(s.t0));
-        self.push(Action::Note(Note { t, what }));
+    fn note(&mut self, kind: NoteKind) {
+        let elapsed = self.stop.map(|s| self.now.saturating_sub(s.t0));
+        self.push(Action::Note(Note { elapsed, kind }));
     }
 
     fn push(&mut self, action: Action) {

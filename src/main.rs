@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use usher::cli::{self, Parsed};
+use usher::log::{self, Format, Level, Logger};
 use usher::signals::{SigSet, Signal};
-use usher::{driver, log, sys};
+use usher::{driver, sys};
 
 /// Exit code for a usage error.
 const EXIT_USAGE: u8 = 2;
@@ -27,33 +28,25 @@ fn main() -> ExitCode {
     let parsed = cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let config = match parsed {
         Ok(Parsed::Run(config)) => config,
-        Ok(Parsed::Help) => return say(cli::HELP),
+        Ok(Parsed::Help) => return say(&cli::help()),
         Ok(Parsed::Version) => return say(&format!("usher {}\n", cli::VERSION)),
-        Err(msg) => {
-            usage_error(&msg);
+        Err(usage) => {
+            usage_error(&usage);
             return ExitCode::from(EXIT_USAGE);
         }
     };
     ExitCode::from(driver::run(*config).clamp(0, 255) as u8)
 }
 
-/// Reports a usage error in the log format asked for, as far as it can be
-/// told from a command line that did not parse.
-fn usage_error(msg: &str) {
-    let args: Vec<_> = std::env::args_os().collect();
-    let json_flag = args
-        .windows(2)
-        .any(|w| w[0] == "--log-format" && w[1] == "json")
-        || args.iter().any(|a| a == "--log-format=json");
-    let json_env = std::env::var("USHER_LOG_FORMAT").is_ok_and(|v| v.trim() == "json");
-    if json_flag || json_env {
-        let logger = log::Logger {
-            level: log::Level::Error,
-            format: log::Format::Json,
-        };
-        logger.log(log::Level::Error, None, msg, &[]);
-    } else {
-        log::plain(&format!("error: {msg}"));
+/// Reports a usage error in the log format the command line asked for.
+fn usage_error(usage: &cli::Usage) {
+    match usage.format {
+        Format::Json => Logger {
+            level: Level::Error,
+            format: Format::Json,
+        }
+        .error(&usage.message, &[]),
+        Format::Text => log::plain(&format!("error: {}", usage.message)),
     }
 }
 

@@ -1,14 +1,120 @@
 //! Who is left: the processes a shutdown must signal, read from /proc.
 //!
-//! Only read when the app has exited or the deadline has come, never while
-//! idle. Without /proc (or with one that belongs to another PID namespace)
-//! there is no list, and the driver falls back to signalling the process
-//! group (or, as PID 1, everything with kill(-1)).
+//! Read only when the machine asks (the app has exited, or the deadline has
+//! come), never while idle. As PID 1 the namespace's own /proc is the list,
+//! and a short one. Otherwise usher walks down from itself through
+//! `/proc/PID/task/TID/children`, so a busy host's thousands of unrelated
+//! processes cost nothing. Without /proc (or with one that belongs to
+//! another PID namespace) there is no list, and the machine decides what to
+//! do without one.
 
-use std::collections::HashMap;
 use std::fs;
 
-use crate::machine::Pid;
+use crate::machine::Scope;
+use crate::process::{Leftover, Pid};
+
+/// The processes in `scope`, other than usher (`me`); `None` when /proc
+/// cannot be read or is another namespace's.
+pub fn find(scope: Scope, me: Pid) -> Option<Vec<Leftover>> {
+    if !shows_own_namespace(me) {
+        return None;
+    }
+    let mut found = match scope {
+        Scope::Namespace => namespace(me)?,
+        Scope::Descendants => descendants(me).or_else(|| scan_descendants(me))?,
+    };
+    found.sort_unstable_by_key(|p| p.pid);
+    Some(found)
+}
+
+/// Every process in /proc but `me`.
+fn namespace(me: Pid) -> Option<Vec<Leftover>> {
+    Some(
+        pids_in_proc()?
+            .filter(|&pid| pid != me)
+            .filter_map(leftover)
+            .collect(),
+    )
+}
+
+/// `me`'s descendants, walked down through each task's `children` file;
+/// `None` when the kernel has no such file (CONFIG_PROC_CHILDREN).
+fn descendants(me: Pid) -> Option<Vec<Leftover>> {
+    let mut found = Vec::new();
+    let mut todo = children(me)?;
+    // Bounded: a pid can be listed once per walk, however the tree changes.
+    let mut budget = 1 << 20;
+    while let Some(pid) = todo.pop() {
+        budget -= 1;
+        if budget == 0 || found.iter().any(|p: &Leftover| p.pid == pid) {
+            continue;
+        }
+        // Gone between the listing and now: skip it.
+        if let Some(p) = leftover(pid) {
+            found.push(p);
+            todo.extend(children(pid).unwrap_or_default());
+        }
+    }
+    Some(found)
+}
+
+/// The children of every task of `pid`; `None` without the `children` file.
+fn children(pid: Pid) -> Option<Vec<Pid>> {
+    let mut kids = Vec::new();
+    let mut any = false;
+    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(text) = fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        any = true;
+        kids.extend(
+            text.split_whitespace()
+                .filter_map(|w| w.parse::<Pid>().ok()),
+        );
+    }
+    any.then_some(kids)
+}
+
+/// The slow way, for kernels without `children` files: every process of
+/// the host, each followed up its parents.
+fn scan_descendants(me: Pid) -> Option<Vec<Leftover>> {
+    let all: Vec<(Pid, Stat)> = pids_in_proc()?
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .collect();
+    let parent = |pid: Pid| all.iter().find(|(p, _)| *p == pid).map(|(_, s)| s.ppid);
+    let descends = |mut pid: Pid| {
+        for _ in 0..all.len() {
+            match parent(pid) {
+                Some(pp) if pp == me => return true,
+                Some(pp) if pp > 0 && pp != pid => pid = pp,
+                _ => return false,
+            }
+        }
+        false
+    };
+    Some(
+        all.iter()
+            .filter(|(pid, _)| *pid != me && descends(*pid))
+            .map(|(pid, s)| Leftover {
+                pid: *pid,
+                group: s.pgrp,
+            })
+            .collect(),
+    )
+}
+
+fn pids_in_proc() -> Option<impl Iterator<Item = Pid>> {
+    Some(
+        fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok()),
+    )
+}
+
+fn leftover(pid: Pid) -> Option<Leftover> {
+    stat(pid).map(|s| Leftover { pid, group: s.pgrp })
+}
 
 /// One line of /proc/PID/stat, the fields we need.
 struct Stat {
@@ -16,26 +122,8 @@ struct Stat {
     pgrp: Pid,
 }
 
-/// Every process visible in /proc, by pid.
-fn snapshot() -> Option<HashMap<Pid, Stat>> {
-    let mut all = HashMap::new();
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<Pid>().ok())
-        else {
-            continue;
-        };
-        // A process may vanish between readdir and read: skip it.
-        if let Some(stat) = fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|s| parse_stat(&s))
-        {
-            all.insert(pid, stat);
-        }
-    }
-    Some(all)
+fn stat(pid: Pid) -> Option<Stat> {
+    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
@@ -47,39 +135,6 @@ fn parse_stat(line: &str) -> Option<Stat> {
     Some(Stat { ppid, pgrp })
 }
 
-/// The processes usher answers for, other than itself: as PID 1 every
-/// process in the namespace; otherwise the members of `group` and every
-/// descendant of usher; with `skip_group`, none of `group`'s members.
-/// `None` when /proc cannot be read.
-pub fn leftovers(me: Pid, pid1: bool, group: Pid, skip_group: bool) -> Option<Vec<Pid>> {
-    if !shows_own_namespace(me) {
-        return None;
-    }
-    let all = snapshot()?;
-    let mut found: Vec<Pid> = all
-        .iter()
-        .filter(|(&p, s)| p != me && !(skip_group && s.pgrp == group))
-        .filter(|(&p, s)| pid1 || s.pgrp == group || descends_from(&all, p, me))
-        .map(|(&p, _)| p)
-        .collect();
-    found.sort_unstable();
-    Some(found)
-}
-
-/// Whether any process but usher lives in usher's PID namespace (as PID 1),
-/// from its own /proc; `None` when that /proc cannot be trusted or read.
-pub fn others_in_namespace(me: Pid) -> Option<bool> {
-    if !shows_own_namespace(me) {
-        return None;
-    }
-    let mut entries = fs::read_dir("/proc").ok()?;
-    Some(entries.any(|e| {
-        e.ok()
-            .and_then(|e| e.file_name().to_str()?.parse::<Pid>().ok())
-            .is_some_and(|p| p != me)
-    }))
-}
-
 /// Whether /proc is procfs for usher's own PID namespace. An empty /proc
 /// (not mounted) lists nobody; another namespace's (a PID namespace
 /// without its own /proc mount) lists the wrong processes under pids that
@@ -89,18 +144,6 @@ fn shows_own_namespace(me: Pid) -> bool {
         .ok()
         .and_then(|p| p.to_str()?.parse::<Pid>().ok())
         == Some(me)
-}
-
-fn descends_from(all: &HashMap<Pid, Stat>, mut pid: Pid, ancestor: Pid) -> bool {
-    // Bounded walk: pid loops cannot occur, but a torn snapshot could mislead.
-    for _ in 0..all.len() {
-        match all.get(&pid) {
-            Some(s) if s.ppid == ancestor => return true,
-            Some(s) if s.ppid > 0 && s.ppid != pid => pid = s.ppid,
-            _ => return false,
-        }
-    }
-    false
 }
 
 #[cfg(test)]
@@ -115,20 +158,35 @@ mod tests {
     }
 
     #[test]
-    fn descent() {
-        let mut all = HashMap::new();
-        all.insert(10, Stat { ppid: 1, pgrp: 10 });
-        all.insert(11, Stat { ppid: 10, pgrp: 10 });
-        all.insert(12, Stat { ppid: 11, pgrp: 12 });
-        all.insert(20, Stat { ppid: 1, pgrp: 20 });
-        assert!(descends_from(&all, 12, 10));
-        assert!(!descends_from(&all, 20, 10));
-    }
-
-    #[test]
-    fn finds_this_test_process_family() {
+    fn finds_a_child_and_its_child_both_ways() {
+        use std::os::unix::process::CommandExt;
+        use std::time::{Duration, Instant};
         let me = std::process::id() as Pid;
-        let list = leftovers(me, false, -1, false).expect("/proc readable in tests");
-        assert!(!list.contains(&me));
+        // Its own group, so that the cleanup below reaches the sleep too.
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 30 & wait"])
+            .process_group(0)
+            .spawn()
+            .expect("sh");
+        let kid = child.id() as Pid;
+        let end = Instant::now() + Duration::from_secs(5);
+        while children(kid).unwrap_or_default().is_empty() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let grandkids = children(kid).unwrap_or_default();
+        let walked = find(Scope::Descendants, me).expect("/proc readable in tests");
+        let scanned = scan_descendants(me).expect("/proc readable in tests");
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{kid}")])
+            .status();
+        let _ = child.wait();
+        let pids = |l: &[Leftover]| l.iter().map(|p| p.pid).collect::<Vec<_>>();
+        let (walked, scanned) = (pids(&walked), pids(&scanned));
+        assert_eq!(grandkids.len(), 1, "sh has its sleep");
+        for p in [kid, grandkids[0]] {
+            assert!(walked.contains(&p), "{p} not walked: {walked:?}");
+            assert!(scanned.contains(&p), "{p} not scanned: {scanned:?}");
+        }
+        assert!(!walked.contains(&me) && !scanned.contains(&me));
     }
 }

@@ -1,9 +1,13 @@
 //! How the state machine's notes read in the log: the shutdown timeline.
+//!
+//! The machine decides which note is written and carries every fact the
+//! line needs; this module only picks the words and the level for each kind.
 
 use std::time::Duration;
 
 use crate::log::{Level, Logger, Value};
-use crate::machine::{Note, Status, Target, What};
+use crate::machine::{KillCause, Note, NoteKind, Target, Whom, Why};
+use crate::process::Status;
 
 pub fn status(s: Status) -> String {
     match s {
@@ -15,7 +19,8 @@ pub fn status(s: Status) -> String {
 pub fn target(t: Target) -> String {
     match t {
         Target::Group(p) => format!("group:{p}"),
-        Target::Child(p) => format!("pid:{p}"),
+        Target::Process(p) => format!("pid:{p}"),
+        Target::Everyone => "all".into(),
     }
 }
 
@@ -26,105 +31,111 @@ fn grace(g: Option<Duration>) -> Value {
     }
 }
 
+fn whom(w: &Whom) -> Value {
+    match w {
+        Whom::Pids(p) => Value::List(p.iter().map(|&p| p.into()).collect()),
+        Whom::Group(g) => Value::from(format!("group:{g}")),
+        Whom::Unknown => Value::from("unknown (no /proc)"),
+    }
+}
+
+/// The level of a note's line, and the words it starts with.
+fn headline(kind: &NoteKind) -> (Level, &'static str) {
+    let info_if = |notable: bool| if notable { Level::Info } else { Level::Debug };
+    match kind {
+        NoteKind::StopReceived { .. } => (Level::Info, "stop received"),
+        NoteKind::DrainCut { .. } => (Level::Info, "drain cut short"),
+        NoteKind::Forwarded { stop, .. } => (info_if(*stop), "forwarded"),
+        NoteKind::Dropped { .. } => (Level::Debug, "dropped"),
+        NoteKind::Ignored { .. } => (Level::Debug, "ignored, app gone"),
+        NoteKind::HookStarted { .. } => (Level::Info, "started"),
+        NoteKind::HookExited { .. } => (Level::Info, "exited"),
+        NoteKind::HookFailed { .. } => (Level::Warn, "hook failed"),
+        NoteKind::AppExited { notable, .. } => (info_if(*notable), "child exited"),
+        NoteKind::Reaped { .. } => (Level::Debug, "reaped"),
+        NoteKind::Signalled { why, .. } => match why {
+            Why::Ask { .. } => (Level::Info, "signalled leftovers"),
+            Why::Kill { round, .. } if *round > 1 => (Level::Debug, "killing again"),
+            Why::Kill {
+                cause: KillCause::Deadline,
+                ..
+            } => (Level::Warn, "grace period over, killing"),
+            Why::Kill {
+                cause: KillCause::NoGrace,
+                ..
+            } => (Level::Info, "killing leftovers"),
+        },
+        NoteKind::Exiting { notable, .. } => (info_if(*notable), "exiting"),
+    }
+}
+
 /// Writes one note as a log line at the level its importance deserves.
 pub fn note(log: &Logger, n: &Note) {
-    // The hot path is a forwarded signal at debug level: skip building its
-    // fields when nobody will read them.
-    if let What::Forwarded { stop: false, .. } = n.what {
-        if !log.enabled(Level::Debug) {
-            return;
-        }
+    let (level, words) = headline(&n.kind);
+    // The hot path is a forwarded signal at debug level: build nothing
+    // when nobody will read it.
+    if !log.enabled(level) {
+        return;
     }
-    let t = n.t;
-    match &n.what {
-        What::StopReceived {
+    let sig = |s: &crate::signals::Signal| Value::from(s.to_string());
+    let (event, fields): (String, Vec<(&str, Value)>) = match &n.kind {
+        NoteKind::StopReceived {
             signal,
             drain,
             grace: g,
-        } => log.log(
-            Level::Info,
-            t,
-            "stop received",
-            &[
-                ("signal", signal.to_string().into()),
+        } => (
+            words.into(),
+            vec![
+                ("signal", sig(signal)),
                 ("drain", (*drain).into()),
                 ("grace", grace(*g)),
             ],
         ),
-        What::DrainCut { signal } => log.log(
-            Level::Info,
-            t,
-            "drain cut short",
-            &[("signal", signal.to_string().into())],
-        ),
-        What::Forwarded {
-            signal,
-            sent,
-            to,
-            stop,
+        NoteKind::DrainCut { signal }
+        | NoteKind::Dropped { signal }
+        | NoteKind::Ignored { signal } => (words.into(), vec![("signal", sig(signal))]),
+        NoteKind::Forwarded {
+            signal, sent, to, ..
         } => {
-            let mut fields = vec![("signal", Value::from(signal.to_string()))];
+            let mut fields = vec![("signal", sig(signal))];
             if sent != signal {
-                fields.push(("sent", sent.to_string().into()));
+                fields.push(("sent", sig(sent)));
             }
             fields.push(("to", target(*to).into()));
-            let level = if *stop { Level::Info } else { Level::Debug };
-            log.log(level, t, "forwarded", &fields);
+            (words.into(), fields)
         }
-        What::Dropped { signal } => log.log(
-            Level::Debug,
-            t,
-            "dropped",
-            &[("signal", signal.to_string().into())],
+        NoteKind::HookStarted { kind, pid } => (
+            format!("{} {words}", kind.name()),
+            vec![("pid", (*pid).into())],
         ),
-        What::Ignored { signal } => log.log(
-            Level::Debug,
-            t,
-            "ignored, app gone",
-            &[("signal", signal.to_string().into())],
-        ),
-        What::HookStarted { pid } => log.log(
-            Level::Info,
-            t,
-            "pre-stop started",
-            &[("pid", (*pid).into())],
-        ),
-        What::HookExited {
+        NoteKind::HookExited {
+            kind,
             pid,
             status: s,
             took,
-        } => log.log(
-            Level::Info,
-            t,
-            "pre-stop exited",
-            &[
+        } => (
+            format!("{} {words}", kind.name()),
+            vec![
                 ("pid", (*pid).into()),
                 ("status", status(*s).into()),
                 ("took", (*took).into()),
             ],
         ),
-        What::ChildExited {
-            pid,
-            status: s,
-            notable,
-        } => {
-            let level = if *notable { Level::Info } else { Level::Debug };
-            log.log(
-                level,
-                t,
-                "child exited",
-                &[("pid", (*pid).into()), ("status", status(*s).into())],
-            );
-        }
-        What::Reaped { pid, status: s } => log.log(
-            Level::Debug,
-            t,
-            "reaped",
-            &[("pid", (*pid).into()), ("status", status(*s).into())],
+        NoteKind::HookFailed { kind, reason } => (
+            format!("{} {words}", kind.name()),
+            vec![("error", reason.as_str().into())],
         ),
-        What::Exiting { code, notable } => {
-            let level = if *notable { Level::Info } else { Level::Debug };
-            log.log(level, t, "exiting", &[("code", (*code).into())]);
-        }
-    }
+        NoteKind::AppExited { pid, status: s, .. } | NoteKind::Reaped { pid, status: s } => (
+            words.into(),
+            vec![("pid", (*pid).into()), ("status", status(*s).into())],
+        ),
+        NoteKind::Signalled {
+            signal, whom: w, ..
+        } => (
+            words.into(),
+            vec![("signal", sig(signal)), ("pids", whom(w))],
+        ),
+        NoteKind::Exiting { code, .. } => (words.into(), vec![("code", (*code).into())]),
+    };
+    log.log(level, n.elapsed, &event, &fields);
 }

@@ -80,6 +80,8 @@ impl Signal {
     pub const CONT: Signal = Signal(libc::SIGCONT);
     pub const STOP: Signal = Signal(libc::SIGSTOP);
     pub const USR1: Signal = Signal(libc::SIGUSR1);
+    pub const PIPE: Signal = Signal(libc::SIGPIPE);
+    pub const XFSZ: Signal = Signal(libc::SIGXFSZ);
 
     /// A signal from its number, if it is one (1..=64).
     pub fn new(n: i32) -> Option<Signal> {
@@ -150,12 +152,13 @@ fn parse_realtime(bare: &str) -> Option<Signal> {
     } else {
         return None;
     };
+    // Checked: RTMIN+2147483647 must be refused, not overflow.
     let n = if rest.is_empty() {
         base
     } else if let Some(k) = rest.strip_prefix('+') {
-        base + k.parse::<i32>().ok()?
+        base.checked_add(k.parse::<i32>().ok()?)?
     } else if let Some(k) = rest.strip_prefix('-') {
-        base - k.parse::<i32>().ok()?
+        base.checked_sub(k.parse::<i32>().ok()?)?
     } else {
         return None;
     };
@@ -296,6 +299,10 @@ mod tests {
             "RTMIN-1",
             "99999999999",
             "SIG",
+            "RTMIN+2147483647",
+            "RTMAX-2147483648",
+            "RTMAX--2147483648",
+            "RTMIN+-5",
         ] {
             assert!(Signal::parse(bad).is_err(), "{bad:?} should not parse");
         }

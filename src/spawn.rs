@@ -7,11 +7,12 @@
 
 use std::env;
 use std::ffi::{CString, OsStr, OsString};
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::machine::Pid;
+use crate::process::Pid;
 use crate::signals::SigSet;
 use crate::sys;
 
@@ -97,18 +98,20 @@ pub fn spawn(argv: &[OsString], foreground: bool) -> Result<Pid, SpawnError> {
     // in the child: a handful of syscalls instead of one per signal.
     let ignored = sys::ignored_signals();
     let (errors_in, errors_out) = sys::pipe().map_err(|e| SpawnError::Usher("pipe", e))?;
+    let (mut errors_in, errors_out) = (File::from(errors_in), File::from(errors_out));
     let pid = sys::fork().map_err(|e| SpawnError::Usher("fork", e))?;
     if pid == 0 {
         drop(errors_in);
         let err = become_command(&candidates, &ptrs, foreground, ignored);
         let code = err.raw_os_error().unwrap_or(libc::EINVAL);
-        sys::write_all(&errors_out, &code.to_ne_bytes());
+        // Four bytes into an empty pipe: one write, whole or not at all.
+        let _ = (&errors_out).write(&code.to_ne_bytes());
         sys::exit_now(127);
     }
     drop(errors_out);
 
     let mut buf = [0u8; 4];
-    let got = sys::read(&errors_in, &mut buf)
+    let got = read_retrying(&mut errors_in, &mut buf)
         .map_err(|e| SpawnError::Usher("reading the exec status", e))?;
     if got == 0 {
         return Ok(pid); // the pipe closed on exec: the command runs
@@ -119,6 +122,16 @@ pub fn spawn(argv: &[OsString], foreground: bool) -> Result<Pid, SpawnError> {
     match errno {
         libc::ENOENT | libc::ENOTDIR => Err(SpawnError::NotFound),
         _ => Err(SpawnError::CannotRun(io::Error::from_raw_os_error(errno))),
+    }
+}
+
+/// One read, again after an interrupting signal; 0 at end of file.
+fn read_retrying(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match file.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            got => return got,
+        }
     }
 }
 

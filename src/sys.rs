@@ -1,11 +1,17 @@
 //! The syscall boundary: every `unsafe` in usher lives here, each behind a safe function.
+//!
+//! Where std already has a safe call (getpid, getppid, isatty, read and
+//! write on an owned fd) usher uses std instead. This module reports in the
+//! vocabulary of [`crate::process`] and [`crate::signals`] and depends on
+//! nothing above it.
+#![allow(unsafe_code)]
 
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
 
-use crate::machine::{Pid, Status};
+use crate::process::{Pid, Status};
 use crate::signals::{SigSet, Signal};
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -117,12 +123,12 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
 }
 
 /// Reads up to a batch of pending signals from the signalfd (waiting for
-/// the first when none is pending); the
-/// loop comes back for the rest, so a storm of queued real-time signals never
-/// needs more memory than one batch. The kernel hands them out lowest number
-/// first (standard before real-time), not in arrival order; queued real-time
-/// signals come out once per send.
-pub fn read_signals(fd: &OwnedFd, out: &mut Vec<Signal>) -> io::Result<()> {
+/// the first when none is pending), each with the pid of the process that
+/// sent it when a process did; the loop comes back for the rest, so a storm
+/// of queued real-time signals never needs more memory than one batch. The
+/// kernel hands them out lowest number first (standard before real-time),
+/// not in arrival order; queued real-time signals come out once per send.
+pub fn read_signals(fd: &OwnedFd, out: &mut Vec<(Signal, Option<Pid>)>) -> io::Result<()> {
     const N: usize = 32;
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     loop {
@@ -139,25 +145,15 @@ pub fn read_signals(fd: &OwnedFd, out: &mut Vec<Signal>) -> io::Result<()> {
             };
         }
         let count = got as usize / size;
-        out.extend(
-            buf[..count]
-                .iter()
-                .filter(|i| !raised_by_own_write(i))
-                .filter_map(|i| Signal::new(i.ssi_signo as i32)),
-        );
+        out.extend(buf[..count].iter().filter_map(|info| {
+            let signal = Signal::new(info.ssi_signo as i32)?;
+            // Codes up to 0 (SI_USER, SI_QUEUE, SI_TKILL) come from a
+            // process, whose pid the kernel fills in; others from the kernel.
+            let sender = (info.ssi_code <= 0).then_some(info.ssi_pid as Pid);
+            Some((signal, sender))
+        }));
         return Ok(());
     }
-}
-
-/// A SIGPIPE or SIGXFSZ the kernel raised in usher because usher's own
-/// write failed (its log on a broken pipe, or past RLIMIT_FSIZE): it is
-/// about usher's stderr, not for the app, which it would kill if forwarded.
-/// The kernel marks these SI_USER from usher's own pid; nobody else can.
-fn raised_by_own_write(info: &libc::signalfd_siginfo) -> bool {
-    let signo = info.ssi_signo as i32;
-    (signo == libc::SIGPIPE || signo == libc::SIGXFSZ)
-        && info.ssi_code == libc::SI_USER
-        && i64::from(info.ssi_pid) == i64::from(getpid())
 }
 
 /// A close-on-exec, non-blocking timerfd on the monotonic clock.
@@ -333,13 +329,11 @@ fn decode_status(status: libc::c_int) -> Status {
 }
 
 pub fn getpid() -> Pid {
-    // SAFETY: getpid cannot fail.
-    unsafe { libc::getpid() }
+    std::process::id() as Pid
 }
 
 pub fn getppid() -> Pid {
-    // SAFETY: getppid cannot fail.
-    unsafe { libc::getppid() }
+    std::os::unix::process::parent_id() as Pid
 }
 
 /// Makes usher a child subreaper: orphaned descendants are reparented to it.
@@ -362,12 +356,6 @@ pub fn set_pdeathsig(sig: Signal) -> io::Result<()> {
         )
     })
     .map(drop)
-}
-
-/// Whether `fd` is a terminal.
-pub fn isatty(fd: RawFd) -> bool {
-    // SAFETY: isatty only inspects the fd.
-    unsafe { libc::isatty(fd) == 1 }
 }
 
 /// Whether the terminal on `fd` has usher's process group in the foreground.
@@ -414,17 +402,6 @@ pub fn nonblocking_twin(fd: RawFd) -> Option<OwnedFd> {
     (new >= 0).then(|| unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// One `write`; the count written, or the error (EAGAIN on a full pipe).
-pub fn write(fd: &OwnedFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for buf.len() readable bytes.
-    let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
 /// A close-on-exec pipe: (read end, write end).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
@@ -434,27 +411,16 @@ pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// Reads up to `buf.len()` bytes, retrying on EINTR; 0 at end of file.
-pub fn read(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is valid for buf.len() writable bytes.
-        let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if got >= 0 {
-            return Ok(got as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
-}
-
 /// `fork()`: `Ok(0)` in the child, the child's pid in the parent.
 ///
-/// usher is single-threaded, so the child may do anything the parent could.
+/// Safe to call, and the child may then do anything the parent could
+/// (allocate, build strings, open sockets), because usher never starts a
+/// second thread: the child is a copy of the only thread there is, so no
+/// lock (malloc's among them) can be left held by a thread that did not
+/// come along. `tests/core.rs` checks that a running usher has one thread.
+/// Calling this from a multi-threaded process would not be sound.
 pub fn fork() -> io::Result<Pid> {
-    // SAFETY: usher has one thread, so no lock can be held by another thread
-    // at the moment of the fork.
+    // SAFETY: see above: usher has one thread at every fork.
     check(unsafe { libc::fork() })
 }
 
@@ -485,12 +451,6 @@ pub fn execve(path: &CStr, argv: &[*const libc::c_char]) -> io::Error {
     // environment, which usher never modifies, and usher is single-threaded.
     unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), environ) };
     io::Error::last_os_error()
-}
-
-/// Writes all of `buf` to `fd`, ignoring errors (used to report exec errors).
-pub fn write_all(fd: &OwnedFd, buf: &[u8]) {
-    // SAFETY: `buf` is valid for buf.len() readable bytes.
-    unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
 }
 
 /// Ends the child at once, without running Rust or C exit handlers that

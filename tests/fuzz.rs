@@ -26,7 +26,8 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use usher::cli::{self, Parsed};
-use usher::machine::{Action, Event, Machine, Pid, Policy, Status, Target};
+use usher::machine::{Action, Event, Found, HookKind, Machine, Policy, Start, Target};
+use usher::process::{Leftover, Pid, Status};
 use usher::signals::{Rewrite, Signal};
 
 /// Cases per property: `USHERTEST_FUZZ_CASES`, or 10,000.
@@ -48,28 +49,31 @@ fn config() -> ProptestConfig {
 
 // ------------------------------------------------------------- arguments
 
-const SHORT: &[&str] = &["-s", "-c", "-g", "-v", "-q", "-h", "-V", "-r", "-p", "-e"];
-const LONG: &[&str] = &[
-    "--subreaper",
-    "--single-child",
-    "--verbose",
-    "--quiet",
-    "--rewrite",
-    "--pdeathsig",
-    "--remap-exit",
-    "--drain",
-    "--grace-period",
-    "--stop-on",
-    "--pre-stop",
-    "--log-format",
-    "--help",
-    "--version",
-    "--bogus",
-    "--",
-    "-",
-    "--=",
-    "---",
-];
+/// Every flag usher knows (from its option table), and some it does not.
+fn flags() -> Vec<String> {
+    let mut all: Vec<String> = cli::OPTIONS
+        .iter()
+        .flat_map(|o| {
+            let short = o.short.map(|c| format!("-{c}"));
+            let long = o.long.map(|l| format!("--{l}"));
+            short.into_iter().chain(long)
+        })
+        .collect();
+    all.extend(["--bogus", "--", "-", "--=", "---", "-x"].map(String::from));
+    all
+}
+
+/// The letters of the short flags, and some that are not flags, for bundles.
+fn short_letters() -> Vec<u8> {
+    let mut all: Vec<u8> = cli::OPTIONS
+        .iter()
+        .filter_map(|o| o.short)
+        .map(|c| c as u8)
+        .collect();
+    all.extend(b"x=-");
+    all
+}
+
 /// Values that are right, nearly right, or wrong in interesting ways.
 const VALUES: &[&str] = &[
     "",
@@ -96,6 +100,8 @@ const VALUES: &[&str] = &[
     "RTMAX-1",
     "RTMAX+1",
     "RTMIN-1",
+    "RTMIN+2147483647",
+    "RTMAX-2147483648",
     "SIG",
     "SIG32",
     "TERM,INT",
@@ -160,13 +166,18 @@ fn raw_bytes() -> impl Strategy<Value = OsString> {
 
 fn arg() -> impl Strategy<Value = OsString> {
     prop_oneof![
-        4 => prop::sample::select(SHORT).prop_map(OsString::from),
-        4 => prop::sample::select(LONG).prop_map(OsString::from),
-        2 => (prop::sample::select(LONG), text())
+        8 => prop::sample::select(flags()).prop_map(OsString::from),
+        2 => (prop::sample::select(flags()), text())
             .prop_map(|(f, v)| OsString::from(format!("{f}={v}"))),
         // Bundles of short flags, some with a glued value: -sv, -pKILL, -e1x
-        2 => (chars(b"scgvqhVrpex=-", 1..5), chars(b"KILT015", 0..3))
-            .prop_map(|(flags, value)| OsString::from(format!("-{flags}{value}"))),
+        2 => (
+            prop::collection::vec(prop::sample::select(short_letters()), 1..5),
+            chars(b"KILT015", 0..3),
+        )
+            .prop_map(|(flags, value)| {
+                let flags: String = flags.into_iter().map(char::from).collect();
+                OsString::from(format!("-{flags}{value}"))
+            }),
         4 => text().prop_map(OsString::from),
         1 => raw_bytes(),
         1 => raw_bytes().prop_map(|b| {
@@ -183,7 +194,7 @@ fn env() -> impl Strategy<Value = HashMap<String, OsString>> {
         1 => raw_bytes(),
     ];
     // Every variable usher reads, and one it does not.
-    let mut names: Vec<&'static str> = usher::cli::ENV_VARS.to_vec();
+    let mut names: Vec<&'static str> = usher::cli::env_vars();
     names.push("USHER_BOGUS");
     prop::collection::hash_map(
         prop::sample::select(names).prop_map(String::from),
@@ -216,7 +227,7 @@ fn parse_checked(
             prop_assert!(!p.stop_on.is_empty());
             prop_assert!(p.stop_on.iter().all(|s| s.forwardable()), "{:?}", p.stop_on);
             prop_assert!(p.remap_exit.iter().all(|c| (0..=255).contains(c)));
-            prop_assert_eq!(p.pre_stop, cfg.pre_stop.is_some());
+            prop_assert_eq!(p.hooks.contains(&HookKind::PreStop), cfg.pre_stop.is_some());
             if let Some(words) = &cfg.pre_stop {
                 prop_assert!(!words.is_empty());
             }
@@ -226,7 +237,8 @@ fn parse_checked(
             Ok(Some(*cfg))
         }
         Ok(Parsed::Help | Parsed::Version) => Ok(None),
-        Err(msg) => {
+        Err(usage) => {
+            let msg = usage.message;
             prop_assert!(!msg.trim().is_empty(), "an empty error message");
             // One line, unless the input itself carried a line break (a
             // known gap: unknown option names are echoed unescaped).
@@ -278,10 +290,9 @@ fn policy() -> impl Strategy<Value = Policy> {
         duration(),
         prop::option::of(duration()),
         any::<bool>(),
-        any::<bool>(),
     )
         .prop_map(
-            |(single_child, rewrites, remap_exit, stop_on, drain, grace, pre_stop, job_control)| {
+            |(single_child, rewrites, remap_exit, stop_on, drain, grace, pre_stop)| {
                 let mut rewrite = Rewrite::default();
                 for (from, to) in rewrites {
                     rewrite.set(from, to);
@@ -293,8 +304,11 @@ fn policy() -> impl Strategy<Value = Policy> {
                     stop_on,
                     drain,
                     grace,
-                    pre_stop,
-                    job_control,
+                    hooks: if pre_stop {
+                        vec![HookKind::PreStop]
+                    } else {
+                        vec![]
+                    },
                 }
             },
         )
@@ -360,9 +374,33 @@ impl Digits {
         }
     }
 
+    fn found(&mut self) -> Found {
+        let list = match self.take(4) {
+            0 => None,
+            n => Some(
+                (0..n - 1)
+                    .map(|_| Leftover {
+                        pid: self.pid(),
+                        group: self.pid(),
+                    })
+                    .collect(),
+            ),
+        };
+        Found {
+            list,
+            group_alive: self.take(2) == 1,
+        }
+    }
+
     fn event(&mut self) -> Event {
-        match self.take(15) {
-            0..=3 => Event::Signal(self.signal()),
+        match self.take(16) {
+            0..=3 => Event::Signal {
+                signal: self.signal(),
+                sender: match self.take(3) {
+                    0 => None,
+                    _ => Some(self.pid()),
+                },
+            },
             4..=6 => Event::Reaped {
                 pid: self.pid(),
                 status: self.status(),
@@ -371,8 +409,15 @@ impl Digits {
             8 | 9 => Event::ReapDone {
                 children_left: self.take(2) == 1,
             },
-            10 => Event::HookStarted(self.pid()),
-            11 => Event::HookFailed,
+            10 => Event::HookStarted {
+                kind: HookKind::PreStop,
+                pid: self.pid(),
+            },
+            11 => Event::HookFailed {
+                kind: HookKind::PreStop,
+                reason: "x".into(),
+            },
+            12 => Event::Leftovers(self.found()),
             _ => Event::Timer,
         }
     }
@@ -405,10 +450,11 @@ fn events(max: usize) -> impl Strategy<Value = Vec<(When, Event)>> {
 /// that it emitted at most one Exit, nothing after it, and nothing odd.
 fn run_machine(
     policy: Policy,
+    at: Start,
     start: Duration,
     events: &[(When, Event)],
 ) -> Result<(), TestCaseError> {
-    let mut m = Machine::new(policy, CHILD, start);
+    let mut m = Machine::new(policy, at, start);
     let mut now = start;
     let mut exit: Option<i32> = None;
     for (i, (when, event)) in events.iter().enumerate() {
@@ -419,7 +465,7 @@ fn run_machine(
             When::AtTimeout => m.poll_timeout().unwrap_or(now),
             When::Anytime(s) => Duration::from_secs(*s),
         };
-        m.handle(*event, now);
+        m.handle(event.clone(), now);
         while let Some(action) = m.poll_action() {
             prop_assert!(
                 exit.is_none(),
@@ -430,10 +476,10 @@ fn run_machine(
                     prop_assert!((0..=255).contains(&code), "exit code {code}");
                     exit = Some(code);
                 }
-                Action::Forward { to, .. } => {
+                Action::Send { to, .. } => {
                     prop_assert!(
-                        matches!(to, Target::Group(CHILD) | Target::Child(CHILD)),
-                        "forwarded to {to:?}"
+                        to != Target::Everyone || at.pid1(),
+                        "kill(-1) outside a namespace"
                     );
                 }
                 _ => {}
@@ -445,6 +491,14 @@ fn run_machine(
         }
     }
     Ok(())
+}
+
+fn start() -> impl Strategy<Value = Start> {
+    (prop::sample::select(vec![1, 2, CHILD + 1]), any::<bool>()).prop_map(|(me, terminal)| Start {
+        app: CHILD,
+        me,
+        terminal,
+    })
 }
 
 proptest! {
@@ -461,26 +515,25 @@ proptest! {
     #[test]
     fn machine_never_panics_nor_acts_after_exit(
         policy in policy(),
+        at in start(),
         start in (0..CENTURY).prop_map(Duration::from_secs),
         events in events(60),
     ) {
-        run_machine(policy, start, &events)?;
+        run_machine(policy, at, start, &events)?;
     }
 
     #[test]
     fn whatever_the_cli_accepts_drives_a_machine(
         args in prop::collection::vec(arg(), 0..8),
         env in env(),
-        job_control in any::<bool>(),
+        at in start(),
         events in events(40),
     ) {
         // Half the time, a valid command after the flags so more runs parse.
         let mut args = args;
         args.push(OsString::from("app"));
         if let Some(cfg) = parse_checked(&args, &env)? {
-            let mut policy = cfg.policy;
-            policy.job_control = job_control;
-            run_machine(policy, Duration::from_secs(1), &events)?;
+            run_machine(cfg.policy, at, Duration::from_secs(1), &events)?;
         }
     }
 }
@@ -491,14 +544,17 @@ fn edge_cases_do_not_panic() {
     let longest = Policy {
         drain: cli::LONGEST,
         grace: Some(cli::LONGEST),
-        pre_stop: true,
-        job_control: true,
+        hooks: vec![HookKind::PreStop],
         stop_on: Vec::new(),
         ..Policy::default()
     };
     let at = Duration::from_secs(CENTURY);
+    let term = Event::Signal {
+        signal: Signal::TERM,
+        sender: None,
+    };
     let storm: Vec<(When, Event)> = [
-        Event::Signal(Signal::TERM),
+        term.clone(),
         Event::Reaped {
             pid: CHILD,
             status: Status::Exited(-1),
@@ -508,8 +564,18 @@ fn edge_cases_do_not_panic() {
             status: Status::Exited(i32::MAX),
         },
         Event::Stopped { pid: CHILD },
-        Event::HookStarted(CHILD),
-        Event::HookFailed,
+        Event::HookStarted {
+            kind: HookKind::PreStop,
+            pid: CHILD,
+        },
+        Event::HookFailed {
+            kind: HookKind::PreStop,
+            reason: String::new(),
+        },
+        Event::Leftovers(Found {
+            list: None,
+            group_alive: true,
+        }),
         Event::ReapDone {
             children_left: true,
         },
@@ -517,17 +583,35 @@ fn edge_cases_do_not_panic() {
         Event::ReapDone {
             children_left: false,
         },
-        Event::Signal(Signal::TERM),
+        term,
         Event::Timer,
     ]
     .into_iter()
     .map(|e| (When::AtTimeout, e))
     .collect();
-    run_machine(longest.clone(), at, &storm).unwrap();
-    run_machine(Policy::default(), Duration::ZERO, &storm).unwrap();
+    for me in [1, 2] {
+        let start = Start {
+            app: CHILD,
+            me,
+            terminal: true,
+        };
+        run_machine(longest.clone(), start, at, &storm).unwrap();
+        run_machine(Policy::default(), start, Duration::ZERO, &storm).unwrap();
+    }
     let odd: Vec<OsString> = ["--drain=365d", "--grace-period", "365d", "--", ""]
         .into_iter()
         .map(OsString::from)
         .collect();
     parse_checked(&odd, &HashMap::new()).unwrap();
+    for bad in [
+        "RTMIN+2147483647",
+        "RTMAX-2147483648",
+        "SIGRTMIN+99999999999",
+    ] {
+        let args: Vec<OsString> = ["-p", bad, "app"].into_iter().map(OsString::from).collect();
+        assert!(
+            parse_checked(&args, &HashMap::new()).unwrap().is_none(),
+            "{bad}"
+        );
+    }
 }

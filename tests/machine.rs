@@ -1,28 +1,54 @@
-//! The state machine driven directly: every rule of forwarding, shutdown and exit, without processes or clocks.
+//! The state machine driven directly: every rule of forwarding, hooks, shutdown and exit, without processes or clocks.
 
 use std::time::Duration;
 
-use usher::machine::{Action, Event, KillCause, Machine, Note, Policy, Status, Target, What};
+use usher::machine::{
+    Action, Event, Found, HookKind, KillCause, Machine, NoteKind, Phase, Policy, Scope, Start,
+    Target, Timer, Whom, Why,
+};
+use usher::process::{Leftover, Status};
 use usher::signals::Signal;
 
-const CHILD: i32 = 7;
+const APP: i32 = 7;
 const HOOK: i32 = 9;
+/// A process the app left behind in its own group, and one outside it.
+const IN_GROUP: i32 = 40;
+const OUTSIDE: i32 = 41;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// A machine plus a clock; collects the actions of each step.
+/// A machine plus a clock; collects the actions of each step and answers
+/// `FindLeftovers` the way the driver would, from `self.left`.
 struct Sim {
     m: Machine,
     now: Duration,
+    /// What a search for leftovers finds.
+    left: Found,
 }
 
 impl Sim {
+    /// usher as PID 1.
     fn new(policy: Policy) -> Sim {
+        Sim::started(policy, 1, false)
+    }
+
+    /// usher as a plain process (with a subreaper's view of its descendants).
+    fn not_pid1(policy: Policy) -> Sim {
+        Sim::started(policy, 3, false)
+    }
+
+    fn started(policy: Policy, me: i32, terminal: bool) -> Sim {
+        let start = Start {
+            app: APP,
+            me,
+            terminal,
+        };
         Sim {
-            m: Machine::new(policy, CHILD, ms(1000)),
+            m: Machine::new(policy, start, ms(1000)),
             now: ms(1000),
+            left: nothing_left(),
         }
     }
 
@@ -33,11 +59,21 @@ impl Sim {
 
     fn feed(&mut self, e: Event) -> Vec<Action> {
         self.m.handle(e, self.now);
-        std::iter::from_fn(|| self.m.poll_action()).collect()
+        let mut out = Vec::new();
+        while let Some(a) = self.m.poll_action() {
+            if let Action::FindLeftovers(_) = a {
+                self.m.handle(Event::Leftovers(self.left.clone()), self.now);
+            }
+            out.push(a);
+        }
+        out
     }
 
-    fn sig(&mut self, s: Signal) -> Vec<Action> {
-        self.feed(Event::Signal(s))
+    fn sig(&mut self, signal: Signal) -> Vec<Action> {
+        self.feed(Event::Signal {
+            signal,
+            sender: Some(100),
+        })
     }
 
     /// Advances to the machine's own timeout and fires it.
@@ -47,23 +83,62 @@ impl Sim {
         self.feed(Event::Timer)
     }
 
-    fn main_exits(&mut self, status: Status, left: bool) -> Vec<Action> {
-        let mut out = self.feed(Event::Reaped { pid: CHILD, status });
+    /// The app is reaped; `left`: processes remain (one in its group, one outside).
+    fn app_exits(&mut self, status: Status, left: bool) -> Vec<Action> {
+        if left {
+            self.left = leftovers(&[(IN_GROUP, APP), (OUTSIDE, OUTSIDE)]);
+        }
+        let mut out = self.feed(Event::Reaped { pid: APP, status });
         out.extend(self.feed(Event::ReapDone {
             children_left: left,
         }));
         out
     }
+
+    /// The last leftover is reaped.
+    fn all_gone(&mut self) -> Vec<Action> {
+        self.left = nothing_left();
+        self.feed(Event::ReapDone {
+            children_left: false,
+        })
+    }
 }
 
-fn forwards(actions: &[Action]) -> Vec<(Signal, Target)> {
+fn nothing_left() -> Found {
+    Found {
+        list: Some(Vec::new()),
+        group_alive: false,
+    }
+}
+
+fn leftovers(pids: &[(i32, i32)]) -> Found {
+    let list = pids
+        .iter()
+        .map(|&(pid, group)| Leftover { pid, group })
+        .collect();
+    let group_alive = pids.iter().any(|&(_, g)| g == APP);
+    Found {
+        list: Some(list),
+        group_alive,
+    }
+}
+
+/// Every signal sent, with its target.
+fn sent(actions: &[Action]) -> Vec<(Signal, Target)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Forward { signal, to, .. } => Some((*signal, *to)),
+            Action::Send { signal, to } => Some((*signal, *to)),
             _ => None,
         })
         .collect()
+}
+
+/// Signals sent other than the SIGCONT that follows a stop signal.
+fn forwards(actions: &[Action]) -> Vec<(Signal, Target)> {
+    let mut all = sent(actions);
+    all.retain(|(s, _)| *s != Signal::CONT);
+    all
 }
 
 fn exit_code(actions: &[Action]) -> Option<i32> {
@@ -73,18 +148,39 @@ fn exit_code(actions: &[Action]) -> Option<i32> {
     })
 }
 
-fn notes(actions: &[Action]) -> Vec<&Note> {
+fn notes(actions: &[Action]) -> Vec<&NoteKind> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Note(n) => Some(n),
+            Action::Note(n) => Some(&n.kind),
             _ => None,
         })
         .collect()
 }
 
-fn has_kill(actions: &[Action]) -> bool {
-    actions.iter().any(|a| matches!(a, Action::KillAll { .. }))
+/// The elapsed time on each note, in order.
+fn elapsed(actions: &[Action]) -> Vec<Option<Duration>> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Note(n) => Some(n.elapsed),
+            _ => None,
+        })
+        .collect()
+}
+
+fn killed(actions: &[Action]) -> bool {
+    sent(actions).iter().any(|(s, _)| *s == Signal::KILL)
+}
+
+fn kill_cause(actions: &[Action]) -> Option<KillCause> {
+    notes(actions).into_iter().find_map(|n| match n {
+        NoteKind::Signalled {
+            why: Why::Kill { cause, .. },
+            ..
+        } => Some(*cause),
+        _ => None,
+    })
 }
 
 fn grace(drain: u64, grace: Option<u64>) -> Policy {
@@ -95,22 +191,28 @@ fn grace(drain: u64, grace: Option<u64>) -> Policy {
     }
 }
 
+fn with_pre_stop(policy: Policy) -> Policy {
+    Policy {
+        hooks: vec![HookKind::PreStop],
+        ..policy
+    }
+}
+
+const TO_APP: Target = Target::Group(APP);
+
 // ---- the core: forwarding and exit codes ----
 
 #[test]
-fn forwards_to_the_group_by_default_and_the_child_with_single_child() {
+fn forwards_to_the_group_by_default_and_the_app_alone_with_single_child() {
     let mut s = Sim::new(Policy::default());
-    assert_eq!(
-        forwards(&s.sig(Signal::HUP)),
-        [(Signal::HUP, Target::Group(CHILD))]
-    );
+    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::HUP, TO_APP)]);
     let mut s = Sim::new(Policy {
         single_child: true,
         ..Policy::default()
     });
     assert_eq!(
-        forwards(&s.sig(Signal::USR1)),
-        [(Signal::USR1, Target::Child(CHILD))]
+        sent(&s.sig(Signal::USR1)),
+        [(Signal::USR1, Target::Process(APP))]
     );
 }
 
@@ -127,7 +229,29 @@ fn never_forwards_chld_or_faults() {
         assert!(s.sig(Signal::new(n).unwrap()).is_empty(), "{n}");
     }
     let rt = Signal::new(usher::signals::rtmin() + 2).unwrap();
-    assert_eq!(forwards(&s.sig(rt)), [(rt, Target::Group(CHILD))]);
+    assert_eq!(sent(&s.sig(rt)), [(rt, TO_APP)]);
+}
+
+#[test]
+fn sigpipe_raised_by_usher_own_write_stays_with_usher() {
+    let mut s = Sim::not_pid1(Policy::default());
+    for signal in [Signal::PIPE, Signal::XFSZ] {
+        let own = s.feed(Event::Signal {
+            signal,
+            sender: Some(3),
+        });
+        assert!(own.is_empty(), "raised in usher (pid 3): {own:?}");
+        let from_outside = s.feed(Event::Signal {
+            signal,
+            sender: Some(55),
+        });
+        assert_eq!(sent(&from_outside), [(signal, TO_APP)]);
+        let from_kernel = s.feed(Event::Signal {
+            signal,
+            sender: None,
+        });
+        assert_eq!(sent(&from_kernel), [(signal, TO_APP)]);
+    }
 }
 
 #[test]
@@ -136,15 +260,46 @@ fn rewrite_and_drop() {
     policy.rewrite.set(Signal::TERM, Some(Signal::QUIT));
     policy.rewrite.set(Signal::HUP, None);
     let mut s = Sim::new(policy);
-    assert!(forwards(&s.sig(Signal::HUP)).is_empty());
+    let a = s.sig(Signal::HUP);
+    assert!(sent(&a).is_empty());
     assert_eq!(
-        forwards(&s.sig(Signal::TERM)),
-        [(Signal::QUIT, Target::Group(CHILD))]
+        notes(&a),
+        [&NoteKind::Dropped {
+            signal: Signal::HUP
+        }]
     );
+    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::QUIT, TO_APP)]);
 }
 
 #[test]
-fn exit_codes_follow_the_child() {
+fn a_stop_signal_rewritten_to_0_is_dropped_and_starts_nothing() {
+    let mut policy = grace(0, Some(2000));
+    policy.rewrite.set(Signal::INT, None);
+    let mut s = Sim::new(policy);
+    let a = s.sig(Signal::INT);
+    assert!(sent(&a).is_empty(), "{a:?}");
+    assert!(matches!(notes(&a)[..], [NoteKind::Dropped { .. }]), "{a:?}");
+    assert_eq!(s.m.phase(), Phase::Running);
+    assert_eq!(s.m.poll_timeout(), None, "no deadline was started");
+    // TERM, not rewritten, still starts the sequence.
+    assert!(matches!(
+        notes(&s.sig(Signal::TERM))[0],
+        NoteKind::StopReceived { .. }
+    ));
+}
+
+#[test]
+fn a_signal_rewritten_to_a_stop_signal_is_forwarded_at_once() {
+    // --stop-on names what usher receives; the rewrite only changes what goes out.
+    let mut policy = grace(5000, Some(10_000));
+    policy.rewrite.set(Signal::HUP, Some(Signal::TERM));
+    let mut s = Sim::new(policy);
+    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::TERM, TO_APP)]);
+    assert_eq!(s.m.phase(), Phase::Running);
+}
+
+#[test]
+fn exit_codes_follow_the_app() {
     for (status, code) in [
         (Status::Exited(0), 0),
         (Status::Exited(3), 3),
@@ -152,11 +307,8 @@ fn exit_codes_follow_the_child() {
         (Status::Signaled(Signal::KILL), 137),
     ] {
         let mut s = Sim::new(Policy::default());
-        assert_eq!(
-            exit_code(&s.main_exits(status, false)),
-            Some(code),
-            "{status:?}"
-        );
+        let a = s.app_exits(status, false);
+        assert_eq!(exit_code(&a), Some(code), "{status:?}");
         assert!(s.m.exited());
     }
 }
@@ -168,12 +320,10 @@ fn remapped_codes_become_zero() {
         ..Policy::default()
     };
     let mut s = Sim::new(policy.clone());
-    assert_eq!(
-        exit_code(&s.main_exits(Status::Signaled(Signal::TERM), false)),
-        Some(0)
-    );
+    let a = s.app_exits(Status::Signaled(Signal::TERM), false);
+    assert_eq!(exit_code(&a), Some(0));
     let mut s = Sim::new(policy);
-    assert_eq!(exit_code(&s.main_exits(Status::Exited(4), false)), Some(4));
+    assert_eq!(exit_code(&s.app_exits(Status::Exited(4), false)), Some(4));
 }
 
 #[test]
@@ -183,62 +333,33 @@ fn orphans_are_reaped_without_exiting() {
         pid: 123,
         status: Status::Exited(0),
     });
-    assert!(matches!(notes(&a)[0].what, What::Reaped { pid: 123, .. }));
-    assert!(exit_code(&s.feed(Event::ReapDone {
-        children_left: true
-    }))
-    .is_none());
-    assert!(!s.m.exited());
-}
-
-#[test]
-fn waits_for_leftovers_before_exiting() {
-    let mut s = Sim::new(grace(0, Some(5000)));
-    let a = s.main_exits(Status::Exited(4), true);
-    assert!(a.iter().any(|a| matches!(
-        a,
-        Action::SignalStragglers {
-            signal: Signal::TERM,
-            ..
-        }
-    )));
-    assert_eq!(exit_code(&a), None, "leftovers still running");
-    s.at(100);
-    s.feed(Event::Reaped {
-        pid: 50,
-        status: Status::Exited(0),
+    assert!(matches!(notes(&a)[0], NoteKind::Reaped { pid: 123, .. }));
+    let a = s.feed(Event::ReapDone {
+        children_left: true,
     });
-    assert_eq!(
-        exit_code(&s.feed(Event::ReapDone {
-            children_left: false
-        })),
-        Some(4)
-    );
+    assert!(exit_code(&a).is_none());
+    assert!(!s.m.exited());
 }
 
 // ---- the shutdown sequence ----
 
 #[test]
-fn step1_stop_logs_and_arms_timers() {
+fn step1_stop_logs_and_arms_the_drain_and_the_deadline() {
     let mut s = Sim::new(grace(1000, Some(5000)));
     let a = s.sig(Signal::TERM);
-    assert!(
-        forwards(&a).is_empty(),
-        "nothing forwarded during the drain"
-    );
+    assert!(sent(&a).is_empty(), "nothing forwarded during the drain");
     assert!(matches!(
-        notes(&a)[0].what,
-        What::StopReceived {
+        notes(&a)[0],
+        NoteKind::StopReceived {
             signal: Signal::TERM,
             ..
         }
     ));
-    assert_eq!(notes(&a)[0].t, Some(Duration::ZERO));
-    assert_eq!(
-        s.m.poll_timeout(),
-        Some(ms(2000)),
-        "drain end is the next timer"
-    );
+    assert_eq!(elapsed(&a)[0], Some(Duration::ZERO));
+    assert_eq!(s.m.phase(), Phase::Draining);
+    assert_eq!(s.m.timer(Timer::Drain), Some(ms(2000)));
+    assert_eq!(s.m.timer(Timer::Deadline), Some(ms(6000)));
+    assert_eq!(s.m.poll_timeout(), Some(ms(2000)), "the drain ends first");
 }
 
 #[test]
@@ -246,97 +367,89 @@ fn step2_forwards_when_the_drain_ends() {
     let mut s = Sim::new(grace(1000, Some(5000)));
     s.sig(Signal::TERM);
     s.at(999);
-    assert!(
-        forwards(&s.feed(Event::Timer)).is_empty(),
-        "an early timer forwards nothing"
-    );
+    let early = s.feed(Event::Timer);
+    assert!(sent(&early).is_empty(), "an early timer forwards nothing");
     let a = s.fire_timer();
-    assert_eq!(forwards(&a), [(Signal::TERM, Target::Group(CHILD))]);
-    assert_eq!(notes(&a)[0].t, Some(ms(1000)));
-    assert_eq!(
-        s.m.poll_timeout(),
-        Some(ms(6000)),
-        "then only the deadline is armed"
-    );
+    assert_eq!(sent(&a), [(Signal::TERM, TO_APP), (Signal::CONT, TO_APP)]);
+    assert_eq!(elapsed(&a)[0], Some(ms(1000)));
+    assert_eq!(s.m.phase(), Phase::Stopping);
+    assert_eq!(s.m.poll_timeout(), Some(ms(6000)), "then the deadline");
 }
 
 #[test]
-fn step2_forwarding_waits_for_the_hook() {
-    let mut s = Sim::new(Policy {
-        pre_stop: true,
-        ..grace(500, Some(5000))
-    });
+fn step2_forwarding_waits_for_the_pre_stop_hook() {
+    let mut s = Sim::new(with_pre_stop(grace(500, Some(5000))));
     let a = s.sig(Signal::TERM);
-    assert!(a.contains(&Action::StartHook));
-    s.feed(Event::HookStarted(HOOK));
-    s.at(600);
-    assert!(
-        forwards(&s.feed(Event::Timer)).is_empty(),
-        "hook still running"
-    );
-    assert_eq!(
-        s.m.poll_timeout(),
-        Some(ms(6000)),
-        "no drain timer while the hook runs"
-    );
+    assert!(a.contains(&Action::StartHook(HookKind::PreStop)));
+    s.feed(Event::HookStarted {
+        kind: HookKind::PreStop,
+        pid: HOOK,
+    });
+    let a = s.fire_timer();
+    assert!(sent(&a).is_empty(), "the drain is over, the hook is not");
+    assert_eq!(s.m.poll_timeout(), Some(ms(6000)), "only the deadline left");
     s.at(1500);
     let a = s.feed(Event::Reaped {
         pid: HOOK,
         status: Status::Exited(0),
     });
-    assert!(
-        matches!(notes(&a)[0].what, What::HookExited { pid: HOOK, took, .. } if took == ms(1500))
-    );
-    assert_eq!(forwards(&a), [(Signal::TERM, Target::Group(CHILD))]);
+    assert!(matches!(
+        notes(&a)[0],
+        NoteKind::HookExited { pid: HOOK, took, .. } if *took == ms(1500)
+    ));
+    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
 }
 
 #[test]
-fn step2_hook_done_before_drain_end_still_waits_for_the_drain() {
-    let mut s = Sim::new(Policy {
-        pre_stop: true,
-        ..grace(1000, None)
-    });
+fn step2_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
+    let mut s = Sim::new(with_pre_stop(grace(1000, None)));
     s.sig(Signal::TERM);
-    s.feed(Event::HookStarted(HOOK));
-    s.at(100);
-    assert!(forwards(&s.feed(Event::Reaped {
+    s.feed(Event::HookStarted {
+        kind: HookKind::PreStop,
         pid: HOOK,
-        status: Status::Exited(0)
-    }))
-    .is_empty());
-    assert_eq!(
-        forwards(&s.fire_timer()),
-        [(Signal::TERM, Target::Group(CHILD))]
-    );
+    });
+    s.at(100);
+    let a = s.feed(Event::Reaped {
+        pid: HOOK,
+        status: Status::Exited(0),
+    });
+    assert!(sent(&a).is_empty());
+    assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
 }
 
 #[test]
-fn step2_a_hook_that_cannot_start_does_not_block() {
-    let mut s = Sim::new(Policy {
-        pre_stop: true,
-        ..grace(0, None)
-    });
+fn step2_a_hook_that_cannot_start_is_logged_and_does_not_block() {
+    let mut s = Sim::new(with_pre_stop(grace(0, None)));
     s.sig(Signal::TERM);
-    assert_eq!(
-        forwards(&s.feed(Event::HookFailed)),
-        [(Signal::TERM, Target::Group(CHILD))]
-    );
+    let a = s.feed(Event::HookFailed {
+        kind: HookKind::PreStop,
+        reason: "cannot run \"x\": command not found in PATH".into(),
+    });
+    assert!(matches!(
+        notes(&a)[0],
+        NoteKind::HookFailed {
+            kind: HookKind::PreStop,
+            ..
+        }
+    ));
+    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
 }
 
 #[test]
 fn step2_hanging_hook_is_cut_at_the_deadline() {
-    let mut s = Sim::new(Policy {
-        pre_stop: true,
-        ..grace(500, Some(3000))
-    });
+    let mut s = Sim::new(with_pre_stop(grace(500, Some(3000))));
     s.sig(Signal::TERM);
-    s.feed(Event::HookStarted(HOOK));
+    s.feed(Event::HookStarted {
+        kind: HookKind::PreStop,
+        pid: HOOK,
+    });
+    s.fire_timer(); // the drain
+    s.left = leftovers(&[(APP, APP), (HOOK, HOOK)]);
     let a = s.fire_timer();
     assert_eq!(s.now, ms(4000));
-    assert!(a
-        .iter()
-        .any(|a| matches!(a, Action::KillAll { cause: KillCause::Deadline, t } if *t == ms(3000))));
-    let a = s.main_exits(Status::Signaled(Signal::KILL), false);
+    assert_eq!(sent(&a), [(Signal::KILL, Target::Everyone)]);
+    assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
+    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
     assert_eq!(exit_code(&a), Some(137));
 }
 
@@ -347,18 +460,19 @@ fn step3_second_stop_cuts_the_drain() {
     s.at(300);
     let a = s.sig(Signal::INT);
     assert!(matches!(
-        notes(&a)[0].what,
-        What::DrainCut {
+        notes(&a)[0],
+        NoteKind::DrainCut {
             signal: Signal::INT
         }
     ));
-    assert_eq!(forwards(&a), [(Signal::INT, Target::Group(CHILD))]);
+    assert_eq!(forwards(&a), [(Signal::INT, TO_APP)]);
     assert_eq!(s.m.poll_timeout(), None, "nothing left to time");
     s.at(500);
+    let again = s.sig(Signal::TERM);
     assert_eq!(
-        forwards(&s.sig(Signal::TERM)),
-        [(Signal::TERM, Target::Group(CHILD))],
-        "later stops forward again"
+        forwards(&again),
+        [(Signal::TERM, TO_APP)],
+        "later stops go through"
     );
 }
 
@@ -366,10 +480,7 @@ fn step3_second_stop_cuts_the_drain() {
 fn step4_other_signals_pass_during_the_drain() {
     let mut s = Sim::new(grace(10_000, None));
     s.sig(Signal::TERM);
-    assert_eq!(
-        forwards(&s.sig(Signal::HUP)),
-        [(Signal::HUP, Target::Group(CHILD))]
-    );
+    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::HUP, TO_APP)]);
     assert_eq!(s.m.poll_timeout(), Some(ms(11_000)), "the drain goes on");
 }
 
@@ -378,8 +489,8 @@ fn step5_app_exiting_during_the_drain_ends_it() {
     let mut s = Sim::new(grace(10_000, Some(20_000)));
     s.sig(Signal::TERM);
     s.at(200);
-    let a = s.main_exits(Status::Exited(0), false);
-    assert!(forwards(&a).is_empty());
+    let a = s.app_exits(Status::Exited(0), false);
+    assert!(sent(&a).is_empty());
     assert_eq!(exit_code(&a), Some(0));
     assert_eq!(s.m.poll_timeout(), None);
 }
@@ -387,50 +498,54 @@ fn step5_app_exiting_during_the_drain_ends_it() {
 #[test]
 fn step6_leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
     let mut s = Sim::new(grace(0, Some(2000)));
-    let a = s.main_exits(Status::Exited(7), true);
-    assert!(a.iter().any(|a| matches!(
-        a,
-        Action::SignalStragglers {
-            signal: Signal::TERM,
-            ..
-        }
-    )));
-    assert!(!has_kill(&a));
+    let a = s.app_exits(Status::Exited(7), true);
+    assert_eq!(
+        sent(&a),
+        [
+            (Signal::TERM, Target::Everyone),
+            (Signal::CONT, Target::Everyone)
+        ]
+    );
+    assert!(notes(&a).contains(&&NoteKind::Signalled {
+        signal: Signal::TERM,
+        whom: Whom::Pids(vec![IN_GROUP, OUTSIDE]),
+        why: Why::Ask {
+            except_group: false
+        },
+    }));
+    assert_eq!(exit_code(&a), None, "leftovers still running");
     assert_eq!(
         s.m.poll_timeout(),
         Some(ms(3000)),
         "the deadline counts from the app's exit"
     );
     let a = s.fire_timer();
-    assert!(has_kill(&a));
-    let a = s.feed(Event::ReapDone {
-        children_left: false,
-    });
-    assert_eq!(exit_code(&a), Some(7), "the app's own code, not 137");
+    assert_eq!(sent(&a), [(Signal::KILL, Target::Everyone)]);
+    assert_eq!(
+        exit_code(&s.all_gone()),
+        Some(7),
+        "the app's own code, not 137"
+    );
 }
 
 #[test]
 fn step6_without_a_grace_period_leftovers_are_killed_at_once() {
     let mut s = Sim::new(Policy::default());
-    let a = s.main_exits(Status::Exited(0), true);
-    assert!(a.iter().any(|a| matches!(
-        a,
-        Action::KillAll {
-            cause: KillCause::NoGrace,
-            ..
-        }
-    )));
+    let a = s.app_exits(Status::Exited(0), true);
+    assert_eq!(kill_cause(&a), Some(KillCause::NoGrace));
     assert_eq!(exit_code(&a), None);
     let a = s.feed(Event::ReapDone {
         children_left: true,
     });
-    assert!(has_kill(&a), "kill again if anything is still there");
-    assert_eq!(
-        exit_code(&s.feed(Event::ReapDone {
-            children_left: false
-        })),
-        Some(0)
-    );
+    assert!(killed(&a), "kill again if anything is still there");
+    assert!(notes(&a).iter().any(|n| matches!(
+        n,
+        NoteKind::Signalled {
+            why: Why::Kill { round: 2, .. },
+            ..
+        }
+    )));
+    assert_eq!(exit_code(&s.all_gone()), Some(0));
 }
 
 #[test]
@@ -439,32 +554,32 @@ fn step6_leftovers_get_the_stop_signal_that_was_received_rewritten() {
     policy.stop_on = vec![Signal::QUIT];
     policy.rewrite.set(Signal::QUIT, Some(Signal::USR1));
     let mut s = Sim::new(policy);
-    let a = s.main_exits(Status::Exited(0), true);
-    assert!(a.iter().any(|a| matches!(
-        a,
-        Action::SignalStragglers {
-            signal: Signal::USR1,
-            ..
-        }
-    )));
+    let a = s.app_exits(Status::Exited(0), true);
+    assert_eq!(forwards(&a), [(Signal::USR1, Target::Everyone)]);
+}
+
+#[test]
+fn step6_an_app_that_exited_alone_costs_no_search_as_pid1() {
+    let mut s = Sim::new(grace(0, Some(5000)));
+    let a = s.app_exits(Status::Exited(0), false);
+    assert!(!a.iter().any(|a| matches!(a, Action::FindLeftovers(_))));
+    assert_eq!(exit_code(&a), Some(0));
 }
 
 #[test]
 fn step7_app_ignoring_term_is_killed_at_the_deadline() {
     let mut s = Sim::new(grace(1000, Some(4000)));
     s.sig(Signal::TERM);
-    assert!(!has_kill(&s.fire_timer()), "drain end forwards, no kill");
+    assert!(!killed(&s.fire_timer()), "drain end forwards, no kill");
     s.at(3999);
-    assert!(!has_kill(&s.feed(Event::Timer)));
+    assert!(!killed(&s.feed(Event::Timer)));
+    s.left = leftovers(&[(APP, APP)]);
     let a = s.fire_timer();
-    assert!(a
-        .iter()
-        .any(|a| matches!(a, Action::KillAll { cause: KillCause::Deadline, t } if *t == ms(4000))));
+    assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
+    assert_eq!(elapsed(&a).last(), Some(&Some(ms(4000))));
     s.at(4010);
-    assert_eq!(
-        exit_code(&s.main_exits(Status::Signaled(Signal::KILL), false)),
-        Some(137)
-    );
+    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
+    assert_eq!(exit_code(&a), Some(137));
 }
 
 #[test]
@@ -476,10 +591,8 @@ fn deadline_exit_is_137_even_when_remapped_code_would_be_zero() {
     let mut s = Sim::new(policy);
     s.sig(Signal::TERM);
     s.fire_timer();
-    assert_eq!(
-        exit_code(&s.main_exits(Status::Signaled(Signal::KILL), false)),
-        Some(137)
-    );
+    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
+    assert_eq!(exit_code(&a), Some(137));
 }
 
 #[test]
@@ -488,37 +601,175 @@ fn stop_on_quit_makes_term_an_ordinary_signal() {
         stop_on: vec![Signal::QUIT],
         ..grace(1000, None)
     });
-    assert_eq!(
-        forwards(&s.sig(Signal::TERM)),
-        [(Signal::TERM, Target::Group(CHILD))]
-    );
+    assert_eq!(sent(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
     assert!(
-        forwards(&s.sig(Signal::QUIT)).is_empty(),
+        sent(&s.sig(Signal::QUIT)).is_empty(),
         "QUIT starts the drain"
     );
+    assert_eq!(forwards(&s.fire_timer()), [(Signal::QUIT, TO_APP)]);
+}
+
+#[test]
+fn timeline_notes_carry_time_since_the_stop() {
+    let mut s = Sim::new(grace(1000, Some(5000)));
+    assert_eq!(elapsed(&s.sig(Signal::HUP)), [None], "before any stop");
+    s.sig(Signal::TERM);
+    s.fire_timer();
+    s.at(1500);
+    let a = s.app_exits(Status::Exited(0), false);
+    assert!(elapsed(&a).iter().all(|t| *t == Some(ms(1500))), "{a:?}");
     assert_eq!(
-        forwards(&s.fire_timer()),
-        [(Signal::QUIT, Target::Group(CHILD))]
+        notes(&a).last(),
+        Some(&&NoteKind::Exiting {
+            code: 0,
+            notable: true
+        })
+    );
+}
+
+// ---- whom leftovers are signalled: PID 1 or not, and what /proc shows ----
+
+#[test]
+fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
+    let mut s = Sim::new(grace(0, Some(5000)));
+    s.sig(Signal::TERM);
+    let a = s.app_exits(Status::Signaled(Signal::TERM), true);
+    assert_eq!(
+        forwards(&a),
+        [(Signal::TERM, Target::Process(OUTSIDE))],
+        "the group got TERM already; a second can cut its cleanup short"
+    );
+    assert!(notes(&a).contains(&&NoteKind::Signalled {
+        signal: Signal::TERM,
+        whom: Whom::Pids(vec![OUTSIDE]),
+        why: Why::Ask { except_group: true },
+    }));
+    // With -c only the app itself was told.
+    let mut s = Sim::new(Policy {
+        single_child: true,
+        ..grace(0, Some(5000))
+    });
+    s.sig(Signal::TERM);
+    let a = s.app_exits(Status::Exited(0), true);
+    assert_eq!(forwards(&a), [(Signal::TERM, Target::Everyone)]);
+}
+
+#[test]
+fn as_pid1_without_proc_everyone_is_signalled_rather_than_no_one() {
+    let mut s = Sim::new(grace(0, Some(5000)));
+    s.sig(Signal::TERM);
+    s.left = Found {
+        list: None,
+        group_alive: true,
+    };
+    s.feed(Event::Reaped {
+        pid: APP,
+        status: Status::Exited(0),
+    });
+    let a = s.feed(Event::ReapDone {
+        children_left: true,
+    });
+    assert_eq!(forwards(&a), [(Signal::TERM, Target::Everyone)]);
+    assert!(notes(&a).iter().any(|n| matches!(
+        n,
+        NoteKind::Signalled {
+            whom: Whom::Unknown,
+            ..
+        }
+    )));
+}
+
+#[test]
+fn not_pid1_the_group_and_the_descendants_outside_it_never_kill_minus_1() {
+    let mut s = Sim::not_pid1(grace(0, Some(5000)));
+    let a = s.app_exits(Status::Exited(0), true);
+    assert!(a.contains(&Action::FindLeftovers(Scope::Descendants)));
+    assert_eq!(
+        forwards(&a),
+        [
+            (Signal::TERM, Target::Group(APP)),
+            (Signal::TERM, Target::Process(OUTSIDE))
+        ]
+    );
+    s.left = leftovers(&[(IN_GROUP, APP)]);
+    let a = s.fire_timer();
+    assert_eq!(sent(&a), [(Signal::KILL, Target::Group(APP))]);
+    assert!(!sent(&a).iter().any(|(_, t)| *t == Target::Everyone));
+}
+
+#[test]
+fn not_pid1_an_app_group_with_members_outside_usher_tree_is_still_told() {
+    // Without -s, orphans leave usher's tree, but kill(-group) reaches them.
+    let mut s = Sim::not_pid1(grace(0, Some(5000)));
+    s.left = Found {
+        list: Some(Vec::new()),
+        group_alive: true,
+    };
+    s.feed(Event::Reaped {
+        pid: APP,
+        status: Status::Exited(0),
+    });
+    let a = s.feed(Event::ReapDone {
+        children_left: false,
+    });
+    assert_eq!(forwards(&a), [(Signal::TERM, Target::Group(APP))]);
+    assert!(notes(&a).iter().any(|n| matches!(
+        n,
+        NoteKind::Signalled {
+            whom: Whom::Group(APP),
+            ..
+        }
+    )));
+    assert_eq!(
+        exit_code(&a),
+        Some(0),
+        "usher cannot wait for what it cannot reap"
     );
 }
 
 #[test]
-fn timeline_notes_carry_time_since_t0() {
-    let mut s = Sim::new(grace(1000, Some(5000)));
-    s.at(0);
-    s.sig(Signal::TERM);
-    s.fire_timer();
-    s.at(1500);
-    let a = s.main_exits(Status::Exited(0), false);
-    let ts: Vec<_> = notes(&a).iter().map(|n| n.t).collect();
-    assert!(ts.iter().all(|t| *t == Some(ms(1500))), "{ts:?}");
-    assert!(matches!(
-        notes(&a).last().unwrap().what,
-        What::Exiting {
-            code: 0,
-            notable: true
-        }
-    ));
+fn a_search_that_found_nothing_is_not_repeated_before_the_next_reap() {
+    let mut s = Sim::not_pid1(Policy::default());
+    s.feed(Event::Reaped {
+        pid: APP,
+        status: Status::Exited(0),
+    });
+    let a = s.feed(Event::ReapDone {
+        children_left: true,
+    });
+    let searches = a
+        .iter()
+        .filter(|a| matches!(a, Action::FindLeftovers(_)))
+        .count();
+    assert_eq!(
+        searches, 1,
+        "the stop signal and the SIGKILL share one: {a:?}"
+    );
+    assert!(sent(&a).is_empty());
+}
+
+// ---- terminal job control (not PID 1) ----
+
+#[test]
+fn job_control_stops_with_the_app_and_hands_back_the_terminal() {
+    let mut s = Sim::started(Policy::default(), 3, true);
+    assert!(s.m.wants_stops());
+    assert_eq!(s.feed(Event::Stopped { pid: APP }), [Action::StopSelf]);
+    assert!(
+        s.feed(Event::Stopped { pid: 99 }).is_empty(),
+        "other children stopping do not matter"
+    );
+    let a = s.sig(Signal::CONT);
+    assert_eq!(a[0], Action::Foreground, "terminal first, then CONT");
+    assert_eq!(sent(&a), [(Signal::CONT, TO_APP)]);
+}
+
+#[test]
+fn as_pid1_usher_never_stops() {
+    let mut s = Sim::started(Policy::default(), 1, true);
+    assert!(!s.m.wants_stops());
+    assert!(s.feed(Event::Stopped { pid: APP }).is_empty());
+    assert!(!s.sig(Signal::CONT).contains(&Action::Foreground));
 }
 
 // ---- properties over random event sequences ----
@@ -532,7 +783,7 @@ mod props {
         Wait(u64),
         Stop(bool), // TERM or INT
         Other,
-        MainExit(i32),
+        AppExit(i32),
         HookExit,
         Orphan,
         ReapDone(bool),
@@ -544,7 +795,7 @@ mod props {
             (0u64..3000).prop_map(Step::Wait),
             any::<bool>().prop_map(Step::Stop),
             Just(Step::Other),
-            (0i32..257).prop_map(Step::MainExit), // 256: killed by SIGKILL
+            (0i32..257).prop_map(Step::AppExit), // 256: killed by SIGKILL
             Just(Step::HookExit),
             Just(Step::Orphan),
             any::<bool>().prop_map(Step::ReapDone),
@@ -564,7 +815,11 @@ mod props {
                 Policy {
                     drain: ms(drain),
                     grace: grace.map(ms),
-                    pre_stop,
+                    hooks: if pre_stop {
+                        vec![HookKind::PreStop]
+                    } else {
+                        vec![]
+                    },
                     remap_exit: remap.into_iter().collect(),
                     ..Policy::default()
                 }
@@ -575,14 +830,19 @@ mod props {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
         #[test]
-        fn shutdown_invariants(policy in policy(), steps in proptest::collection::vec(step(), 0..40)) {
+        fn shutdown_invariants(
+            policy in policy(),
+            pid1 in any::<bool>(),
+            steps in proptest::collection::vec(step(), 0..40),
+        ) {
             let start = ms(1000);
-            let mut m = Machine::new(policy.clone(), CHILD, start);
+            let me = if pid1 { 1 } else { 3 };
+            let mut m = Machine::new(policy.clone(), Start { app: APP, me, terminal: false }, start);
             let mut now = start;
             let mut t0: Option<Duration> = None;
             let mut stops = 0;
             let mut forwarded_stop = false;
-            let mut main_status: Option<Status> = None;
+            let mut app_status: Option<Status> = None;
             let mut killed_while_alive = false;
             let mut hook_started = false;
             let mut exited_with = None;
@@ -590,88 +850,89 @@ mod props {
             for step in steps {
                 let event = match step {
                     Step::Wait(d) => { now += ms(d); continue; }
-                    Step::Stop(term) => Event::Signal(if term { Signal::TERM } else { Signal::INT }),
-                    Step::Other => Event::Signal(Signal::HUP),
-                    Step::MainExit(c) => {
-                        if main_status.is_some() { continue; }
+                    Step::Stop(term) => Event::Signal {
+                        signal: if term { Signal::TERM } else { Signal::INT },
+                        sender: Some(100),
+                    },
+                    Step::Other => Event::Signal { signal: Signal::HUP, sender: None },
+                    Step::AppExit(c) => {
+                        if app_status.is_some() { continue; }
                         let status = if c == 256 { Status::Signaled(Signal::KILL) } else { Status::Exited(c) };
-                        Event::Reaped { pid: CHILD, status }
+                        Event::Reaped { pid: APP, status }
                     }
                     Step::HookExit => Event::Reaped { pid: HOOK, status: Status::Exited(0) },
                     Step::Orphan => Event::Reaped { pid: 77, status: Status::Exited(1) },
                     Step::ReapDone(left) => {
-                        // The driver never says "no children" while the main child lives.
-                        Event::ReapDone { children_left: left || main_status.is_none() }
+                        // The driver never says "no children" while the app lives.
+                        Event::ReapDone { children_left: left || app_status.is_none() }
                     }
                     Step::Timer => match m.poll_timeout() {
                         Some(t) => { now = now.max(t); Event::Timer }
                         None => continue,
                     },
                 };
-                if let Event::Signal(s) = event {
-                    if s == Signal::TERM || s == Signal::INT {
+                if let Event::Signal { signal, .. } = event {
+                    if signal == Signal::TERM || signal == Signal::INT {
                         stops += 1;
-                        if t0.is_none() && main_status.is_none() { t0 = Some(now); }
+                        if t0.is_none() && app_status.is_none() { t0 = Some(now); }
                     }
                 }
-                if let Event::Reaped { pid: CHILD, status } = event {
-                    main_status = Some(status);
+                if let Event::Reaped { pid: APP, status } = event {
+                    app_status = Some(status);
                     if t0.is_none() { t0 = Some(now); }
                 }
-                m.handle(event, now);
-                let mut follow_up = Vec::new();
-                while let Some(a) = m.poll_action() {
-                    prop_assert!(exited_with.is_none(), "no action after Exit: {:?}", a);
-                    match a {
-                        Action::Forward { signal, .. } if signal == Signal::TERM || signal == Signal::INT => {
-                            if !forwarded_stop {
-                                let t0 = t0.expect("stop forwarded before any stop signal");
-                                prop_assert!(
-                                    now >= t0 + policy.drain || stops >= 2,
-                                    "stop forwarded at {:?} before the drain ended at {:?} with one stop",
-                                    now - t0, policy.drain
-                                );
-                            }
-                            forwarded_stop = true;
-                        }
-                        Action::KillAll { cause, .. } => {
-                            match cause {
-                                KillCause::Deadline => {
-                                    let deadline = t0.unwrap() + policy.grace.expect("deadline without grace");
-                                    prop_assert!(now >= deadline, "SIGKILL before the deadline");
+                let is_timer = event == Event::Timer;
+                let mut queue = vec![event];
+                while let Some(event) = queue.pop() {
+                    m.handle(event, now);
+                    while let Some(a) = m.poll_action() {
+                        prop_assert!(exited_with.is_none(), "no action after Exit: {:?}", a);
+                        match a {
+                            Action::Send { signal, to } if signal == Signal::TERM || signal == Signal::INT => {
+                                if app_status.is_none() && !forwarded_stop {
+                                    let t0 = t0.expect("stop forwarded before any stop signal");
+                                    prop_assert!(
+                                        now >= t0 + policy.drain || stops >= 2,
+                                        "stop forwarded at {:?} before the drain ended at {:?} with one stop",
+                                        now - t0, policy.drain
+                                    );
+                                    forwarded_stop = true;
                                 }
-                                KillCause::NoGrace => {
-                                    prop_assert!(policy.grace.is_none());
-                                    prop_assert!(main_status.is_some(), "NoGrace kill while the app lives");
-                                }
+                                prop_assert!(pid1 || to != Target::Everyone, "kill(-1) outside a namespace");
                             }
-                            if main_status.is_none() { killed_while_alive = true; }
+                            Action::Send { signal: Signal::KILL, to } => {
+                                prop_assert!(pid1 || to != Target::Everyone, "kill(-1) outside a namespace");
+                                match policy.grace {
+                                    Some(g) => prop_assert!(now >= t0.unwrap() + g, "SIGKILL before the deadline"),
+                                    None => prop_assert!(app_status.is_some(), "SIGKILL while the app lives, without a grace period"),
+                                }
+                                if app_status.is_none() { killed_while_alive = true; }
+                            }
+                            Action::StartHook(kind) => {
+                                prop_assert!(policy.hooks.contains(&kind) && !hook_started);
+                                hook_started = true;
+                                queue.push(Event::HookStarted { kind, pid: HOOK });
+                            }
+                            Action::FindLeftovers(_) => {
+                                queue.push(Event::Leftovers(leftovers(&[(APP, APP), (OUTSIDE, OUTSIDE)])));
+                            }
+                            Action::Exit(code) => {
+                                let status = app_status.expect("exit before the app was reaped");
+                                let want = if killed_while_alive && status == Status::Signaled(Signal::KILL) {
+                                    137
+                                } else if policy.remap_exit.contains(&status.code()) {
+                                    0
+                                } else {
+                                    status.code()
+                                };
+                                prop_assert_eq!(code, want);
+                                exited_with = Some(code);
+                            }
+                            _ => {}
                         }
-                        Action::StartHook => {
-                            prop_assert!(policy.pre_stop && !hook_started);
-                            hook_started = true;
-                            follow_up.push(Event::HookStarted(HOOK));
-                        }
-                        Action::Exit(code) => {
-                            let status = main_status.expect("exit before the main child was reaped");
-                            let want = if killed_while_alive && status == Status::Signaled(Signal::KILL) {
-                                137
-                            } else if policy.remap_exit.contains(&status.code()) {
-                                0
-                            } else {
-                                status.code()
-                            };
-                            prop_assert_eq!(code, want);
-                            exited_with = Some(code);
-                        }
-                        _ => {}
                     }
                 }
-                for e in follow_up {
-                    m.handle(e, now);
-                    while m.poll_action().is_some() {}
-                }
-                if event == Event::Timer {
+                if is_timer {
                     // Firing the timer makes progress: it never asks to be
                     // fired again at once (no spinning).
                     prop_assert!(m.poll_timeout().is_none_or(|t| t > now), "timer spins at {:?}", now);
@@ -679,75 +940,4 @@ mod props {
             }
         }
     }
-}
-
-// ---- terminal job control (not PID 1) ----
-
-#[test]
-fn job_control_stops_with_the_app_and_hands_back_the_terminal() {
-    let mut s = Sim::new(Policy {
-        job_control: true,
-        ..Policy::default()
-    });
-    assert_eq!(s.feed(Event::Stopped { pid: CHILD }), [Action::StopSelf]);
-    assert!(
-        s.feed(Event::Stopped { pid: 99 }).is_empty(),
-        "other children stopping do not matter"
-    );
-    let a = s.sig(Signal::new(libc::SIGCONT).unwrap());
-    assert_eq!(a[0], Action::Foreground, "terminal first, then CONT");
-    assert_eq!(
-        forwards(&a),
-        [(Signal::new(libc::SIGCONT).unwrap(), Target::Group(CHILD))]
-    );
-}
-
-#[test]
-fn as_pid1_usher_never_stops() {
-    let mut s = Sim::new(Policy::default());
-    assert!(s.feed(Event::Stopped { pid: CHILD }).is_empty());
-    let a = s.sig(Signal::new(libc::SIGCONT).unwrap());
-    assert!(!a.contains(&Action::Foreground));
-}
-
-#[test]
-fn leftovers_in_the_group_are_not_told_twice() {
-    let mut s = Sim::new(grace(0, Some(5000)));
-    s.sig(Signal::TERM);
-    let a = s.main_exits(Status::Signaled(Signal::TERM), true);
-    assert!(
-        a.iter().any(|a| matches!(
-            a,
-            Action::SignalStragglers {
-                except_group: true,
-                ..
-            }
-        )),
-        "the group already got TERM: {a:?}"
-    );
-    let mut s = Sim::new(grace(0, Some(5000)));
-    let a = s.main_exits(Status::Exited(0), true);
-    assert!(a.iter().any(|a| matches!(
-        a,
-        Action::SignalStragglers {
-            except_group: false,
-            ..
-        }
-    )));
-    let mut s = Sim::new(Policy {
-        single_child: true,
-        ..grace(0, Some(5000))
-    });
-    s.sig(Signal::TERM);
-    let a = s.main_exits(Status::Exited(0), true);
-    assert!(
-        a.iter().any(|a| matches!(
-            a,
-            Action::SignalStragglers {
-                except_group: false,
-                ..
-            }
-        )),
-        "with -c only the child was told"
-    );
 }
