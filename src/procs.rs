@@ -13,18 +13,16 @@ use std::fs;
 use crate::machine::Scope;
 use crate::process::{Leftover, Pid};
 
-/// The processes in `scope`, other than usher (`me`); `None` when /proc
-/// cannot be read or is another namespace's.
+/// The processes in `scope`, other than usher (`me`), in no particular
+/// order; `None` when /proc cannot be read or is another namespace's.
 pub fn find(scope: Scope, me: Pid) -> Option<Vec<Leftover>> {
     if !shows_own_namespace(me) {
         return None;
     }
-    let mut found = match scope {
-        Scope::Namespace => namespace(me)?,
-        Scope::Descendants => descendants(me).or_else(|| scan_descendants(me))?,
-    };
-    found.sort_unstable_by_key(|p| p.pid);
-    Some(found)
+    match scope {
+        Scope::Namespace => namespace(me),
+        Scope::Descendants => descendants(me).or_else(|| scan_descendants(me)),
+    }
 }
 
 /// Every process in /proc but `me`.
