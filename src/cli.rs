@@ -12,6 +12,7 @@
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
+use crate::http;
 use crate::log::{Format, Level, Logger};
 use crate::machine::{HookKind, Policy};
 use crate::signals::{Rewrite, Signal};
@@ -23,16 +24,37 @@ pub struct Config {
     pub command: Vec<OsString>,
     pub subreaper: bool,
     pub pdeathsig: Option<Signal>,
-    pub pre_stop: Option<Vec<String>>,
+    pub post_start: Option<HookAction>,
+    pub pre_stop: Option<HookAction>,
     pub policy: Policy,
     pub log: Logger,
 }
 
 impl Config {
-    /// The command line of the hook of `kind`, if one is configured.
-    pub fn hook(&self, kind: HookKind) -> Option<&[String]> {
+    /// What the hook of `kind` does, if one is configured.
+    pub fn hook(&self, kind: HookKind) -> Option<&HookAction> {
         match kind {
-            HookKind::PreStop => self.pre_stop.as_deref(),
+            HookKind::PostStart => self.post_start.as_ref(),
+            HookKind::PreStop => self.pre_stop.as_ref(),
+        }
+    }
+}
+
+/// What a hook does: run a command, or make an HTTP request.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HookAction {
+    /// The words of a command line, split like a shell would (no shell).
+    Command(Vec<String>),
+    Http(http::Request),
+}
+
+impl HookAction {
+    /// `[METHOD ]http://...` is a request; anything else a command line.
+    pub fn parse(value: &str) -> Result<HookAction, String> {
+        if http::is_http(value) {
+            http::parse(value).map(HookAction::Http)
+        } else {
+            words::split(value).map(HookAction::Command)
         }
     }
 }
@@ -66,6 +88,7 @@ pub enum Setting {
     Drain,
     GracePeriod,
     StopOn,
+    PostStart,
     PreStop,
     Verbosity,
     LogFormat,
@@ -198,13 +221,26 @@ pub const OPTIONS: &[Opt] = &[
     },
     Opt {
         long: Some("pre-stop"),
-        value: Some("COMMAND"),
+        value: Some("HOOK"),
         setting: Setting::PreStop,
         env: Some(("USHER_PRE_STOP", "'/app/deregister'")),
         help: &[
-            "run COMMAND (split into words like a shell,",
-            "no shell) when the shutdown starts; forward",
-            "the stop signal only after it exits",
+            "when the shutdown starts, run HOOK: a command",
+            "(split into words like a shell, no shell) or",
+            "[METHOD ]http://HOST[:PORT]/PATH; the stop",
+            "signal waits for it, but goes out at the",
+            "latest min(2s, grace/2) before the deadline",
+        ],
+        ..SWITCH
+    },
+    Opt {
+        long: Some("post-start"),
+        value: Some("HOOK"),
+        setting: Setting::PostStart,
+        env: Some(("USHER_POST_START", "'POST http://127.0.0.1:8080/warm'")),
+        help: &[
+            "run HOOK alongside the app once it started;",
+            "if it fails, stop the app and exit 124",
         ],
         ..SWITCH
     },
@@ -288,8 +324,9 @@ In a Dockerfile:
   CMD [\"/app/server\", \"--port\", \"8080\"]
 
 Exit status: the app's (128+N if killed by signal N; 0 if remapped; 137 if
-usher killed it at the grace period); 2 usage error; 125 usher failed;
-126 the command cannot run; 127 the command was not found.
+usher killed it at the grace period); 2 usage error; 124 the post-start
+hook failed (usher stopped the app); 125 usher failed; 126 the command
+cannot run; 127 the command was not found.
 ";
 
 /// `usher --help`, built from [`OPTIONS`].
@@ -563,7 +600,8 @@ fn split_list(v: &str) -> Vec<String> {
 struct Settings {
     subreaper: bool,
     pdeathsig: Option<Signal>,
-    pre_stop: Option<Vec<String>>,
+    post_start: Option<HookAction>,
+    pre_stop: Option<HookAction>,
     policy: Policy,
     drain_from: Option<String>,
     grace_from: Option<String>,
@@ -605,8 +643,12 @@ impl Settings {
             }
             Setting::StopOn => p.stop_on = parse_stop_on(name, last)?,
             Setting::PreStop => {
-                self.pre_stop = Some(words::split(last).map_err(|e| blame(name, e))?);
+                self.pre_stop = Some(HookAction::parse(last).map_err(|e| blame(name, e))?);
                 p.hooks.push(HookKind::PreStop);
+            }
+            Setting::PostStart => {
+                self.post_start = Some(HookAction::parse(last).map_err(|e| blame(name, e))?);
+                p.hooks.push(HookKind::PostStart);
             }
             Setting::Verbosity => self.level = Some(level(&from, values)?),
             Setting::LogFormat => self.format = Some(parse_format(name, last)?),
@@ -632,6 +674,7 @@ impl Settings {
             command,
             subreaper: self.subreaper,
             pdeathsig: self.pdeathsig,
+            post_start: self.post_start,
             pre_stop: self.pre_stop,
             policy,
             log: Logger {
@@ -817,7 +860,10 @@ mod tests {
         assert_eq!(c.policy.drain, Duration::from_secs(2));
         assert_eq!(c.policy.grace, Some(Duration::from_secs(10)));
         assert_eq!(c.policy.stop_on, [Signal::QUIT]);
-        assert_eq!(c.pre_stop, Some(vec!["sleep".into(), "1".into()]));
+        assert_eq!(
+            c.pre_stop,
+            Some(HookAction::Command(vec!["sleep".into(), "1".into()]))
+        );
         assert_eq!(c.policy.hooks, [HookKind::PreStop]);
         let c = run(
             &[

@@ -11,11 +11,12 @@
 //! handing over the terminal, a hook that cannot start) is logged and
 //! survived: the app keeps its init.
 
+use std::fs::File;
 use std::io::IsTerminal;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
-use crate::cli::Config;
+use crate::cli::{Config, HookAction};
 use crate::log::{Level, Logger};
 use crate::machine::{Action, Event, Found, HookKind, Machine, Start, Target};
 use crate::process::Pid;
@@ -34,6 +35,8 @@ struct Driver {
     /// What the timerfd is set to.
     armed: Option<Duration>,
     start: Start,
+    /// The pipes HTTP hooks write their outcome into, by the hook's pid.
+    answers: Vec<(Pid, File)>,
 }
 
 /// Which of the two fds has something to read.
@@ -75,6 +78,7 @@ pub fn run(cfg: Config) -> i32 {
         timer,
         armed: None,
         start,
+        answers: Vec::new(),
     };
     driver.run()
 }
@@ -196,7 +200,10 @@ impl Driver {
         let untraced = self.machine.wants_stops();
         loop {
             let event = match sys::reap_one(untraced) {
-                Ok(Reap::Child(pid, status)) => Event::Reaped { pid, status },
+                Ok(Reap::Child(pid, status)) => {
+                    self.collect_answer(pid);
+                    Event::Reaped { pid, status }
+                }
                 Ok(Reap::Stopped(pid)) => Event::Stopped { pid },
                 Ok(Reap::Running) => Event::ReapDone {
                     children_left: true,
@@ -261,23 +268,37 @@ impl Driver {
     }
 
     fn start_hook(&mut self, kind: HookKind) {
-        let event = match self.cfg.hook(kind) {
-            None => Event::HookFailed {
-                kind,
-                reason: "no command configured".into(),
-            },
-            Some(words) => {
+        let started = match self.cfg.hook(kind) {
+            None => Err("no hook configured".to_string()),
+            Some(HookAction::Command(words)) => {
                 let argv: Vec<_> = words.iter().map(Into::into).collect();
-                match spawn::spawn(&argv, false) {
-                    Ok(pid) => Event::HookStarted { kind, pid },
-                    Err(e) => Event::HookFailed {
-                        kind,
-                        reason: e.message(&argv[0]),
-                    },
-                }
+                spawn::spawn(&argv, false).map_err(|e| e.message(&argv[0]))
             }
+            Some(HookAction::Http(req)) => match spawn::request(req) {
+                Ok((pid, answer)) => {
+                    self.answers.push((pid, answer));
+                    Ok(pid)
+                }
+                Err(e) => Err(e.message(req.show().as_ref())),
+            },
+        };
+        let event = match started {
+            Ok(pid) => Event::HookStarted { kind, pid },
+            Err(reason) => Event::HookFailed { kind, reason },
         };
         self.machine.handle(event, sys::now());
+    }
+
+    /// An HTTP hook's child was reaped: tell the machine what it wrote.
+    fn collect_answer(&mut self, pid: Pid) {
+        let Some(i) = self.answers.iter().position(|(p, _)| *p == pid) else {
+            return;
+        };
+        let (_, pipe) = self.answers.swap_remove(i);
+        if let Some(outcome) = spawn::answer(pipe) {
+            let event = Event::HookAnswered { pid, outcome };
+            self.machine.handle(event, sys::now());
+        }
     }
 
     /// After `fg`: the terminal came back to usher's group; pass it to the app.

@@ -28,13 +28,20 @@
 //!                                                                    ▼ ▼
 //!                 AppExited ──end of the reaping round──▶ Leftovers ──none left──▶ Exited
 //! ```
-//! Timers, by name ([`Timer`]): `Drain` (the stop signal is held until it
-//! fires) and `Deadline` (SIGKILL for everything left), both counted from
-//! the first stop signal, or the deadline from the app's own exit.
+//! Timers, by name ([`Timer`]), counted from the first stop signal (the
+//! deadline also from the app's own exit): `Drain` holds the stop signal;
+//! `Reserve`, R = min(2 s, grace/2) before the deadline, sends it anyway,
+//! cutting a pre-stop hook short, so the app is always asked before it is
+//! killed; `Deadline` SIGKILLs everything left.
+//!
+//! Hooks, by kind ([`HookKind`]): post-start runs alongside the app from
+//! the start, and its failure stops the container (exit 124); pre-stop runs
+//! when the sequence begins and holds the stop signal until it is done.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use crate::http::Outcome;
 use crate::process::{Leftover, Pid, Status};
 use crate::signals::{Rewrite, Signal};
 
@@ -56,20 +63,30 @@ pub enum Target {
 /// The hooks usher can run, by when they run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum HookKind {
+    /// Alongside the app, from its start; its failure stops the container.
+    PostStart,
     /// When the shutdown sequence begins; the stop signal waits for it.
     PreStop,
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 1] = [HookKind::PreStop];
+    pub const ALL: [HookKind; 2] = [HookKind::PostStart, HookKind::PreStop];
 
     /// Its name in the log and on the command line.
     pub fn name(self) -> &'static str {
         match self {
+            HookKind::PostStart => "post-start",
             HookKind::PreStop => "pre-stop",
         }
     }
 }
+
+/// usher's exit code when a failed post-start hook stopped the container,
+/// whatever the app's own code: the orchestrator must see a failed start.
+pub const EXIT_POST_START: i32 = 124;
+
+/// The longest stop reserve (the kubelet's own two-second extension).
+pub const RESERVE: Duration = Duration::from_secs(2);
 
 /// Everything the user configured that shapes the decisions.
 #[derive(Clone, Debug)]
@@ -86,6 +103,22 @@ pub struct Policy {
     pub grace: Option<Duration>,
     /// The hooks configured (their commands are the driver's business).
     pub hooks: Vec<HookKind>,
+}
+
+impl Policy {
+    /// How long before the deadline the stop signal goes out at the latest:
+    /// min(2 s, grace/2).
+    pub fn reserve(&self) -> Option<Duration> {
+        self.grace.map(|g| RESERVE.min(g / 2))
+    }
+
+    /// The drain, cut so that it ends at the reserve point at the latest.
+    pub fn drain(&self) -> Duration {
+        match (self.grace, self.reserve()) {
+            (Some(g), Some(r)) => self.drain.min(g.saturating_sub(r)),
+            _ => self.drain,
+        }
+    }
 }
 
 impl Default for Policy {
@@ -159,6 +192,9 @@ pub enum Event {
     ReapDone { children_left: bool },
     /// The hook asked for by [`Action::StartHook`] is running.
     HookStarted { kind: HookKind, pid: Pid },
+    /// An HTTP hook's child told how its request went (fed just before
+    /// the child's [`Event::Reaped`]).
+    HookAnswered { pid: Pid, outcome: Outcome },
     /// The hook could not be started, and why.
     HookFailed { kind: HookKind, reason: String },
     /// The answer to [`Action::FindLeftovers`].
@@ -191,12 +227,15 @@ pub enum Action {
 pub enum Timer {
     /// Everything left is SIGKILLed (`--grace-period`).
     Deadline,
+    /// The stop signal goes out now, even if the drain or the pre-stop hook
+    /// is not over ([`Policy::reserve`] before the deadline).
+    Reserve,
     /// The stop signal is held until then (`--drain`).
     Drain,
 }
 
 impl Timer {
-    const ALL: [Timer; 2] = [Timer::Deadline, Timer::Drain];
+    const ALL: [Timer; 3] = [Timer::Deadline, Timer::Reserve, Timer::Drain];
 }
 
 /// Named timers: at most one deadline each.
@@ -286,6 +325,34 @@ pub enum Whom {
     Unknown,
 }
 
+/// Why the shutdown sequence began.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum StopCause {
+    /// usher received a stop signal.
+    Signal,
+    /// The post-start hook failed.
+    PostStartFailed,
+}
+
+/// How a hook ended.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum HookEnd {
+    /// A command hook, as it exited.
+    Exited(Status),
+    /// An HTTP hook, as its request went.
+    Answered(Outcome),
+}
+
+impl HookEnd {
+    /// Exit 0, or an HTTP status 200–399.
+    pub fn ok(&self) -> bool {
+        match self {
+            HookEnd::Exited(status) => *status == Status::Exited(0),
+            HookEnd::Answered(outcome) => outcome.ok(),
+        }
+    }
+}
+
 /// A line of the log, decided here so that the timeline is testable.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Note {
@@ -300,6 +367,14 @@ pub enum NoteKind {
         signal: Signal,
         drain: Duration,
         grace: Option<Duration>,
+        cause: StopCause,
+    },
+    /// At start-up: the drain would not end before the stop reserve.
+    DrainShortened {
+        asked: Duration,
+        to: Duration,
+        grace: Duration,
+        reserve: Duration,
     },
     DrainCut {
         signal: Signal,
@@ -322,15 +397,25 @@ pub enum NoteKind {
         kind: HookKind,
         pid: Pid,
     },
-    HookExited {
+    /// `fatal`: a failure that stopped the container (post-start).
+    HookEnded {
         kind: HookKind,
         pid: Pid,
-        status: Status,
+        end: HookEnd,
+        took: Duration,
+        fatal: bool,
+    },
+    /// Killed (with its process group) at the reserve point.
+    HookCut {
+        kind: HookKind,
+        pid: Pid,
         took: Duration,
     },
+    /// It could not be started; `fatal` as for [`NoteKind::HookEnded`].
     HookFailed {
         kind: HookKind,
         reason: String,
+        fatal: bool,
     },
     /// `notable`: a stop signal came before the app exited, or it left
     /// processes behind; a lone app's quiet exit is not worth an info line.
@@ -355,11 +440,17 @@ pub enum NoteKind {
     },
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 enum Hook {
     Idle,
-    Starting { since: Time },
-    Running { pid: Pid, since: Time },
+    Starting {
+        since: Time,
+    },
+    Running {
+        pid: Pid,
+        since: Time,
+        answer: Option<Outcome>,
+    },
     Done,
 }
 
@@ -412,6 +503,8 @@ pub struct Machine {
     found_empty: bool,
     /// Signals waiting for the answer to [`Action::FindLeftovers`].
     jobs: Vec<Job>,
+    /// A failed post-start hook stopped the container.
+    start_failed: bool,
     now: Time,
     actions: VecDeque<Action>,
 }
@@ -419,12 +512,12 @@ pub struct Machine {
 impl Machine {
     /// A machine watching the freshly spawned app.
     pub fn new(policy: Policy, start: Start, now: Time) -> Machine {
-        Machine {
+        let mut machine = Machine {
             policy,
             start,
             phase: Phase::Running,
             timers: Timers::default(),
-            hooks: [Hook::Idle; HookKind::ALL.len()],
+            hooks: [const { Hook::Idle }; HookKind::ALL.len()],
             stop: None,
             kill: None,
             group_told: false,
@@ -432,8 +525,28 @@ impl Machine {
             children_left: true,
             found_empty: false,
             jobs: Vec::new(),
+            start_failed: false,
             now,
             actions: VecDeque::new(),
+        };
+        machine.on_start();
+        machine
+    }
+
+    /// The app was just spawned: say what does not fit, start the post-start hook.
+    fn on_start(&mut self) {
+        let p = &self.policy;
+        if let (true, Some(grace), Some(reserve)) = (p.drain() < p.drain, p.grace, p.reserve()) {
+            let (asked, to) = (p.drain, p.drain());
+            self.note(NoteKind::DrainShortened {
+                asked,
+                to,
+                grace,
+                reserve,
+            });
+        }
+        if self.policy.hooks.contains(&HookKind::PostStart) {
+            self.start_hook(HookKind::PostStart);
         }
     }
 
@@ -449,6 +562,7 @@ impl Machine {
             Event::Stopped { pid } => self.on_stopped(pid),
             Event::ReapDone { children_left } => self.on_reap_done(children_left),
             Event::HookStarted { kind, pid } => self.on_hook_started(kind, pid),
+            Event::HookAnswered { pid, outcome } => self.on_hook_answered(pid, outcome),
             Event::HookFailed { kind, reason } => self.on_hook_failed(kind, reason),
             Event::Leftovers(found) => self.on_leftovers(found),
             Event::Timer => self.on_timer(),
@@ -502,7 +616,7 @@ impl Machine {
             self.push(Action::Foreground);
         }
         match self.phase {
-            Phase::Running if is_stop => self.begin_stop(signal),
+            Phase::Running if is_stop => self.begin_stop(signal, StopCause::Signal),
             Phase::Draining if is_stop => {
                 self.note(NoteKind::DrainCut { signal });
                 self.forward_stop(signal, sent);
@@ -528,7 +642,7 @@ impl Machine {
         (signal == Signal::PIPE || signal == Signal::XFSZ) && sender == Some(self.start.me)
     }
 
-    fn begin_stop(&mut self, signal: Signal) {
+    fn begin_stop(&mut self, signal: Signal, cause: StopCause) {
         let now = self.now;
         self.stop = Some(Stop {
             t0: now,
@@ -536,17 +650,21 @@ impl Machine {
             asked: true,
         });
         self.phase = Phase::Draining;
+        let drain = self.policy.drain();
         self.note(NoteKind::StopReceived {
             signal,
-            drain: self.policy.drain,
+            drain,
             grace: self.policy.grace,
+            cause,
         });
-        if !self.policy.drain.is_zero() {
-            self.timers
-                .set(Timer::Drain, now.saturating_add(self.policy.drain));
+        if !drain.is_zero() {
+            self.timers.set(Timer::Drain, now.saturating_add(drain));
         }
-        if let Some(grace) = self.policy.grace {
-            self.timers.set(Timer::Deadline, now.saturating_add(grace));
+        if let (Some(grace), Some(reserve)) = (self.policy.grace, self.policy.reserve()) {
+            let deadline = now.saturating_add(grace);
+            self.timers.set(Timer::Deadline, deadline);
+            self.timers
+                .set(Timer::Reserve, deadline.saturating_sub(reserve));
         }
         if self.policy.hooks.contains(&HookKind::PreStop) {
             self.start_hook(HookKind::PreStop);
@@ -568,6 +686,7 @@ impl Machine {
     fn forward_stop(&mut self, signal: Signal, sent: Signal) {
         self.phase = Phase::Stopping;
         self.timers.clear(Timer::Drain);
+        self.timers.clear(Timer::Reserve);
         self.forward(signal, sent, true);
     }
 
@@ -602,22 +721,23 @@ impl Machine {
         if pid == self.start.app && self.phase.app_alive() {
             return self.on_app_exit(status);
         }
-        let hook = HookKind::ALL
-            .into_iter()
-            .find_map(|kind| match self.hooks[kind as usize] {
-                Hook::Running { pid: p, since } if p == pid => Some((kind, since)),
-                _ => None,
-            });
-        match hook {
-            Some((kind, since)) => {
+        match self.running_hook(pid) {
+            Some((kind, since, answer)) => {
+                let end = match answer {
+                    Some(outcome) => HookEnd::Answered(outcome),
+                    None => HookEnd::Exited(status),
+                };
                 let took = self.now.saturating_sub(since);
-                self.note(NoteKind::HookExited {
+                let ok = end.ok();
+                let fatal = !ok && self.fails_the_start(kind);
+                self.note(NoteKind::HookEnded {
                     kind,
                     pid,
-                    status,
+                    end,
                     took,
+                    fatal,
                 });
-                self.hook_done(kind);
+                self.hook_done(kind, ok);
             }
             None => self.note(NoteKind::Reaped { pid, status }),
         }
@@ -700,23 +820,84 @@ impl Machine {
 
     fn on_hook_started(&mut self, kind: HookKind, pid: Pid) {
         if let Hook::Starting { since } = self.hooks[kind as usize] {
-            self.hooks[kind as usize] = Hook::Running { pid, since };
+            let answer = None;
+            self.hooks[kind as usize] = Hook::Running { pid, since, answer };
             self.note(NoteKind::HookStarted { kind, pid });
+        }
+    }
+
+    fn on_hook_answered(&mut self, pid: Pid, outcome: Outcome) {
+        for hook in &mut self.hooks {
+            if let Hook::Running { pid: p, answer, .. } = hook {
+                if *p == pid {
+                    *answer = Some(outcome.clone());
+                }
+            }
         }
     }
 
     fn on_hook_failed(&mut self, kind: HookKind, reason: String) {
         if let Hook::Starting { .. } = self.hooks[kind as usize] {
-            self.note(NoteKind::HookFailed { kind, reason });
-            self.hook_done(kind);
+            let fatal = self.fails_the_start(kind);
+            self.note(NoteKind::HookFailed {
+                kind,
+                reason,
+                fatal,
+            });
+            self.hook_done(kind, false);
         }
     }
 
-    fn hook_done(&mut self, kind: HookKind) {
+    /// The hook running as `pid`, when it started, and its HTTP answer.
+    fn running_hook(&self, pid: Pid) -> Option<(HookKind, Time, Option<Outcome>)> {
+        HookKind::ALL
+            .into_iter()
+            .find_map(|kind| match &self.hooks[kind as usize] {
+                Hook::Running {
+                    pid: p,
+                    since,
+                    answer,
+                } if *p == pid => Some((kind, *since, answer.clone())),
+                _ => None,
+            })
+    }
+
+    /// A failure of this hook now stops the container: a post-start hook
+    /// while the app runs and no stop was asked for (the kubelet's rule).
+    fn fails_the_start(&self, kind: HookKind) -> bool {
+        kind == HookKind::PostStart && self.phase == Phase::Running
+    }
+
+    fn hook_done(&mut self, kind: HookKind, ok: bool) {
+        let fatal = !ok && self.fails_the_start(kind);
         self.hooks[kind as usize] = Hook::Done;
         match kind {
+            HookKind::PostStart if fatal => {
+                self.start_failed = true;
+                let signal = self.policy.stop_on.first().copied().unwrap_or(Signal::TERM);
+                self.begin_stop(signal, StopCause::PostStartFailed);
+            }
+            HookKind::PostStart => {}
             HookKind::PreStop => self.try_forward_stop(),
         }
+    }
+
+    /// At the reserve point: a pre-stop hook still running is killed with
+    /// its process group, and the stop signal goes out.
+    fn on_reserve(&mut self) {
+        if self.phase != Phase::Draining {
+            return;
+        }
+        if let Hook::Running { pid, since, .. } = self.hooks[HookKind::PreStop as usize] {
+            self.hooks[HookKind::PreStop as usize] = Hook::Done;
+            let took = self.now.saturating_sub(since);
+            let kind = HookKind::PreStop;
+            self.note(NoteKind::HookCut { kind, pid, took });
+            let (signal, to) = (Signal::KILL, Target::Group(pid));
+            self.push(Action::Send { signal, to });
+        }
+        self.timers.clear(Timer::Drain);
+        self.try_forward_stop();
     }
 
     fn hook_busy(&self, kind: HookKind) -> bool {
@@ -732,6 +913,7 @@ impl Machine {
         for timer in self.timers.take_due(self.now) {
             match timer {
                 Timer::Deadline => self.kill_all(KillCause::Deadline),
+                Timer::Reserve => self.on_reserve(),
                 Timer::Drain => self.try_forward_stop(),
             }
         }
@@ -863,7 +1045,9 @@ impl Machine {
         // 137 even if remapped: usher killed it. But an app that exited by
         // itself just before the kill landed keeps its own code.
         let killed = self.kill.is_some_and(|k| k.app_alive);
-        let code = if killed && status == Status::Signaled(Signal::KILL) {
+        let code = if self.start_failed {
+            EXIT_POST_START
+        } else if killed && status == Status::Signaled(Signal::KILL) {
             128 + Signal::KILL.number()
         } else if self.policy.remap_exit.contains(&status.code()) {
             0

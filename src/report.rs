@@ -5,8 +5,9 @@
 
 use std::time::Duration;
 
+use crate::http::Outcome;
 use crate::log::{Level, Logger, Value};
-use crate::machine::{KillCause, Note, NoteKind, Target, Whom, Why};
+use crate::machine::{HookEnd, KillCause, Note, NoteKind, StopCause, Target, Whom, Why};
 use crate::process::Status;
 
 pub fn status(s: Status) -> String {
@@ -43,13 +44,27 @@ fn whom(w: &Whom) -> Value {
 fn headline(kind: &NoteKind) -> (Level, &'static str) {
     let info_if = |notable: bool| if notable { Level::Info } else { Level::Debug };
     match kind {
-        NoteKind::StopReceived { .. } => (Level::Info, "stop received"),
+        NoteKind::StopReceived { cause, .. } => match cause {
+            StopCause::Signal => (Level::Info, "stop received"),
+            StopCause::PostStartFailed => (Level::Info, "stopping: the post-start hook failed"),
+        },
+        NoteKind::DrainShortened { .. } => (
+            Level::Warn,
+            "the drain would end after the stop reserve, shortened",
+        ),
         NoteKind::DrainCut { .. } => (Level::Info, "drain cut short"),
         NoteKind::Forwarded { stop, .. } => (info_if(*stop), "forwarded"),
         NoteKind::Dropped { .. } => (Level::Debug, "dropped"),
         NoteKind::Ignored { .. } => (Level::Debug, "ignored, app gone"),
         NoteKind::HookStarted { .. } => (Level::Info, "started"),
-        NoteKind::HookExited { .. } => (Level::Info, "exited"),
+        NoteKind::HookEnded { end, fatal, .. } => match (end, end.ok(), fatal) {
+            (_, false, true) => (Level::Error, "failed"),
+            (_, false, false) => (Level::Warn, "failed"),
+            (HookEnd::Exited(_), true, _) => (Level::Info, "exited"),
+            (HookEnd::Answered(_), true, _) => (Level::Info, "answered"),
+        },
+        NoteKind::HookCut { .. } => (Level::Warn, "cut short: the stop signal is due"),
+        NoteKind::HookFailed { fatal: true, .. } => (Level::Error, "hook failed"),
         NoteKind::HookFailed { .. } => (Level::Warn, "hook failed"),
         NoteKind::AppExited { notable, .. } => (info_if(*notable), "child exited"),
         NoteKind::Reaped { .. } => (Level::Debug, "reaped"),
@@ -83,12 +98,27 @@ pub fn note(log: &Logger, n: &Note) {
             signal,
             drain,
             grace: g,
+            ..
         } => (
             words.into(),
             vec![
                 ("signal", sig(signal)),
                 ("drain", (*drain).into()),
                 ("grace", grace(*g)),
+            ],
+        ),
+        NoteKind::DrainShortened {
+            asked,
+            to,
+            grace: g,
+            reserve,
+        } => (
+            words.into(),
+            vec![
+                ("drain", (*asked).into()),
+                ("to", (*to).into()),
+                ("grace", (*g).into()),
+                ("reserve", (*reserve).into()),
             ],
         ),
         NoteKind::DrainCut { signal }
@@ -108,20 +138,28 @@ pub fn note(log: &Logger, n: &Note) {
             format!("{} {words}", kind.name()),
             vec![("pid", (*pid).into())],
         ),
-        NoteKind::HookExited {
+        NoteKind::HookEnded {
             kind,
             pid,
-            status: s,
+            end,
             took,
-        } => (
+            ..
+        } => {
+            let result = match end {
+                HookEnd::Exited(s) => ("status", status(*s).into()),
+                HookEnd::Answered(Outcome::Status(code)) => ("http", i32::from(*code).into()),
+                HookEnd::Answered(Outcome::Failed(why)) => ("error", why.as_str().into()),
+            };
+            (
+                format!("{} {words}", kind.name()),
+                vec![("pid", (*pid).into()), result, ("took", (*took).into())],
+            )
+        }
+        NoteKind::HookCut { kind, pid, took } => (
             format!("{} {words}", kind.name()),
-            vec![
-                ("pid", (*pid).into()),
-                ("status", status(*s).into()),
-                ("took", (*took).into()),
-            ],
+            vec![("pid", (*pid).into()), ("took", (*took).into())],
         ),
-        NoteKind::HookFailed { kind, reason } => (
+        NoteKind::HookFailed { kind, reason, .. } => (
             format!("{} {words}", kind.name()),
             vec![("error", reason.as_str().into())],
         ),

@@ -1,4 +1,4 @@
-//! Starting the app (and the pre-stop hook): fork, a clean signal state, exec, and an honest error.
+//! Starting the app and the hooks: fork, a clean signal state, exec (or an HTTP request), and an honest error.
 //!
 //! The child gets its own process group, the terminal's foreground if asked,
 //! default dispositions and an empty signal mask. An exec failure travels
@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+use crate::http;
 use crate::process::Pid;
 use crate::signals::SigSet;
 use crate::sys;
@@ -97,7 +98,7 @@ pub fn spawn(argv: &[OsString], foreground: bool) -> Result<Pid, SpawnError> {
     // Only SIG_IGN survives exec, so only the ignored signals need a reset
     // in the child: a handful of syscalls instead of one per signal.
     let ignored = sys::ignored_signals();
-    let (errors_in, errors_out) = sys::pipe().map_err(|e| SpawnError::Usher("pipe", e))?;
+    let (errors_in, errors_out) = sys::pipe(false).map_err(|e| SpawnError::Usher("pipe", e))?;
     let (mut errors_in, errors_out) = (File::from(errors_in), File::from(errors_out));
     let pid = sys::fork().map_err(|e| SpawnError::Usher("fork", e))?;
     if pid == 0 {
@@ -123,6 +124,34 @@ pub fn spawn(argv: &[OsString], foreground: bool) -> Result<Pid, SpawnError> {
         libc::ENOENT | libc::ENOTDIR => Err(SpawnError::NotFound),
         _ => Err(SpawnError::CannotRun(io::Error::from_raw_os_error(errno))),
     }
+}
+
+/// Starts an HTTP hook: a child of usher in a process group of its own
+/// that makes the request (every wait bounded), writes the outcome into the
+/// returned pipe and exits 0 on success. usher reads the pipe once it has
+/// reaped the child: the bytes are there by then, or never will be.
+pub fn request(req: &http::Request) -> Result<(Pid, File), SpawnError> {
+    let (answer_in, answer_out) = sys::pipe(true).map_err(|e| SpawnError::Usher("pipe", e))?;
+    let pid = sys::fork().map_err(|e| SpawnError::Usher("fork", e))?;
+    if pid == 0 {
+        drop(answer_in);
+        let _ = sys::setpgid_self();
+        // Unblocked, so that a stop signal for leftovers ends it too.
+        let _ = sys::set_sigmask(SigSet::EMPTY);
+        let outcome = http::request(req);
+        // Under PIPE_BUF into an empty pipe: one write, whole.
+        let _ = File::from(answer_out).write(&outcome.encode());
+        sys::exit_now(if outcome.ok() { 0 } else { 1 });
+    }
+    drop(answer_out);
+    Ok((pid, File::from(answer_in)))
+}
+
+/// What an HTTP hook's child wrote before it ended, if anything.
+pub fn answer(mut pipe: File) -> Option<http::Outcome> {
+    let mut buf = [0u8; 512];
+    let got = read_retrying(&mut pipe, &mut buf).ok()?;
+    http::Outcome::decode(&buf[..got])
 }
 
 /// One read, again after an interrupting signal; 0 at end of file.

@@ -26,6 +26,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 use usher::cli::{self, Parsed};
+use usher::http::Outcome;
 use usher::machine::{Action, Event, Found, HookKind, Machine, Policy, Start, Target};
 use usher::process::{Leftover, Pid, Status};
 use usher::signals::{Rewrite, Signal};
@@ -144,6 +145,15 @@ const VALUES: &[&str] = &[
     "off",
     "\n",
     "é",
+    "http://127.0.0.1:8080/ready?x=1",
+    "POST http://127.0.0.1:9901/healthcheck/fail",
+    "GET http://[::1]:80/",
+    "https://127.0.0.1/",
+    "http://:80/",
+    "http://127.0.0.1:0/",
+    "http://example.com/",
+    "POST",
+    "GET /path",
 ];
 
 fn text() -> impl Strategy<Value = String> {
@@ -228,9 +238,15 @@ fn parse_checked(
             prop_assert!(p.stop_on.iter().all(|s| s.forwardable()), "{:?}", p.stop_on);
             prop_assert!(p.remap_exit.iter().all(|c| (0..=255).contains(c)));
             prop_assert_eq!(p.hooks.contains(&HookKind::PreStop), cfg.pre_stop.is_some());
-            if let Some(words) = &cfg.pre_stop {
-                prop_assert!(!words.is_empty());
+            for hook in [&cfg.pre_stop, &cfg.post_start].into_iter().flatten() {
+                if let cli::HookAction::Command(words) = hook {
+                    prop_assert!(!words.is_empty());
+                }
             }
+            prop_assert_eq!(
+                p.hooks.contains(&HookKind::PostStart),
+                cfg.post_start.is_some()
+            );
             // The app's words are passed on untouched, in order.
             let tail = &args[args.len() - cfg.command.len()..];
             prop_assert_eq!(tail, &cfg.command[..]);
@@ -289,10 +305,10 @@ fn policy() -> impl Strategy<Value = Policy> {
         prop::collection::vec(signal(), 0..4),
         duration(),
         prop::option::of(duration()),
-        any::<bool>(),
+        prop::sample::subsequence(HookKind::ALL.to_vec(), 0..=2),
     )
         .prop_map(
-            |(single_child, rewrites, remap_exit, stop_on, drain, grace, pre_stop)| {
+            |(single_child, rewrites, remap_exit, stop_on, drain, grace, hooks)| {
                 let mut rewrite = Rewrite::default();
                 for (from, to) in rewrites {
                     rewrite.set(from, to);
@@ -304,11 +320,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                     stop_on,
                     drain,
                     grace,
-                    hooks: if pre_stop {
-                        vec![HookKind::PreStop]
-                    } else {
-                        vec![]
-                    },
+                    hooks,
                 }
             },
         )
@@ -374,6 +386,10 @@ impl Digits {
         }
     }
 
+    fn hook_kind(&mut self) -> HookKind {
+        HookKind::ALL[self.take(HookKind::ALL.len() as u128) as usize]
+    }
+
     fn found(&mut self) -> Found {
         let list = match self.take(4) {
             0 => None,
@@ -393,7 +409,7 @@ impl Digits {
     }
 
     fn event(&mut self) -> Event {
-        match self.take(16) {
+        match self.take(17) {
             0..=3 => Event::Signal {
                 signal: self.signal(),
                 sender: match self.take(3) {
@@ -410,12 +426,19 @@ impl Digits {
                 children_left: self.take(2) == 1,
             },
             10 => Event::HookStarted {
-                kind: HookKind::PreStop,
+                kind: self.hook_kind(),
                 pid: self.pid(),
             },
             11 => Event::HookFailed {
-                kind: HookKind::PreStop,
+                kind: self.hook_kind(),
                 reason: "x".into(),
+            },
+            13 => Event::HookAnswered {
+                pid: self.pid(),
+                outcome: match self.take(3) {
+                    0 => Outcome::Failed("refused".into()),
+                    _ => Outcome::Status(self.take(1000) as u16),
+                },
             },
             12 => Event::Leftovers(self.found()),
             _ => Event::Timer,
@@ -544,7 +567,7 @@ fn edge_cases_do_not_panic() {
     let longest = Policy {
         drain: cli::LONGEST,
         grace: Some(cli::LONGEST),
-        hooks: vec![HookKind::PreStop],
+        hooks: HookKind::ALL.to_vec(),
         stop_on: Vec::new(),
         ..Policy::default()
     };

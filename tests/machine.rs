@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
+use usher::http::Outcome;
 use usher::machine::{
-    Action, Event, Found, HookKind, KillCause, Machine, NoteKind, Phase, Policy, Scope, Start,
-    Target, Timer, Whom, Why,
+    Action, Event, Found, HookEnd, HookKind, KillCause, Machine, NoteKind, Phase, Policy, Scope,
+    Start, StopCause, Target, Timer, Whom, Why, EXIT_POST_START,
 };
 use usher::process::{Leftover, Status};
 use usher::signals::Signal;
@@ -191,11 +192,9 @@ fn grace(drain: u64, grace: Option<u64>) -> Policy {
     }
 }
 
-fn with_pre_stop(policy: Policy) -> Policy {
-    Policy {
-        hooks: vec![HookKind::PreStop],
-        ..policy
-    }
+fn with_pre_stop(mut policy: Policy) -> Policy {
+    policy.hooks.push(HookKind::PreStop);
+    policy
 }
 
 const TO_APP: Target = Target::Group(APP);
@@ -387,7 +386,11 @@ fn step2_forwarding_waits_for_the_pre_stop_hook() {
     });
     let a = s.fire_timer();
     assert!(sent(&a).is_empty(), "the drain is over, the hook is not");
-    assert_eq!(s.m.poll_timeout(), Some(ms(6000)), "only the deadline left");
+    assert_eq!(
+        s.m.poll_timeout(),
+        Some(ms(4000)),
+        "then the reserve point, 2 s before the deadline"
+    );
     s.at(1500);
     let a = s.feed(Event::Reaped {
         pid: HOOK,
@@ -395,9 +398,10 @@ fn step2_forwarding_waits_for_the_pre_stop_hook() {
     });
     assert!(matches!(
         notes(&a)[0],
-        NoteKind::HookExited { pid: HOOK, took, .. } if *took == ms(1500)
+        NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500)
     ));
     assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(s.m.poll_timeout(), Some(ms(6000)), "only the deadline left");
 }
 
 #[test]
@@ -429,6 +433,7 @@ fn step2_a_hook_that_cannot_start_is_logged_and_does_not_block() {
         notes(&a)[0],
         NoteKind::HookFailed {
             kind: HookKind::PreStop,
+            fatal: false,
             ..
         }
     ));
@@ -436,7 +441,9 @@ fn step2_a_hook_that_cannot_start_is_logged_and_does_not_block() {
 }
 
 #[test]
-fn step2_hanging_hook_is_cut_at_the_deadline() {
+fn step2_hanging_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signal() {
+    // grace 3 s: the reserve is min(2 s, 1.5 s), so at 1.5 s the hook is
+    // killed with its group and TERM goes out; SIGKILL waits for 3 s.
     let mut s = Sim::new(with_pre_stop(grace(500, Some(3000))));
     s.sig(Signal::TERM);
     s.feed(Event::HookStarted {
@@ -444,11 +451,32 @@ fn step2_hanging_hook_is_cut_at_the_deadline() {
         pid: HOOK,
     });
     s.fire_timer(); // the drain
-    s.left = leftovers(&[(APP, APP), (HOOK, HOOK)]);
     let a = s.fire_timer();
-    assert_eq!(s.now, ms(4000));
+    assert_eq!(s.now, ms(2500));
+    assert_eq!(
+        sent(&a),
+        [
+            (Signal::KILL, Target::Group(HOOK)),
+            (Signal::TERM, TO_APP),
+            (Signal::CONT, TO_APP)
+        ]
+    );
+    assert!(matches!(
+        notes(&a)[0],
+        NoteKind::HookCut { kind: HookKind::PreStop, pid: HOOK, took } if *took == ms(1500)
+    ));
+    assert_eq!(s.m.poll_timeout(), Some(ms(4000)), "the deadline");
+    let a = s.feed(Event::Reaped {
+        pid: HOOK,
+        status: Status::Signaled(Signal::KILL),
+    });
+    assert!(matches!(
+        notes(&a)[..],
+        [NoteKind::Reaped { pid: HOOK, .. }]
+    ));
+    s.left = leftovers(&[(APP, APP)]);
+    let a = s.fire_timer();
     assert_eq!(sent(&a), [(Signal::KILL, Target::Everyone)]);
-    assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
     let a = s.app_exits(Status::Signaled(Signal::KILL), false);
     assert_eq!(exit_code(&a), Some(137));
 }
@@ -627,6 +655,289 @@ fn timeline_notes_carry_time_since_the_stop() {
     );
 }
 
+// ---- hooks: post-start, HTTP answers, the stop reserve ----
+
+const POST: i32 = 10;
+
+fn with_post_start(mut policy: Policy) -> Policy {
+    policy.hooks.push(HookKind::PostStart);
+    policy
+}
+
+/// A machine whose post-start hook is running as POST.
+fn post_start_running(policy: Policy) -> Sim {
+    let mut s = Sim::new(with_post_start(policy));
+    s.feed(Event::HookStarted {
+        kind: HookKind::PostStart,
+        pid: POST,
+    });
+    s
+}
+
+#[test]
+fn post_start_runs_alongside_the_app_from_the_start() {
+    let mut m = Machine::new(
+        with_post_start(Policy::default()),
+        Start {
+            app: APP,
+            me: 1,
+            terminal: false,
+        },
+        ms(0),
+    );
+    assert_eq!(
+        m.poll_action(),
+        Some(Action::StartHook(HookKind::PostStart)),
+        "the hook is asked for at once, and nothing waits for it"
+    );
+    assert_eq!(m.poll_action(), None);
+    assert_eq!(m.phase(), Phase::Running);
+}
+
+#[test]
+fn post_start_success_is_exit_0_or_http_200_to_399() {
+    for (answer, status) in [
+        (None, Status::Exited(0)),
+        (Some(Outcome::Status(200)), Status::Exited(0)),
+        (Some(Outcome::Status(302)), Status::Exited(0)),
+    ] {
+        let mut s = post_start_running(Policy::default());
+        if let Some(outcome) = answer {
+            s.feed(Event::HookAnswered { pid: POST, outcome });
+        }
+        s.at(300);
+        let a = s.feed(Event::Reaped { pid: POST, status });
+        assert!(
+            matches!(notes(&a)[..], [NoteKind::HookEnded { kind: HookKind::PostStart, fatal: false, took, .. }] if *took == ms(300)),
+            "{a:?}"
+        );
+        assert_eq!(s.m.phase(), Phase::Running, "the app goes on");
+    }
+}
+
+#[test]
+fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() {
+    let failures = [
+        (None, Status::Exited(1)),
+        (None, Status::Signaled(Signal::KILL)),
+        (Some(Outcome::Status(500)), Status::Exited(1)),
+        (Some(Outcome::Status(503)), Status::Exited(1)),
+        (
+            Some(Outcome::Failed("cannot connect: Connection refused".into())),
+            Status::Exited(1),
+        ),
+        (
+            Some(Outcome::Failed("no status line within 10s".into())),
+            Status::Exited(1),
+        ),
+    ];
+    for (answer, status) in failures {
+        let mut s = post_start_running(with_pre_stop(grace(1000, Some(5000))));
+        if let Some(outcome) = answer.clone() {
+            s.feed(Event::HookAnswered { pid: POST, outcome });
+        }
+        let a = s.feed(Event::Reaped { pid: POST, status });
+        let n = notes(&a);
+        assert!(
+            matches!(
+                n[0],
+                NoteKind::HookEnded {
+                    kind: HookKind::PostStart,
+                    fatal: true,
+                    ..
+                }
+            ),
+            "{answer:?}: {a:?}"
+        );
+        assert!(matches!(
+            n[1],
+            NoteKind::StopReceived {
+                signal: Signal::TERM,
+                cause: StopCause::PostStartFailed,
+                ..
+            }
+        ));
+        assert!(
+            a.contains(&Action::StartHook(HookKind::PreStop)),
+            "pre-stop hook first"
+        );
+        assert!(sent(&a).is_empty(), "then the drain");
+        s.feed(Event::HookFailed {
+            kind: HookKind::PreStop,
+            reason: "x".into(),
+        });
+        assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
+        let a = s.app_exits(Status::Exited(0), false);
+        assert_eq!(
+            exit_code(&a),
+            Some(EXIT_POST_START),
+            "not 0: the start failed"
+        );
+    }
+}
+
+#[test]
+fn post_start_that_cannot_start_stops_the_container_too() {
+    let mut m = Machine::new(
+        with_post_start(Policy::default()),
+        Start {
+            app: APP,
+            me: 1,
+            terminal: false,
+        },
+        ms(0),
+    );
+    while m.poll_action().is_some() {}
+    m.handle(
+        Event::HookFailed {
+            kind: HookKind::PostStart,
+            reason: "cannot run \"/warm\": no such file".into(),
+        },
+        ms(5),
+    );
+    let a: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
+    assert!(matches!(
+        notes(&a)[0],
+        NoteKind::HookFailed {
+            kind: HookKind::PostStart,
+            fatal: true,
+            ..
+        }
+    ));
+    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+}
+
+#[test]
+fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
+    let mut s = post_start_running(grace(0, Some(5000)));
+    s.sig(Signal::TERM);
+    let a = s.feed(Event::Reaped {
+        pid: POST,
+        status: Status::Exited(1),
+    });
+    assert!(matches!(
+        notes(&a)[..],
+        [NoteKind::HookEnded { fatal: false, .. }]
+    ));
+    assert_eq!(
+        exit_code(&s.app_exits(Status::Exited(0), false)),
+        Some(0),
+        "the app's own code"
+    );
+}
+
+#[test]
+fn post_start_still_running_when_the_app_exits_is_a_leftover() {
+    let mut s = post_start_running(grace(0, Some(5000)));
+    s.m = Machine::new(
+        with_post_start(grace(0, Some(5000))),
+        Start {
+            app: APP,
+            me: 3,
+            terminal: false,
+        },
+        s.now,
+    );
+    s.feed(Event::HookStarted {
+        kind: HookKind::PostStart,
+        pid: POST,
+    });
+    s.left = leftovers(&[(POST, POST)]);
+    s.feed(Event::Reaped {
+        pid: APP,
+        status: Status::Exited(0),
+    });
+    let a = s.feed(Event::ReapDone {
+        children_left: true,
+    });
+    assert_eq!(forwards(&a), [(Signal::TERM, Target::Process(POST))]);
+    s.left = leftovers(&[(POST, POST)]);
+    assert_eq!(
+        sent(&s.fire_timer()),
+        [(Signal::KILL, Target::Process(POST))]
+    );
+}
+
+#[test]
+fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
+    for (answer, status) in [
+        (None, Status::Exited(3)),
+        (Some(Outcome::Status(503)), Status::Exited(1)),
+    ] {
+        let mut s = Sim::new(with_pre_stop(grace(0, Some(5000))));
+        s.sig(Signal::TERM);
+        s.feed(Event::HookStarted {
+            kind: HookKind::PreStop,
+            pid: HOOK,
+        });
+        if let Some(outcome) = answer {
+            s.feed(Event::HookAnswered { pid: HOOK, outcome });
+        }
+        let a = s.feed(Event::Reaped { pid: HOOK, status });
+        let end = match notes(&a)[0] {
+            NoteKind::HookEnded {
+                end, fatal: false, ..
+            } => end.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(!end.ok());
+        assert!(matches!(
+            end,
+            HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
+        ));
+        assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    }
+}
+
+#[test]
+fn the_reserve_is_two_seconds_or_half_the_grace_period() {
+    for (grace_ms, reserve_ms) in [(30_000, 2000), (4000, 2000), (3000, 1500), (1000, 500)] {
+        let p = grace(0, Some(grace_ms));
+        assert_eq!(p.reserve(), Some(ms(reserve_ms)), "grace {grace_ms}ms");
+        let mut s = Sim::new(with_pre_stop(p));
+        s.sig(Signal::TERM);
+        assert_eq!(
+            s.m.timer(Timer::Reserve),
+            Some(ms(1000 + grace_ms - reserve_ms))
+        );
+    }
+    assert_eq!(Policy::default().reserve(), None, "no deadline, no reserve");
+}
+
+#[test]
+fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
+    let mut m = Machine::new(
+        grace(9000, Some(10_000)),
+        Start {
+            app: APP,
+            me: 1,
+            terminal: false,
+        },
+        ms(0),
+    );
+    assert_eq!(
+        m.poll_action(),
+        Some(Action::Note(usher::machine::Note {
+            elapsed: None,
+            kind: NoteKind::DrainShortened {
+                asked: ms(9000),
+                to: ms(8000),
+                grace: ms(10_000),
+                reserve: ms(2000),
+            }
+        }))
+    );
+    let mut s = Sim::new(grace(9000, Some(10_000)));
+    s.sig(Signal::TERM);
+    let a = s.fire_timer();
+    assert_eq!(s.now, ms(9000), "8 s after the stop");
+    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    let mut s = Sim::new(grace(5000, Some(10_000)));
+    assert!(s.sig(Signal::HUP).iter().all(
+        |a| !matches!(a, Action::Note(n) if matches!(n.kind, NoteKind::DrainShortened { .. }))
+    ));
+}
+
 // ---- whom leftovers are signalled: PID 1 or not, and what /proc shows ----
 
 #[test]
@@ -778,13 +1089,17 @@ mod props {
     use super::*;
     use proptest::prelude::*;
 
+    /// The post-start hook's pid (the pre-stop hook is HOOK).
+    const POST: i32 = 10;
+
     #[derive(Clone, Debug)]
     enum Step {
         Wait(u64),
         Stop(bool), // TERM or INT
         Other,
         AppExit(i32),
-        HookExit,
+        HookExit(i32),
+        PostStartExit(i32),
         Orphan,
         ReapDone(bool),
         Timer,
@@ -796,7 +1111,8 @@ mod props {
             any::<bool>().prop_map(Step::Stop),
             Just(Step::Other),
             (0i32..257).prop_map(Step::AppExit), // 256: killed by SIGKILL
-            Just(Step::HookExit),
+            (0i32..2).prop_map(Step::HookExit),
+            (0i32..2).prop_map(Step::PostStartExit),
             Just(Step::Orphan),
             any::<bool>().prop_map(Step::ReapDone),
             Just(Step::Timer),
@@ -805,25 +1121,45 @@ mod props {
 
     fn policy() -> impl Strategy<Value = Policy> {
         (
-            0u64..2000,
+            0u64..6000,
             proptest::option::of(1u64..6000),
+            any::<bool>(),
             any::<bool>(),
             proptest::option::of(0i32..256),
         )
-            .prop_map(|(drain, grace, pre_stop, remap)| {
+            .prop_map(|(drain, grace, pre_stop, post_start, remap)| {
                 let grace = grace.map(|g| g + drain); // drain < grace, as the CLI enforces
+                let mut hooks = Vec::new();
+                if pre_stop {
+                    hooks.push(HookKind::PreStop);
+                }
+                if post_start {
+                    hooks.push(HookKind::PostStart);
+                }
                 Policy {
                     drain: ms(drain),
                     grace: grace.map(ms),
-                    hooks: if pre_stop {
-                        vec![HookKind::PreStop]
-                    } else {
-                        vec![]
-                    },
+                    hooks,
                     remap_exit: remap.into_iter().collect(),
                     ..Policy::default()
                 }
             })
+    }
+
+    /// What the test knows of the world, to check the machine against.
+    #[derive(Default)]
+    struct World {
+        now: Duration,
+        t0: Option<Duration>,
+        stops: u32,
+        forwarded_stop: bool,
+        app: Option<Status>,
+        killed_while_alive: bool,
+        /// The hooks' pids while they run.
+        running: Vec<i32>,
+        started: Vec<HookKind>,
+        start_failed: bool,
+        exited_with: Option<i32>,
     }
 
     proptest! {
@@ -835,108 +1171,200 @@ mod props {
             pid1 in any::<bool>(),
             steps in proptest::collection::vec(step(), 0..40),
         ) {
-            let start = ms(1000);
             let me = if pid1 { 1 } else { 3 };
-            let mut m = Machine::new(policy.clone(), Start { app: APP, me, terminal: false }, start);
-            let mut now = start;
-            let mut t0: Option<Duration> = None;
-            let mut stops = 0;
-            let mut forwarded_stop = false;
-            let mut app_status: Option<Status> = None;
-            let mut killed_while_alive = false;
-            let mut hook_started = false;
-            let mut exited_with = None;
-
+            let mut w = World { now: ms(1000), ..World::default() };
+            let mut m = Machine::new(policy.clone(), Start { app: APP, me, terminal: false }, w.now);
+            check(&policy, pid1, &mut m, &mut w, Vec::new())?;
             for step in steps {
                 let event = match step {
-                    Step::Wait(d) => { now += ms(d); continue; }
+                    Step::Wait(d) => { w.now += ms(d); continue; }
                     Step::Stop(term) => Event::Signal {
                         signal: if term { Signal::TERM } else { Signal::INT },
                         sender: Some(100),
                     },
                     Step::Other => Event::Signal { signal: Signal::HUP, sender: None },
                     Step::AppExit(c) => {
-                        if app_status.is_some() { continue; }
+                        if w.app.is_some() { continue; }
                         let status = if c == 256 { Status::Signaled(Signal::KILL) } else { Status::Exited(c) };
                         Event::Reaped { pid: APP, status }
                     }
-                    Step::HookExit => Event::Reaped { pid: HOOK, status: Status::Exited(0) },
+                    Step::HookExit(c) => Event::Reaped { pid: HOOK, status: Status::Exited(c) },
+                    Step::PostStartExit(c) => Event::Reaped { pid: POST, status: Status::Exited(c) },
                     Step::Orphan => Event::Reaped { pid: 77, status: Status::Exited(1) },
                     Step::ReapDone(left) => {
                         // The driver never says "no children" while the app lives.
-                        Event::ReapDone { children_left: left || app_status.is_none() }
+                        Event::ReapDone { children_left: left || w.app.is_none() }
                     }
                     Step::Timer => match m.poll_timeout() {
-                        Some(t) => { now = now.max(t); Event::Timer }
+                        Some(t) => { w.now = w.now.max(t); Event::Timer }
                         None => continue,
                     },
                 };
-                if let Event::Signal { signal, .. } = event {
-                    if signal == Signal::TERM || signal == Signal::INT {
-                        stops += 1;
-                        if t0.is_none() && app_status.is_none() { t0 = Some(now); }
+                match &event {
+                    Event::Signal { signal, .. } if *signal == Signal::TERM || *signal == Signal::INT => {
+                        w.stops += 1;
+                        if w.t0.is_none() && w.app.is_none() { w.t0 = Some(w.now); }
                     }
-                }
-                if let Event::Reaped { pid: APP, status } = event {
-                    app_status = Some(status);
-                    if t0.is_none() { t0 = Some(now); }
-                }
-                let is_timer = event == Event::Timer;
-                let mut queue = vec![event];
-                while let Some(event) = queue.pop() {
-                    m.handle(event, now);
-                    while let Some(a) = m.poll_action() {
-                        prop_assert!(exited_with.is_none(), "no action after Exit: {:?}", a);
-                        match a {
-                            Action::Send { signal, to } if signal == Signal::TERM || signal == Signal::INT => {
-                                if app_status.is_none() && !forwarded_stop {
-                                    let t0 = t0.expect("stop forwarded before any stop signal");
-                                    prop_assert!(
-                                        now >= t0 + policy.drain || stops >= 2,
-                                        "stop forwarded at {:?} before the drain ended at {:?} with one stop",
-                                        now - t0, policy.drain
-                                    );
-                                    forwarded_stop = true;
-                                }
-                                prop_assert!(pid1 || to != Target::Everyone, "kill(-1) outside a namespace");
-                            }
-                            Action::Send { signal: Signal::KILL, to } => {
-                                prop_assert!(pid1 || to != Target::Everyone, "kill(-1) outside a namespace");
-                                match policy.grace {
-                                    Some(g) => prop_assert!(now >= t0.unwrap() + g, "SIGKILL before the deadline"),
-                                    None => prop_assert!(app_status.is_some(), "SIGKILL while the app lives, without a grace period"),
-                                }
-                                if app_status.is_none() { killed_while_alive = true; }
-                            }
-                            Action::StartHook(kind) => {
-                                prop_assert!(policy.hooks.contains(&kind) && !hook_started);
-                                hook_started = true;
-                                queue.push(Event::HookStarted { kind, pid: HOOK });
-                            }
-                            Action::FindLeftovers(_) => {
-                                queue.push(Event::Leftovers(leftovers(&[(APP, APP), (OUTSIDE, OUTSIDE)])));
-                            }
-                            Action::Exit(code) => {
-                                let status = app_status.expect("exit before the app was reaped");
-                                let want = if killed_while_alive && status == Status::Signaled(Signal::KILL) {
-                                    137
-                                } else if policy.remap_exit.contains(&status.code()) {
-                                    0
-                                } else {
-                                    status.code()
-                                };
-                                prop_assert_eq!(code, want);
-                                exited_with = Some(code);
-                            }
-                            _ => {}
+                    Event::Reaped { pid: APP, status } => {
+                        w.app = Some(*status);
+                        if w.t0.is_none() { w.t0 = Some(w.now); }
+                    }
+                    Event::Reaped { pid, status } if w.running.contains(pid) => {
+                        w.running.retain(|p| p != pid);
+                        // A failed post-start hook, while the app runs and no
+                        // stop was asked for, stops the container.
+                        if *pid == POST && *status != Status::Exited(0) && w.app.is_none() && w.t0.is_none() {
+                            w.start_failed = true;
+                            w.t0 = Some(w.now);
+                            w.stops += 1;
                         }
                     }
+                    _ => {}
                 }
+                let is_timer = event == Event::Timer;
+                check(&policy, pid1, &mut m, &mut w, vec![event])?;
                 if is_timer {
                     // Firing the timer makes progress: it never asks to be
                     // fired again at once (no spinning).
-                    prop_assert!(m.poll_timeout().is_none_or(|t| t > now), "timer spins at {:?}", now);
+                    prop_assert!(m.poll_timeout().is_none_or(|t| t > w.now), "timer spins at {:?}", w.now);
                 }
+                // The stop reserve: by R before the deadline the app has been
+                // asked to stop, whatever the drain and the pre-stop hook.
+                if let (Some(t0), Some(g), Some(r), None) = (w.t0, policy.grace, policy.reserve(), w.app) {
+                    if is_timer && w.now >= t0 + g - r && w.exited_with.is_none() {
+                        prop_assert!(w.forwarded_stop, "no stop signal by the reserve point at {:?}", w.now - t0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds `events` (and what the machine's own actions lead to) and checks every action.
+    fn check(
+        policy: &Policy,
+        pid1: bool,
+        m: &mut Machine,
+        w: &mut World,
+        mut queue: Vec<Event>,
+    ) -> Result<(), TestCaseError> {
+        let mut deadline_kill = false;
+        loop {
+            if let Some(event) = queue.pop() {
+                m.handle(event, w.now);
+            }
+            let Some(a) = m.poll_action() else {
+                if !queue.is_empty() {
+                    continue;
+                }
+                if deadline_kill {
+                    prop_assert!(
+                        w.running.is_empty(),
+                        "hooks {:?} outlive the deadline",
+                        w.running
+                    );
+                }
+                return Ok(());
+            };
+            prop_assert!(w.exited_with.is_none(), "no action after Exit: {:?}", a);
+            match a {
+                Action::Send { signal, to } if signal == Signal::TERM || signal == Signal::INT => {
+                    prop_assert!(
+                        pid1 || to != Target::Everyone,
+                        "kill(-1) outside a namespace"
+                    );
+                    if w.app.is_none() && !w.forwarded_stop {
+                        let t0 = w.t0.expect("stop forwarded before any stop");
+                        let reserve_point =
+                            policy.grace.zip(policy.reserve()).map(|(g, r)| t0 + g - r);
+                        prop_assert!(
+                            w.now >= t0 + policy.drain()
+                                || w.stops >= 2
+                                || reserve_point.is_some_and(|p| w.now >= p),
+                            "stop forwarded at {:?}, before the drain ended at {:?}, with one stop",
+                            w.now - t0,
+                            policy.drain()
+                        );
+                        w.forwarded_stop = true;
+                    }
+                }
+                Action::Send {
+                    signal: Signal::KILL,
+                    to: Target::Group(HOOK),
+                } => {
+                    let (t0, g, r) = (
+                        w.t0.unwrap(),
+                        policy.grace.unwrap(),
+                        policy.reserve().unwrap(),
+                    );
+                    prop_assert!(
+                        w.now >= t0 + g - r,
+                        "the hook was cut before the reserve point"
+                    );
+                    w.running.retain(|&p| p != HOOK);
+                }
+                Action::Send {
+                    signal: Signal::KILL,
+                    to,
+                } => {
+                    prop_assert!(
+                        pid1 || to != Target::Everyone,
+                        "kill(-1) outside a namespace"
+                    );
+                    match policy.grace {
+                        Some(g) => {
+                            prop_assert!(w.now >= w.t0.unwrap() + g, "SIGKILL before the deadline");
+                            deadline_kill = true;
+                        }
+                        None => prop_assert!(
+                            w.app.is_some(),
+                            "SIGKILL while the app lives, without a grace period"
+                        ),
+                    }
+                    if w.app.is_none() {
+                        w.killed_while_alive = true;
+                    }
+                    // No hook outlives the SIGKILL round.
+                    if matches!(to, Target::Everyone) {
+                        w.running.clear();
+                    }
+                    if let Target::Process(p) = to {
+                        w.running.retain(|&h| h != p);
+                    }
+                }
+                Action::StartHook(kind) => {
+                    prop_assert!(policy.hooks.contains(&kind) && !w.started.contains(&kind));
+                    w.started.push(kind);
+                    let pid = if kind == HookKind::PreStop {
+                        HOOK
+                    } else {
+                        POST
+                    };
+                    w.running.push(pid);
+                    queue.push(Event::HookStarted { kind, pid });
+                }
+                Action::FindLeftovers(_) => {
+                    let mut list = vec![(OUTSIDE, OUTSIDE)];
+                    if w.app.is_none() {
+                        list.push((APP, APP));
+                    }
+                    list.extend(w.running.iter().map(|&h| (h, h)));
+                    queue.push(Event::Leftovers(leftovers(&list)));
+                }
+                Action::Exit(code) => {
+                    let status = w.app.expect("exit before the app was reaped");
+                    let want = if w.start_failed {
+                        EXIT_POST_START
+                    } else if w.killed_while_alive && status == Status::Signaled(Signal::KILL) {
+                        137
+                    } else if policy.remap_exit.contains(&status.code()) {
+                        0
+                    } else {
+                        status.code()
+                    };
+                    prop_assert_eq!(code, want);
+                    w.exited_with = Some(code);
+                }
+                _ => {}
             }
         }
     }
