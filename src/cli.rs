@@ -64,7 +64,15 @@ pub enum Parsed {
     Run(Box<Config>),
     Help,
     Version,
+    License,
 }
+
+/// `usher -l`, as tini prints its own: the license usher is offered under.
+pub const LICENSE: &str = concat!(
+    "usher is offered under the MIT license or the Apache License 2.0, at your\n",
+    "option (SPDX: MIT OR Apache-2.0). The MIT license:\n\n",
+    include_str!("../LICENSE-MIT")
+);
 
 /// A command line usher cannot run: the message, and the log format asked
 /// for (as far as the options before the mistake and the environment tell),
@@ -92,8 +100,19 @@ pub enum Setting {
     PreStop,
     Verbosity,
     LogFormat,
+    WarnOnReap,
     Help,
     Version,
+    License,
+}
+
+/// A peer init's variable that sets the same thing, read when usher's own
+/// is not set: `means` turns its value into usher's (as that init reads
+/// it), or `None` where it means nothing to that init either.
+#[derive(Debug)]
+pub struct Peer {
+    pub var: &'static str,
+    pub means: fn(&str) -> Option<&'static str>,
 }
 
 /// One row of the option table.
@@ -111,6 +130,8 @@ pub struct Opt {
     pub env: Option<(&'static str, &'static str)>,
     /// Repeatable; the variable holds a comma-separated list.
     pub list: bool,
+    /// tini's and dumb-init's variables for the same setting.
+    pub peers: &'static [Peer],
     /// Help lines; none when another row's help covers this flag.
     pub help: &'static [&'static str],
 }
@@ -123,8 +144,26 @@ const SWITCH: Opt = Opt {
     setting: Setting::Help,
     env: None,
     list: false,
+    peers: &[],
     help: &[],
 };
+
+/// tini reads its switches by presence, whatever the value.
+fn present(_: &str) -> Option<&'static str> {
+    Some("1")
+}
+
+/// tini's `TINI_VERBOSITY` (atoi: 1 is its default, warnings).
+fn tini_verbosity(v: &str) -> Option<&'static str> {
+    let digits: String = v.trim().chars().take_while(char::is_ascii_digit).collect();
+    Some(match digits.parse::<u32>().unwrap_or(0) {
+        0 => "error",
+        1 => "warn",
+        2 => "info",
+        3 => "debug",
+        _ => "trace",
+    })
+}
 
 /// Every option usher takes, in the order `--help` lists them.
 pub const OPTIONS: &[Opt] = &[
@@ -133,6 +172,10 @@ pub const OPTIONS: &[Opt] = &[
         long: Some("subreaper"),
         setting: Setting::Subreaper,
         env: Some(("USHER_SUBREAPER", "1")),
+        peers: &[Peer {
+            var: "TINI_SUBREAPER",
+            means: present,
+        }],
         help: &["reap orphans when not PID 1 (child subreaper)"],
         ..SWITCH
     },
@@ -141,6 +184,17 @@ pub const OPTIONS: &[Opt] = &[
         long: Some("single-child"),
         setting: Setting::SingleChild,
         env: Some(("USHER_SINGLE_CHILD", "1")),
+        peers: &[
+            Peer {
+                var: "TINI_KILL_PROCESS_GROUP",
+                means: |_| Some("0"),
+            },
+            // dumb-init's single-child mode: no new session, signals to the child.
+            Peer {
+                var: "DUMB_INIT_SETSID",
+                means: |v| (v == "0").then_some("1"),
+            },
+        ],
         help: &[
             "forward signals to the child only, not its",
             "process group",
@@ -237,7 +291,7 @@ pub const OPTIONS: &[Opt] = &[
         long: Some("post-start"),
         value: Some("HOOK"),
         setting: Setting::PostStart,
-        env: Some(("USHER_POST_START", "'POST http://127.0.0.1:8080/warm'")),
+        env: Some(("USHER_POST_START", "http://127.0.0.1/warm")),
         help: &[
             "run HOOK alongside the app once it started;",
             "if it fails, stop the app and exit 124",
@@ -250,6 +304,16 @@ pub const OPTIONS: &[Opt] = &[
         switch: "+1",
         setting: Setting::Verbosity,
         env: Some(("USHER_LOG", "error|warn|info|debug|trace")),
+        peers: &[
+            Peer {
+                var: "TINI_VERBOSITY",
+                means: tini_verbosity,
+            },
+            Peer {
+                var: "DUMB_INIT_DEBUG",
+                means: |v| (v == "1").then_some("debug"),
+            },
+        ],
         help: &["more log (repeatable); -q, --quiet: less"],
         ..SWITCH
     },
@@ -269,6 +333,14 @@ pub const OPTIONS: &[Opt] = &[
         ..SWITCH
     },
     Opt {
+        short: Some('w'),
+        long: Some("warn-on-reap"),
+        setting: Setting::WarnOnReap,
+        env: Some(("USHER_WARN_ON_REAP", "1")),
+        help: &["warn each time an orphan is reaped"],
+        ..SWITCH
+    },
+    Opt {
         short: Some('h'),
         long: Some("help"),
         setting: Setting::Help,
@@ -282,9 +354,16 @@ pub const OPTIONS: &[Opt] = &[
         help: &["usher's version"],
         ..SWITCH
     },
+    Opt {
+        short: Some('l'),
+        long: Some("license"),
+        setting: Setting::License,
+        help: &["the license (tini's -l)"],
+        ..SWITCH
+    },
 ];
 
-/// Every variable usher reads; another `USHER_*` is most likely a typo.
+/// Every `USHER_*` variable usher reads; another is most likely a typo.
 pub fn env_vars() -> Vec<&'static str> {
     OPTIONS
         .iter()
@@ -354,6 +433,14 @@ pub fn help() -> String {
             left = String::new();
         }
     }
+    out.push_str("\nAlso read, when usher's own variable is not set (tini's and dumb-init's):\n ");
+    for opt in OPTIONS {
+        for peer in opt.peers {
+            out.push(' ');
+            out.push_str(peer.var);
+        }
+    }
+    out.push('\n');
     out.push_str(HELP_TAIL);
     out
 }
@@ -477,6 +564,7 @@ impl Given {
         match opt.setting {
             Setting::Help => Some(Parsed::Help),
             Setting::Version => Some(Parsed::Version),
+            Setting::License => Some(Parsed::License),
             _ => {
                 self.0.push((opt, value));
                 None
@@ -515,12 +603,17 @@ impl Given {
             let from_flags = self.flags(opt.setting);
             let (values, from) = if !from_flags.is_empty() {
                 (from_flags, Source::Flag(flag_name(opt)))
-            } else if let Some((var, _)) = opt.env {
-                match env_value(env, var)? {
-                    Some(v) if opt.list => (split_list(&v), Source::Env(var)),
-                    Some(v) => (vec![v], Source::Env(var)),
-                    None => continue,
-                }
+            } else if let Some(v) = opt
+                .env
+                .map(|(var, _)| env_value(env, var))
+                .transpose()?
+                .flatten()
+            {
+                let var = opt.env.map_or("", |(var, _)| var);
+                let values = if opt.list { split_list(&v) } else { vec![v] };
+                (values, Source::Env(var))
+            } else if let Some((value, var)) = peer_value(opt, env) {
+                (vec![value.to_string()], Source::Env(var))
             } else {
                 continue;
             };
@@ -528,6 +621,17 @@ impl Given {
         }
         s.into_config(command)
     }
+}
+
+/// The first of `opt`'s peer variables that is set and means something.
+fn peer_value(
+    opt: &Opt,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Option<(&'static str, &'static str)> {
+    opt.peers.iter().find_map(|peer| {
+        let value = env(peer.var)?.into_string().ok()?;
+        Some(((peer.means)(&value)?, peer.var))
+    })
 }
 
 /// The row that names a setting in messages and owns its variable.
@@ -652,7 +756,8 @@ impl Settings {
             }
             Setting::Verbosity => self.level = Some(level(&from, values)?),
             Setting::LogFormat => self.format = Some(parse_format(name, last)?),
-            Setting::Help | Setting::Version => {}
+            Setting::WarnOnReap => p.warn_on_reap = boolean(&from, last)?,
+            Setting::Help | Setting::Version | Setting::License => {}
         }
         Ok(())
     }
@@ -1012,6 +1117,58 @@ mod tests {
         );
         assert_eq!(format(&["--log-format", "xml", "app"], &json), Format::Json);
         assert_eq!(format(&[], &[("USHER_LOG_FORMAT", "xml")]), Format::Text);
+    }
+
+    #[test]
+    fn tini_and_dumb_init_variables_work_and_usher_own_win() {
+        let c = run(&["app"], &[("TINI_SUBREAPER", "")]).unwrap();
+        assert!(c.subreaper, "tini reads TINI_SUBREAPER by presence");
+        let c = run(
+            &["app"],
+            &[("TINI_SUBREAPER", "1"), ("USHER_SUBREAPER", "0")],
+        )
+        .unwrap();
+        assert!(!c.subreaper, "USHER_SUBREAPER wins");
+        let c = run(&["app"], &[("DUMB_INIT_SETSID", "0")]).unwrap();
+        assert!(c.policy.single_child, "dumb-init's single-child mode");
+        let c = run(&["app"], &[("DUMB_INIT_SETSID", "1")]).unwrap();
+        assert!(!c.policy.single_child);
+        let c = run(&["-g", "app"], &[("DUMB_INIT_SETSID", "0")]).unwrap();
+        assert!(!c.policy.single_child, "a flag wins over every variable");
+        let c = run(&["app"], &[("TINI_KILL_PROCESS_GROUP", "1")]).unwrap();
+        assert!(!c.policy.single_child);
+        for (v, level) in [
+            ("0", Level::Error),
+            ("1", Level::Warn),
+            ("2", Level::Info),
+            ("3", Level::Debug),
+            ("9", Level::Trace),
+            ("x", Level::Error),
+        ] {
+            let c = run(&["app"], &[("TINI_VERBOSITY", v)]).unwrap();
+            assert_eq!(c.log.level, level, "TINI_VERBOSITY={v}");
+        }
+        let c = run(&["app"], &[("DUMB_INIT_DEBUG", "1")]).unwrap();
+        assert_eq!(c.log.level, Level::Debug);
+        let c = run(&["app"], &[("DUMB_INIT_DEBUG", "0")]).unwrap();
+        assert_eq!(c.log.level, Level::Info);
+        let c = run(&["app"], &[("DUMB_INIT_DEBUG", "1"), ("USHER_LOG", "warn")]).unwrap();
+        assert_eq!(c.log.level, Level::Warn, "USHER_LOG wins");
+        let c = run(&["-q", "app"], &[("TINI_VERBOSITY", "3")]).unwrap();
+        assert_eq!(c.log.level, Level::Warn, "-q wins");
+    }
+
+    #[test]
+    fn tini_w_and_l() {
+        let c = run(&["-s", "-w", "--", "true"], &[]).unwrap();
+        assert!(c.policy.warn_on_reap && c.subreaper);
+        let c = run(&["app"], &[("USHER_WARN_ON_REAP", "1")]).unwrap();
+        assert!(c.policy.warn_on_reap);
+        assert!(matches!(
+            parse(["-l".into()], |_| None),
+            Ok(Parsed::License)
+        ));
+        assert!(LICENSE.contains("MIT") && LICENSE.contains("Permission is hereby granted"));
     }
 
     #[test]

@@ -93,8 +93,8 @@ fn prepare(cfg: &Config, pid1: bool) {
             &[("name", name.into()), ("known", known.into())],
         );
     }
-    let mut reaper = pid1;
-    if cfg.subreaper && !pid1 {
+    let mut reaper = pid1 || sys::is_subreaper();
+    if cfg.subreaper && !reaper {
         match sys::set_subreaper() {
             Ok(()) => reaper = true,
             Err(e) => log.warn("cannot become a subreaper", &[("error", (&e).into())]),
@@ -197,14 +197,14 @@ impl Driver {
 
     /// Reaps every ended child, then tells the machine whether any is left.
     fn reap(&mut self) {
-        let untraced = self.machine.wants_stops();
         loop {
-            let event = match sys::reap_one(untraced) {
+            let event = match sys::reap_one() {
                 Ok(Reap::Child(pid, status)) => {
                     self.collect_answer(pid);
                     Event::Reaped { pid, status }
                 }
                 Ok(Reap::Stopped(pid)) => Event::Stopped { pid },
+                Ok(Reap::Continued(pid)) => Event::Continued { pid },
                 Ok(Reap::Running) => Event::ReapDone {
                     children_left: true,
                 },

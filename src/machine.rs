@@ -103,6 +103,8 @@ pub struct Policy {
     pub grace: Option<Duration>,
     /// The hooks configured (their commands are the driver's business).
     pub hooks: Vec<HookKind>,
+    /// Log each orphan reaped as a warning (tini's `-w`).
+    pub warn_on_reap: bool,
 }
 
 impl Policy {
@@ -131,6 +133,7 @@ impl Default for Policy {
             drain: Duration::ZERO,
             grace: None,
             hooks: Vec::new(),
+            warn_on_reap: false,
         }
     }
 }
@@ -185,8 +188,10 @@ pub enum Event {
     Signal { signal: Signal, sender: Option<Pid> },
     /// A child of usher was reaped.
     Reaped { pid: Pid, status: Status },
-    /// A child of usher stopped (reported only under job control).
+    /// A child of usher stopped.
     Stopped { pid: Pid },
+    /// A stopped child of usher was resumed.
+    Continued { pid: Pid },
     /// The driver finished a round of reaping; `children_left` is false when
     /// usher has no child at all any more.
     ReapDone { children_left: bool },
@@ -424,10 +429,12 @@ pub enum NoteKind {
         status: Status,
         notable: bool,
     },
-    /// An orphan (or a hook's leftover) was reaped.
+    /// An orphan (or a hook's leftover) was reaped; `warn`: `-w` asked
+    /// for each one to be a warning.
     Reaped {
         pid: Pid,
         status: Status,
+        warn: bool,
     },
     Signalled {
         signal: Signal,
@@ -505,6 +512,8 @@ pub struct Machine {
     jobs: Vec<Job>,
     /// A failed post-start hook stopped the container.
     start_failed: bool,
+    /// Children of usher that are stopped now (SIGSTOP, SIGTSTP, ...).
+    stopped: Vec<Pid>,
     now: Time,
     actions: VecDeque<Action>,
 }
@@ -526,6 +535,7 @@ impl Machine {
             found_empty: false,
             jobs: Vec::new(),
             start_failed: false,
+            stopped: Vec::new(),
             now,
             actions: VecDeque::new(),
         };
@@ -560,6 +570,7 @@ impl Machine {
             Event::Signal { signal, sender } => self.on_signal(signal, sender),
             Event::Reaped { pid, status } => self.on_reaped(pid, status),
             Event::Stopped { pid } => self.on_stopped(pid),
+            Event::Continued { pid } => self.stopped.retain(|&p| p != pid),
             Event::ReapDone { children_left } => self.on_reap_done(children_left),
             Event::HookStarted { kind, pid } => self.on_hook_started(kind, pid),
             Event::HookAnswered { pid, outcome } => self.on_hook_answered(pid, outcome),
@@ -593,11 +604,6 @@ impl Machine {
     /// Whether usher has decided to exit (after [`Action::Exit`]).
     pub fn exited(&self) -> bool {
         self.phase == Phase::Exited
-    }
-
-    /// Whether the driver must report stopped children ([`Event::Stopped`]).
-    pub fn wants_stops(&self) -> bool {
-        self.start.job_control()
     }
 
     // ---- signals
@@ -691,8 +697,9 @@ impl Machine {
     }
 
     /// Sends `sent` (what `signal` is rewritten to) to the app; a stop
-    /// signal is followed by SIGCONT, so a stopped app sees it now rather
-    /// than never (as systemd does).
+    /// signal is followed by SIGCONT when a child of usher is stopped, so
+    /// that a stopped app sees it now rather than never (as systemd does)
+    /// and an app that is not stopped never sees a SIGCONT it was not sent.
     fn forward(&mut self, signal: Signal, sent: Signal, stop: bool) {
         let to = if self.policy.single_child {
             Target::Process(self.start.app)
@@ -708,16 +715,14 @@ impl Machine {
         });
         self.push(Action::Send { signal: sent, to });
         if stop {
-            self.push(Action::Send {
-                signal: Signal::CONT,
-                to,
-            });
+            self.resume(to);
         }
     }
 
     // ---- children
 
     fn on_reaped(&mut self, pid: Pid, status: Status) {
+        self.stopped.retain(|&p| p != pid);
         if pid == self.start.app && self.phase.app_alive() {
             return self.on_app_exit(status);
         }
@@ -739,13 +744,27 @@ impl Machine {
                 });
                 self.hook_done(kind, ok);
             }
-            None => self.note(NoteKind::Reaped { pid, status }),
+            None => {
+                let warn = self.policy.warn_on_reap;
+                self.note(NoteKind::Reaped { pid, status, warn });
+            }
         }
     }
 
     fn on_stopped(&mut self, pid: Pid) {
+        if !self.stopped.contains(&pid) {
+            self.stopped.push(pid);
+        }
         if self.start.job_control() && pid == self.start.app && self.phase.app_alive() {
             self.push(Action::StopSelf);
+        }
+    }
+
+    /// SIGCONT after a stop signal, when something usher can see is stopped.
+    fn resume(&mut self, to: Target) {
+        if !self.stopped.is_empty() {
+            let signal = Signal::CONT;
+            self.push(Action::Send { signal, to });
         }
     }
 
@@ -999,9 +1018,7 @@ impl Machine {
         for to in targets {
             self.push(Action::Send { signal, to });
             if let Job::Ask { .. } = job {
-                // A stopped leftover sees its stop signal too.
-                let signal = Signal::CONT;
-                self.push(Action::Send { signal, to });
+                self.resume(to);
             }
         }
         let mut pids = match list {

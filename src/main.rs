@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Help) => return say(&cli::help()),
         Ok(Parsed::Version) => return say(&format!("usher {}\n", cli::VERSION)),
+        Ok(Parsed::License) => return say(cli::LICENSE),
         Err(usage) => {
             usage_error(&usage);
             return ExitCode::from(EXIT_USAGE);

@@ -67,6 +67,7 @@ fn headline(kind: &NoteKind) -> (Level, &'static str) {
         NoteKind::HookFailed { fatal: true, .. } => (Level::Error, "hook failed"),
         NoteKind::HookFailed { .. } => (Level::Warn, "hook failed"),
         NoteKind::AppExited { notable, .. } => (info_if(*notable), "child exited"),
+        NoteKind::Reaped { warn: true, .. } => (Level::Warn, "reaped an orphan"),
         NoteKind::Reaped { .. } => (Level::Debug, "reaped"),
         NoteKind::Signalled { why, .. } => match why {
             Why::Ask { .. } => (Level::Info, "signalled leftovers"),
@@ -163,7 +164,7 @@ pub fn note(log: &Logger, n: &Note) {
             format!("{} {words}", kind.name()),
             vec![("error", reason.as_str().into())],
         ),
-        NoteKind::AppExited { pid, status: s, .. } | NoteKind::Reaped { pid, status: s } => (
+        NoteKind::AppExited { pid, status: s, .. } | NoteKind::Reaped { pid, status: s, .. } => (
             words.into(),
             vec![("pid", (*pid).into()), ("status", status(*s).into())],
         ),

@@ -357,24 +357,30 @@ pub fn exists(pid: Pid) -> bool {
 /// What a non-blocking reap found.
 pub enum Reap {
     Child(Pid, Status),
-    /// A child stopped (reported only when asked for with `untraced`).
+    /// A child stopped (SIGSTOP, SIGTSTP, ...).
     Stopped(Pid),
+    /// A stopped child was resumed by SIGCONT.
+    Continued(Pid),
     /// Children exist, none has ended yet.
     Running,
     /// usher has no child at all.
     None,
 }
 
-/// Reaps one ended child of any kind, without blocking; with `untraced`,
-/// also reports a child that stopped.
-pub fn reap_one(untraced: bool) -> io::Result<Reap> {
-    let flags = libc::WNOHANG | if untraced { libc::WUNTRACED } else { 0 };
+/// Reaps one ended child of any kind, without blocking; also reports a
+/// child that stopped or was resumed, so that usher knows when a stop
+/// signal needs a SIGCONT behind it.
+pub fn reap_one() -> io::Result<Reap> {
+    let flags = libc::WNOHANG | libc::WUNTRACED | libc::WCONTINUED;
     let mut status = 0;
     loop {
         // SAFETY: `status` is a valid int to write.
         let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
         if pid > 0 && libc::WIFSTOPPED(status) {
             return Ok(Reap::Stopped(pid));
+        }
+        if pid > 0 && libc::WIFCONTINUED(status) {
+            return Ok(Reap::Continued(pid));
         }
         if pid > 0 {
             return Ok(Reap::Child(pid, decode_status(status)));
@@ -424,6 +430,23 @@ pub fn getpid() -> Pid {
 
 pub fn getppid() -> Pid {
     std::os::unix::process::parent_id() as Pid
+}
+
+/// Whether usher is already a child subreaper (the flag survives exec, so
+/// the process that started usher may have set it).
+pub fn is_subreaper() -> bool {
+    let mut flag: libc::c_int = 0;
+    // SAFETY: PR_GET_CHILD_SUBREAPER writes one int through the pointer.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_GET_CHILD_SUBREAPER,
+            &mut flag as *mut libc::c_int as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
+    ret == 0 && flag != 0
 }
 
 /// Makes usher a child subreaper: orphaned descendants are reparented to it.

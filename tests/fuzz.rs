@@ -252,7 +252,7 @@ fn parse_checked(
             prop_assert_eq!(tail, &cfg.command[..]);
             Ok(Some(*cfg))
         }
-        Ok(Parsed::Help | Parsed::Version) => Ok(None),
+        Ok(Parsed::Help | Parsed::Version | Parsed::License) => Ok(None),
         Err(usage) => {
             let msg = usage.message;
             prop_assert!(!msg.trim().is_empty(), "an empty error message");
@@ -306,9 +306,10 @@ fn policy() -> impl Strategy<Value = Policy> {
         duration(),
         prop::option::of(duration()),
         prop::sample::subsequence(HookKind::ALL.to_vec(), 0..=2),
+        any::<bool>(),
     )
         .prop_map(
-            |(single_child, rewrites, remap_exit, stop_on, drain, grace, hooks)| {
+            |(single_child, rewrites, remap_exit, stop_on, drain, grace, hooks, warn_on_reap)| {
                 let mut rewrite = Rewrite::default();
                 for (from, to) in rewrites {
                     rewrite.set(from, to);
@@ -321,6 +322,7 @@ fn policy() -> impl Strategy<Value = Policy> {
                     drain,
                     grace,
                     hooks,
+                    warn_on_reap,
                 }
             },
         )
@@ -409,7 +411,7 @@ impl Digits {
     }
 
     fn event(&mut self) -> Event {
-        match self.take(17) {
+        match self.take(18) {
             0..=3 => Event::Signal {
                 signal: self.signal(),
                 sender: match self.take(3) {
@@ -422,6 +424,7 @@ impl Digits {
                 status: self.status(),
             },
             7 => Event::Stopped { pid: self.pid() },
+            14 => Event::Continued { pid: self.pid() },
             8 | 9 => Event::ReapDone {
                 children_left: self.take(2) == 1,
             },

@@ -369,7 +369,7 @@ fn step2_forwards_when_the_drain_ends() {
     let early = s.feed(Event::Timer);
     assert!(sent(&early).is_empty(), "an early timer forwards nothing");
     let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::TERM, TO_APP), (Signal::CONT, TO_APP)]);
+    assert_eq!(sent(&a), [(Signal::TERM, TO_APP)]);
     assert_eq!(elapsed(&a)[0], Some(ms(1000)));
     assert_eq!(s.m.phase(), Phase::Stopping);
     assert_eq!(s.m.poll_timeout(), Some(ms(6000)), "then the deadline");
@@ -455,11 +455,7 @@ fn step2_hanging_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signal() {
     assert_eq!(s.now, ms(2500));
     assert_eq!(
         sent(&a),
-        [
-            (Signal::KILL, Target::Group(HOOK)),
-            (Signal::TERM, TO_APP),
-            (Signal::CONT, TO_APP)
-        ]
+        [(Signal::KILL, Target::Group(HOOK)), (Signal::TERM, TO_APP)]
     );
     assert!(matches!(
         notes(&a)[0],
@@ -527,13 +523,7 @@ fn step5_app_exiting_during_the_drain_ends_it() {
 fn step6_leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
     let mut s = Sim::new(grace(0, Some(2000)));
     let a = s.app_exits(Status::Exited(7), true);
-    assert_eq!(
-        sent(&a),
-        [
-            (Signal::TERM, Target::Everyone),
-            (Signal::CONT, Target::Everyone)
-        ]
-    );
+    assert_eq!(sent(&a), [(Signal::TERM, Target::Everyone)]);
     assert!(notes(&a).contains(&&NoteKind::Signalled {
         signal: Signal::TERM,
         whom: Whom::Pids(vec![IN_GROUP, OUTSIDE]),
@@ -592,6 +582,38 @@ fn step6_an_app_that_exited_alone_costs_no_search_as_pid1() {
     let a = s.app_exits(Status::Exited(0), false);
     assert!(!a.iter().any(|a| matches!(a, Action::FindLeftovers(_))));
     assert_eq!(exit_code(&a), Some(0));
+}
+
+#[test]
+fn sigcont_follows_a_stop_signal_only_while_something_is_stopped() {
+    // An app with a SIGCONT handler must not see a CONT it was never sent
+    // (dumb-init's and tini's behaviour); a stopped one must still get its
+    // stop signal now rather than at the deadline.
+    let mut s = Sim::new(grace(0, Some(5000)));
+    s.feed(Event::Stopped { pid: APP });
+    assert_eq!(
+        sent(&s.sig(Signal::TERM)),
+        [(Signal::TERM, TO_APP), (Signal::CONT, TO_APP)]
+    );
+    let mut s = Sim::new(grace(0, Some(5000)));
+    s.feed(Event::Stopped { pid: APP });
+    s.feed(Event::Continued { pid: APP });
+    assert_eq!(
+        sent(&s.sig(Signal::TERM)),
+        [(Signal::TERM, TO_APP)],
+        "resumed since"
+    );
+    let mut s = Sim::new(grace(0, Some(5000)));
+    s.feed(Event::Stopped { pid: OUTSIDE });
+    let a = s.app_exits(Status::Exited(0), true);
+    assert_eq!(
+        sent(&a),
+        [
+            (Signal::TERM, Target::Everyone),
+            (Signal::CONT, Target::Everyone)
+        ],
+        "a stopped leftover sees its stop signal too"
+    );
 }
 
 #[test]
@@ -1064,7 +1086,6 @@ fn a_search_that_found_nothing_is_not_repeated_before_the_next_reap() {
 #[test]
 fn job_control_stops_with_the_app_and_hands_back_the_terminal() {
     let mut s = Sim::started(Policy::default(), 3, true);
-    assert!(s.m.wants_stops());
     assert_eq!(s.feed(Event::Stopped { pid: APP }), [Action::StopSelf]);
     assert!(
         s.feed(Event::Stopped { pid: 99 }).is_empty(),
@@ -1078,7 +1099,6 @@ fn job_control_stops_with_the_app_and_hands_back_the_terminal() {
 #[test]
 fn as_pid1_usher_never_stops() {
     let mut s = Sim::started(Policy::default(), 1, true);
-    assert!(!s.m.wants_stops());
     assert!(s.feed(Event::Stopped { pid: APP }).is_empty());
     assert!(!s.sig(Signal::CONT).contains(&Action::Foreground));
 }
