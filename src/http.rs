@@ -16,6 +16,8 @@ use crate::sys;
 
 /// How long the connection may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long to wait between attempts at a refused connection.
+const RETRY: Duration = Duration::from_millis(100);
 /// How long the whole response may take once connected.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How much of the response is read (and thrown away) at most.
@@ -245,20 +247,8 @@ pub fn request(req: &Request) -> Outcome {
 }
 
 fn exchange(req: &Request) -> Result<Outcome, String> {
-    let fd = sys::tcp_connect(req.addr).map_err(|e| format!("cannot connect: {e}"))?;
-    let connected = sys::wait_ready(&fd, libc::POLLOUT, CONNECT_TIMEOUT);
-    match connected.and_then(|ready| ready.then(|| sys::socket_error(&fd)).transpose()) {
-        Ok(Some(())) => {}
-        Ok(None) => {
-            return Err(format!(
-                "no connection within {}s",
-                CONNECT_TIMEOUT.as_secs()
-            ))
-        }
-        Err(e) => return Err(format!("cannot connect: {e}")),
-    }
+    let mut socket = File::from(connect(req.addr)?);
     let end = sys::now().saturating_add(RESPONSE_TIMEOUT);
-    let mut socket = File::from(fd);
     // A few hundred bytes into a fresh connection's empty buffer.
     let request = req.bytes();
     if !matches!(socket.write(request.as_bytes()), Ok(n) if n == request.len()) {
@@ -291,6 +281,32 @@ fn exchange(req: &Request) -> Result<Outcome, String> {
         }
     }
     Ok(status)
+}
+
+/// Connects within [`CONNECT_TIMEOUT`]. A refused connection is tried
+/// again every 100 ms until then: the app in the same container may still
+/// be starting (a post-start hook runs alongside it).
+fn connect(addr: SocketAddr) -> Result<std::os::fd::OwnedFd, String> {
+    let end = sys::now().saturating_add(CONNECT_TIMEOUT);
+    loop {
+        let fd = sys::tcp_connect(addr).map_err(|e| format!("cannot connect: {e}"))?;
+        let left = end.saturating_sub(sys::now());
+        let result = match sys::wait_ready(&fd, libc::POLLOUT, left) {
+            Ok(true) => sys::socket_error(&fd),
+            Ok(false) => {
+                let secs = CONNECT_TIMEOUT.as_secs();
+                return Err(format!("no connection within {secs}s"));
+            }
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(()) => return Ok(fd),
+            Err(e) if e.raw_os_error() == Some(libc::ECONNREFUSED) && left > RETRY => {
+                std::thread::sleep(RETRY)
+            }
+            Err(e) => return Err(format!("cannot connect: {e}")),
+        }
+    }
 }
 
 /// One read from the non-blocking socket, waiting no later than `end`.
