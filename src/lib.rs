@@ -10,6 +10,7 @@ pub mod driver;
 pub mod http;
 pub mod log;
 pub mod machine;
+pub mod manpage;
 pub mod process;
 pub mod procs;
 pub mod report;
