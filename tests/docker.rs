@@ -1055,30 +1055,35 @@ fn pid1_cmdline(exec: impl Fn(&[&str]) -> Out) -> Vec<String> {
 
 /// Checks the drain timeline of an app that traps TERM (trap-app) under
 /// `USHER_DRAIN=drain`: TERM reached the app `drain` seconds after the stop
-/// was asked, not before (and not far later), and usher logged the drain.
+/// was asked, not before, and not far later than `drain` after usher logged
+/// the stop's arrival (which, from a slow client such as Python's Compose
+/// on a loaded machine, can come seconds after the request).
 fn assert_drained(what: &str, lines: &[Line], asked: f64, drain: f64) {
     let text = lines
         .iter()
         .map(|l| l.text.as_str())
         .collect::<Vec<_>>()
         .join("\n");
-    let term = lines
-        .iter()
-        .find(|l| l.text.contains("trap-app: got TERM"))
-        .unwrap_or_else(|| panic!("{what}: the app never got TERM:\n{text}"));
-    let delay = term.at - asked;
-    eprintln!("{what}: TERM reached the app {delay:.3}s after the stop");
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.text.contains(needle))
+            .unwrap_or_else(|| panic!("{what}: no line with {needle:?}:\n{text}"))
+    };
+    let received = find(&format!("stop received: signal=SIGTERM drain={drain}s"));
+    let term = find("trap-app: got TERM");
+    let (delay, after_receipt) = (term.at - asked, term.at - received.at);
+    eprintln!(
+        "{what}: TERM reached the app {delay:.3}s after the stop was asked, \
+         {after_receipt:.3}s after usher got it"
+    );
     assert!(
         delay >= drain,
         "{what}: TERM after {delay:.3}s, before the {drain}s drain ended:\n{text}"
     );
     assert!(
-        delay < drain + 3.0,
-        "{what}: TERM after {delay:.3}s, expected ~{drain}s:\n{text}"
-    );
-    assert!(
-        text.contains(&format!("stop received: signal=SIGTERM drain={drain}s")),
-        "{what}: usher logs the drain it read from USHER_DRAIN:\n{text}"
+        after_receipt < drain + 3.0,
+        "{what}: TERM {after_receipt:.3}s after usher got the stop, expected ~{drain}s:\n{text}"
     );
 }
 
@@ -1190,9 +1195,9 @@ fn docker_init_gives_usher_only_dashdash_and_the_command() {
 /// The stop sequence under `--init`, four containers stopped together:
 /// - `USHER_GRACE_PERIOD=3s`, an app that ignores TERM, `docker stop -t 30`:
 ///   usher kills it at 3s and the container exits 137, long before 30s;
-/// - `--stop-signal QUIT` with `USHER_DRAIN=2s`: QUIT is not a stop signal
+/// - `--stop-signal QUIT` with `USHER_DRAIN=3s`: QUIT is not a stop signal
 ///   for usher, so it is forwarded at once, without the drain...
-/// - ...unless `USHER_STOP_ON=QUIT`: then QUIT drains 2s first;
+/// - ...unless `USHER_STOP_ON=QUIT`: then QUIT drains 3s first;
 /// - an image with usher as its own ENTRYPOINT under `--init` and
 ///   `USHER_DRAIN=1s`: both ushers read the variable, so the drains add up
 ///   (TERM reaches the app after 1s + 1s).
@@ -1219,7 +1224,7 @@ fn docker_init_stop_sequence_from_env() {
     );
     let quit = |stop_on: &[&str]| {
         let mut args = vec!["--init", "-v", v, "--stop-signal", "QUIT"];
-        args.extend_from_slice(&["-e", "USHER_DRAIN=2s"]);
+        args.extend_from_slice(&["-e", "USHER_DRAIN=3s"]);
         args.extend_from_slice(stop_on);
         args.extend_from_slice(&[s.image("base"), "sh", "-c", quit_app]);
         start(s, &args)
@@ -1279,23 +1284,23 @@ fn docker_init_stop_sequence_from_env() {
             .find_log("quit-app: got QUIT")
             .unwrap_or_else(|| panic!("the app never got QUIT:\n{text}"));
         assert_eq!(c.wait_code(secs(30)), 42, "{text}");
-        (line.at - asked, text)
+        let delay = line.at - asked;
+        (line, delay, text)
     };
-    let (now, text) = quit_at(&quit_now, qn.0);
+    let (_, now, text) = quit_at(&quit_now, qn.0);
     eprintln!("--init QUIT without USHER_STOP_ON: forwarded after {now:.3}s");
     assert!(
-        now < 1.5,
-        "without USHER_STOP_ON=QUIT the stop signal QUIT is forwarded at once, not drained ({now:.3}s):\n{text}"
+        now < 2.0,
+        "without USHER_STOP_ON=QUIT the stop signal QUIT is forwarded at once, not after the 3s drain ({now:.3}s):\n{text}"
     );
-    let (drained, text) = quit_at(&quit_drained, qd.0);
+    let (quit, drained, text) = quit_at(&quit_drained, qd.0);
+    let received = quit_drained
+        .find_log("stop received: signal=SIGQUIT drain=3s")
+        .unwrap_or_else(|| panic!("usher did not take QUIT as the stop:\n{text}"));
     eprintln!("--init QUIT with USHER_STOP_ON=QUIT: forwarded after {drained:.3}s");
     assert!(
-        (2.0..5.0).contains(&drained),
-        "with USHER_STOP_ON=QUIT, QUIT drains 2s first ({drained:.3}s):\n{text}"
-    );
-    assert!(
-        text.contains("stop received: signal=SIGQUIT drain=2s"),
-        "{text}"
+        drained >= 3.0 && quit.at - received.at < 6.0,
+        "with USHER_STOP_ON=QUIT, QUIT drains 3s first ({drained:.3}s):\n{text}"
     );
 
     let lines = nested.logs();
@@ -1304,10 +1309,14 @@ fn docker_init_stop_sequence_from_env() {
         .iter()
         .find(|l| l.text.contains("trap-app: got TERM"))
         .unwrap_or_else(|| panic!("the nested app never got TERM:\n{text}"));
+    let outer = lines
+        .iter()
+        .find(|l| l.text.contains("stop received: signal=SIGTERM drain=1s"))
+        .unwrap_or_else(|| panic!("the outer usher logged no stop:\n{text}"));
     let delay = term.at - n.0;
     eprintln!("--init over usher: TERM after {delay:.3}s (two 1s drains)");
     assert!(
-        (2.0..5.0).contains(&delay),
+        delay >= 2.0 && term.at - outer.at < 5.0,
         "both ushers drain 1s, one after the other ({delay:.3}s):\n{text}"
     );
     assert_eq!(
@@ -1411,10 +1420,11 @@ services:
     eprintln!("compose: stop took {:?}", stop.took);
     assert_drained("compose", &c.logs(), asked, 2.0);
     assert!(
-        stop.took >= secs(2) && stop.took < secs(15),
-        "compose stop took {:?}; expected ~2s, far below stop_grace_period 20s",
+        stop.took >= secs(2),
+        "compose stop returned after {:?}, before the 2s drain ended",
         stop.took
     );
+    // 42, not 137: the app ended on its own, not at stop_grace_period.
     assert_eq!(c.wait_code(secs(30)), 42, "{}", c.logs_text());
     let down = compose_run(&["down"], secs(80));
     assert!(down.ok(), "compose down failed: {down:?}");
@@ -1806,8 +1816,8 @@ fn podman_run_init_path_runs_usher() {
     eprintln!("podman: stop took {:?}", stop.took);
     assert_drained("podman --init-path", &logs(), asked, 2.0);
     assert!(
-        stop.took >= secs(2) && stop.took < secs(12),
-        "podman stop took {:?}",
+        stop.took >= secs(2) && stop.took < secs(15),
+        "podman stop took {:?}; expected ~2s, far below its 20s",
         stop.took
     );
     assert_eq!(pm.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]), "42");
