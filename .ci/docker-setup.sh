@@ -12,22 +12,36 @@
 #   - python3 (drives `docker run -it` through a pseudo-terminal);
 #   - file (setup.sh's check that usher and busybox are statically linked);
 #   - the Rust musl target for a static usher (else setup.sh falls back to
-#     glibc with +crt-static, which needs nothing more).
+#     glibc with +crt-static, which needs nothing more);
+#   - for usher as the engines' own init: the Compose tool (Debian's
+#     docker-compose) and Podman, the latter without its recommends (the
+#     test uses host networking and a private vfs store). A Podman that
+#     cannot be installed is reported, and .ci/run then does not require
+#     its test.
 # Nothing is pulled: every test image is built FROM scratch.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
-packages=(busybox-static python3 file)
+packages=(busybox-static python3 file docker-compose)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "docker-setup: installing ${missing[*]}"
+need_podman=0
+command -v podman >/dev/null 2>&1 || need_podman=1
+if [ ${#missing[@]} -gt 0 ] || [ "$need_podman" = 1 ]; then
   sudo=()
   [ "$(id -u)" = 0 ] || sudo=(sudo)
   "${sudo[@]}" apt-get update -qq
-  "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "docker-setup: installing ${missing[*]}"
+    "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ "$need_podman" = 1 ]; then
+    echo "docker-setup: installing podman (no recommends)"
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends podman >/dev/null \
+      || echo "docker-setup: note: podman could not be installed; its test will skip"
+  fi
 fi
 
 if command -v rustup >/dev/null 2>&1; then

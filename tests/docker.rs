@@ -983,3 +983,877 @@ fn rfc3339_parses() {
     );
     assert_eq!(parse_rfc3339("garbage"), None);
 }
+
+// ---------------------------------------------------------------------------
+// usher as the engines' own init: `docker run --init` with usher mounted over
+// /sbin/docker-init, Compose's `init: true`, a Docker daemon's `init-path`,
+// and `podman run --init --init-path`. The engine runs the init as
+// `INIT -- ENTRYPOINT... CMD...`, so usher's options come from `USHER_*`
+// variables only. See docs/docker.md ("usher as the engine's --init") and
+// docs/podman.md.
+
+/// Where the engine mounts its init in a Docker container.
+const DOCKER_INIT: &str = "/sbin/docker-init";
+
+/// The static usher that setup.sh put in the images, on the host: the file
+/// the tests bind-mount over the engine's init (the daemon runs on this
+/// host, as for every test here).
+fn host_usher(s: &Setup) -> PathBuf {
+    s.work.join("rootfs/usher")
+}
+
+/// `-v HOST_USHER:/sbin/docker-init:ro`, as a user would write it.
+fn init_volume(s: &Setup) -> String {
+    format!("{}:{DOCKER_INIT}:ro", host_usher(s).display())
+}
+
+/// The tag setup.sh gave the image called `name` (for tools that want a
+/// name rather than an id: Compose, `docker save`).
+fn tag_of(s: &Setup, name: &str) -> String {
+    format!("usher-test-{}:{name}", s.run)
+}
+
+/// A would-be skip: prints why and returns, unless `require` (an environment
+/// switch set to 1) turns it into a failure.
+fn skip_unless_required(test: &str, require: &str, why: &str) {
+    if std::env::var_os(require).is_some_and(|v| v == "1") {
+        panic!("{require}=1, but {why}");
+    }
+    let _ = writeln!(std::io::stderr(), "SKIPPED docker::{test}: {why}");
+}
+
+/// Lines of `docker logs --timestamps` (or `podman logs -t`), both streams
+/// merged in time order.
+fn timed_lines(out: &Out) -> Vec<Line> {
+    let mut lines: Vec<Line> = out
+        .stdout
+        .lines()
+        .chain(out.stderr.lines())
+        .filter_map(|l| {
+            let (ts, text) = l.split_once(' ')?;
+            Some(Line {
+                at: parse_rfc3339(ts)?,
+                text: text.trim_end_matches('\r').to_string(),
+            })
+        })
+        .collect();
+    lines.sort_by(|a, b| a.at.total_cmp(&b.at));
+    lines
+}
+
+/// PID 1's command line, word by word, read with `exec` (`docker exec`,
+/// `podman exec`: the given command prefix plus the container).
+fn pid1_cmdline(exec: impl Fn(&[&str]) -> Out) -> Vec<String> {
+    let out = exec(&["cat", "/proc/1/cmdline"]);
+    assert!(out.ok(), "reading /proc/1/cmdline: {out:?}");
+    out.stdout
+        .split('\0')
+        .filter(|w| !w.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// Checks the drain timeline of an app that traps TERM (trap-app) under
+/// `USHER_DRAIN=drain`: TERM reached the app `drain` seconds after the stop
+/// was asked, not before, and not far later than `drain` after usher logged
+/// the stop's arrival (which, from a slow client such as Python's Compose
+/// on a loaded machine, can come seconds after the request).
+fn assert_drained(what: &str, lines: &[Line], asked: f64, drain: f64) {
+    let text = lines
+        .iter()
+        .map(|l| l.text.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let find = |needle: &str| {
+        lines
+            .iter()
+            .find(|l| l.text.contains(needle))
+            .unwrap_or_else(|| panic!("{what}: no line with {needle:?}:\n{text}"))
+    };
+    let received = find(&format!("stop received: signal=SIGTERM drain={drain}s"));
+    let term = find("trap-app: got TERM");
+    let (delay, after_receipt) = (term.at - asked, term.at - received.at);
+    eprintln!(
+        "{what}: TERM reached the app {delay:.3}s after the stop was asked, \
+         {after_receipt:.3}s after usher got it"
+    );
+    assert!(
+        delay >= drain,
+        "{what}: TERM after {delay:.3}s, before the {drain}s drain ended:\n{text}"
+    );
+    assert!(
+        after_receipt < drain + 3.0,
+        "{what}: TERM {after_receipt:.3}s after usher got the stop, expected ~{drain}s:\n{text}"
+    );
+}
+
+/// The issue's recipe, verbatim: `docker run --init -v usher:/sbin/docker-init:ro
+/// -e USHER_DRAIN=2s IMAGE CMD`. Docker runs `/sbin/docker-init -- CMD` as PID
+/// 1, and the file there is usher (not the engine's tini): `docker stop`
+/// drains 2s, then the app gets TERM, and its exit code (42) comes back.
+#[test]
+fn docker_run_init_runs_usher_mounted_over_docker_init() {
+    let Some(s) = prepare("docker_run_init_runs_usher_mounted_over_docker_init") else {
+        return;
+    };
+    let volume = init_volume(s);
+    let c = start(
+        s,
+        &[
+            "--init",
+            "-v",
+            &volume,
+            "-e",
+            "USHER_DRAIN=2s",
+            s.image("base"),
+            "/app/trap-app",
+        ],
+    );
+    c.wait_log("trap-app: ready", secs(30));
+    assert_eq!(
+        pid1_cmdline(|a| c.exec(a)),
+        [DOCKER_INIT, "--", "/app/trap-app"],
+        "Docker runs its init as `/sbin/docker-init -- CMD`"
+    );
+    let version = c.exec(&[DOCKER_INIT, "--version"]);
+    assert!(
+        version.stdout.starts_with("usher "),
+        "the mounted usher replaces the engine's docker-init: {version:?}"
+    );
+    let (asked, out) = c.stop(20);
+    eprintln!("docker --init: docker stop took {:?}", out.took);
+    assert_drained("docker --init", &c.logs(), asked, 2.0);
+    assert!(
+        out.took >= secs(2) && out.took < secs(12),
+        "docker stop took {:?}; expected the 2s drain, far below its 20s",
+        out.took
+    );
+    assert_eq!(
+        c.wait_code(secs(30)),
+        42,
+        "the app's own code\n{}",
+        c.logs_text()
+    );
+}
+
+/// Under `--init` usher's arguments are `-- ENTRYPOINT... CMD...`: usher reads
+/// no option after the `--`, so a command that looks like an option is run
+/// as the app (and not found: 127), options come from `USHER_*` (a bad one is
+/// a usage error, 2, naming the variable; a misspelt one is reported), and
+/// an image whose own ENTRYPOINT is usher runs under the injected usher with
+/// the app's code coming through both.
+#[test]
+fn docker_init_gives_usher_only_dashdash_and_the_command() {
+    let Some(s) = prepare("docker_init_gives_usher_only_dashdash_and_the_command") else {
+        return;
+    };
+    let volume = init_volume(s);
+    let (base, own) = (s.image("base"), s.image("usher"));
+    // (docker run arguments after the image's volume, exit code, stderr has)
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&[base, "sh", "-c", "exit 3"], 3, ""),
+        (&[base, "--help"], 127, "cannot run \"--help\""),
+        (&[base, "-s", "true"], 127, "cannot run \"-s\""),
+        (
+            &["-e", "USHER_DRAIN=5", base, "true"],
+            2,
+            "USHER_DRAIN \"5\" has no unit",
+        ),
+        (
+            &["-e", "USHER_DRAINN=5s", base, "true"],
+            0,
+            "unknown variable ignored (a typo?): name=USHER_DRAINN",
+        ),
+        (&[own, "sh", "-c", "exit 5"], 5, ""),
+    ];
+    thread::scope(|sc| {
+        let runs: Vec<_> = cases
+            .iter()
+            .map(|&(args, code, says)| {
+                let volume = &volume;
+                sc.spawn(move || {
+                    let mut full = vec!["--init", "-v", volume.as_str()];
+                    full.extend_from_slice(args);
+                    let (c, out) = run_attached(s, &full, secs(60));
+                    let _c = c.expect("docker run wrote its cidfile");
+                    assert_eq!(out.code, Some(code), "docker run --init {args:?}: {out:?}");
+                    assert!(
+                        out.stderr.contains(says),
+                        "{args:?}: usher says {says:?}: {out:?}"
+                    );
+                })
+            })
+            .collect();
+        for r in runs {
+            if let Err(e) = r.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
+}
+
+/// The stop sequence under `--init`, four containers stopped together:
+/// - `USHER_GRACE_PERIOD=3s`, an app that ignores TERM, `docker stop -t 30`:
+///   usher kills it at 3s and the container exits 137, long before 30s;
+/// - `--stop-signal QUIT` with `USHER_DRAIN=3s`: QUIT is not a stop signal
+///   for usher, so it is forwarded at once, without the drain...
+/// - ...unless `USHER_STOP_ON=QUIT`: then QUIT drains 3s first;
+/// - an image with usher as its own ENTRYPOINT under `--init` and
+///   `USHER_DRAIN=1s`: both ushers read the variable, so the drains add up
+///   (TERM reaches the app after 1s + 1s).
+#[test]
+fn docker_init_stop_sequence_from_env() {
+    let Some(s) = prepare("docker_init_stop_sequence_from_env") else {
+        return;
+    };
+    let volume = init_volume(s);
+    let v = volume.as_str();
+    let quit_app = "trap 'echo quit-app: got QUIT; exit 42' QUIT; \
+                    echo quit-app: ready; while :; do sleep 1 & wait $!; done";
+    let grace = start(
+        s,
+        &[
+            "--init",
+            "-v",
+            v,
+            "-e",
+            "USHER_GRACE_PERIOD=3s",
+            s.image("base"),
+            "/app/stubborn-app",
+        ],
+    );
+    let quit = |stop_on: &[&str]| {
+        let mut args = vec!["--init", "-v", v, "--stop-signal", "QUIT"];
+        args.extend_from_slice(&["-e", "USHER_DRAIN=3s"]);
+        args.extend_from_slice(stop_on);
+        args.extend_from_slice(&[s.image("base"), "sh", "-c", quit_app]);
+        start(s, &args)
+    };
+    let quit_now = quit(&[]);
+    let quit_drained = quit(&["-e", "USHER_STOP_ON=QUIT"]);
+    let nested = start(
+        s,
+        &[
+            "--init",
+            "-v",
+            v,
+            "-e",
+            "USHER_DRAIN=1s",
+            s.image("usher"),
+            "/app/trap-app",
+        ],
+    );
+    grace.wait_log("stubborn-app: ready", secs(30));
+    quit_now.wait_log("quit-app: ready", secs(30));
+    quit_drained.wait_log("quit-app: ready", secs(30));
+    nested.wait_log("trap-app: ready", secs(30));
+    assert_eq!(
+        pid1_cmdline(|a| nested.exec(a)),
+        [DOCKER_INIT, "--", "/usher", "--", "/app/trap-app"],
+        "the engine's init wraps the image's own usher"
+    );
+    let (g, qn, qd, n) = thread::scope(|sc| {
+        let g = sc.spawn(|| grace.stop(30));
+        let qn = sc.spawn(|| quit_now.stop(20));
+        let qd = sc.spawn(|| quit_drained.stop(20));
+        let n = sc.spawn(|| nested.stop(20));
+        (
+            g.join().unwrap(),
+            qn.join().unwrap(),
+            qd.join().unwrap(),
+            n.join().unwrap(),
+        )
+    });
+
+    let text = grace.logs_text();
+    eprintln!("--init grace: docker stop took {:?}", g.1.took);
+    assert!(
+        g.1.took >= secs(3) && g.1.took < secs(15),
+        "docker stop took {:?}; usher should kill at 3s, far before docker's 30s:\n{text}",
+        g.1.took
+    );
+    assert_eq!(grace.wait_code(secs(30)), 137, "{text}");
+    assert!(
+        text.contains("warn: grace period over, killing: signal=SIGKILL"),
+        "{text}"
+    );
+
+    let quit_at = |c: &Container, asked: f64| {
+        let text = c.logs_text();
+        let line = c
+            .find_log("quit-app: got QUIT")
+            .unwrap_or_else(|| panic!("the app never got QUIT:\n{text}"));
+        assert_eq!(c.wait_code(secs(30)), 42, "{text}");
+        let delay = line.at - asked;
+        (line, delay, text)
+    };
+    let (_, now, text) = quit_at(&quit_now, qn.0);
+    eprintln!("--init QUIT without USHER_STOP_ON: forwarded after {now:.3}s");
+    assert!(
+        now < 2.0,
+        "without USHER_STOP_ON=QUIT the stop signal QUIT is forwarded at once, not after the 3s drain ({now:.3}s):\n{text}"
+    );
+    let (quit, drained, text) = quit_at(&quit_drained, qd.0);
+    let received = quit_drained
+        .find_log("stop received: signal=SIGQUIT drain=3s")
+        .unwrap_or_else(|| panic!("usher did not take QUIT as the stop:\n{text}"));
+    eprintln!("--init QUIT with USHER_STOP_ON=QUIT: forwarded after {drained:.3}s");
+    assert!(
+        drained >= 3.0 && quit.at - received.at < 6.0,
+        "with USHER_STOP_ON=QUIT, QUIT drains 3s first ({drained:.3}s):\n{text}"
+    );
+
+    let lines = nested.logs();
+    let text = nested.logs_text();
+    let term = lines
+        .iter()
+        .find(|l| l.text.contains("trap-app: got TERM"))
+        .unwrap_or_else(|| panic!("the nested app never got TERM:\n{text}"));
+    let outer = lines
+        .iter()
+        .find(|l| l.text.contains("stop received: signal=SIGTERM drain=1s"))
+        .unwrap_or_else(|| panic!("the outer usher logged no stop:\n{text}"));
+    let delay = term.at - n.0;
+    eprintln!("--init over usher: TERM after {delay:.3}s (two 1s drains)");
+    assert!(
+        delay >= 2.0 && term.at - outer.at < 5.0,
+        "both ushers drain 1s, one after the other ({delay:.3}s):\n{text}"
+    );
+    assert_eq!(
+        text.matches("stop received: signal=SIGTERM drain=1s")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(nested.wait_code(secs(30)), 42, "{text}");
+}
+
+/// The Compose tool on this machine: `docker compose` (v2) or
+/// `docker-compose` (v1), or why there is none.
+fn compose_command() -> Result<Vec<String>, String> {
+    let mut v2 = Command::new("docker");
+    v2.args(["compose", "version"]);
+    if run_limited(v2, secs(30)).is_ok_and(|o| o.ok()) {
+        return Ok(vec!["docker".into(), "compose".into()]);
+    }
+    let mut v1 = Command::new("docker-compose");
+    v1.arg("version");
+    match run_limited(v1, secs(30)) {
+        Ok(o) if o.ok() => Ok(vec!["docker-compose".into()]),
+        Ok(o) => Err(format!("`docker-compose version` failed: {o:?}")),
+        Err(e) => Err(format!(
+            "neither `docker compose` nor `docker-compose` runs ({e})"
+        )),
+    }
+}
+
+/// Compose: `init: true` and usher as a volume over /sbin/docker-init, with
+/// `USHER_DRAIN` in `environment:` and `stop_grace_period: 20s`. `compose
+/// stop` drains 2s, then the app gets TERM and exits 42. (Compose reaches
+/// the same engine, so the same labels and cleanup by id apply.)
+#[test]
+fn compose_init_true_with_usher_volume() {
+    let test = "compose_init_true_with_usher_volume";
+    let Some(s) = prepare(test) else {
+        return;
+    };
+    let compose = match compose_command() {
+        Ok(c) => c,
+        Err(why) => return skip_unless_required(test, "USHERTEST_REQUIRE_DOCKER", &why),
+    };
+    let dir = s.work.join(format!("compose-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("compose dir");
+    let file = dir.join("compose.yml");
+    let yaml = format!(
+        r#"version: "2.4"
+services:
+  app:
+    image: {image}
+    init: true
+    volumes:
+      - {volume}
+    environment:
+      USHER_DRAIN: "2s"
+    stop_grace_period: 20s
+    network_mode: none
+    command: ["/app/trap-app"]
+    labels:
+      usher-test: "1"
+      usher-test.run: "{run}"
+      usher-test.pid: "{pid}"
+      usher-test.host: "{host}"
+"#,
+        image = tag_of(s, "base"),
+        volume = init_volume(s),
+        run = s.run,
+        pid = std::process::id(),
+        host = hostname(),
+    );
+    std::fs::write(&file, yaml).expect("compose file");
+    let project = format!("usher-test-{}", s.run);
+    let file = file.to_string_lossy().into_owned();
+    let compose_run = |args: &[&str], limit| {
+        let mut cmd = Command::new(&compose[0]);
+        cmd.args(&compose[1..])
+            .args(["-p", &project, "-f", &file])
+            .args(args)
+            .env_remove("COMPOSE_FILE")
+            .env_remove("COMPOSE_PROJECT_NAME");
+        run_limited(cmd, limit).unwrap_or_else(|e| panic!("{e}"))
+    };
+    let up = compose_run(&["up", "-d"], secs(120));
+    let id = compose_run(&["ps", "-q", "app"], secs(60))
+        .stdout
+        .trim()
+        .to_string();
+    let c = (!id.is_empty()).then(|| Container { id });
+    assert!(up.ok(), "compose up failed: {up:?}");
+    let c = c.unwrap_or_else(|| panic!("compose up started no container: {up:?}"));
+    c.wait_log("trap-app: ready", secs(30));
+    assert_eq!(
+        pid1_cmdline(|a| c.exec(a)),
+        [DOCKER_INIT, "--", "/app/trap-app"]
+    );
+    let asked = now_epoch();
+    let stop = compose_run(&["stop"], secs(80));
+    assert!(stop.ok(), "compose stop failed: {stop:?}");
+    eprintln!("compose: stop took {:?}", stop.took);
+    assert_drained("compose", &c.logs(), asked, 2.0);
+    assert!(
+        stop.took >= secs(2),
+        "compose stop returned after {:?}, before the 2s drain ended",
+        stop.took
+    );
+    // 42, not 137: the app ended on its own, not at stop_grace_period.
+    assert_eq!(c.wait_code(secs(30)), 42, "{}", c.logs_text());
+    let down = compose_run(&["down"], secs(80));
+    assert!(down.ok(), "compose down failed: {down:?}");
+}
+
+// --- a throwaway Docker daemon with "init-path" ------------------------------
+
+/// Whether this process runs as root (from /proc, without unsafe).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Whether `program --version` runs.
+fn runs(program: &str) -> bool {
+    let mut cmd = Command::new(program);
+    cmd.arg("--version");
+    run_limited(cmd, secs(30)).is_ok_and(|o| o.ok())
+}
+
+/// A process this test started, with a scratch directory: on drop it gets
+/// SIGTERM, then (after `patience`) SIGKILL to its process group, and the
+/// directory goes.
+struct Daemon {
+    child: std::process::Child,
+    dir: PathBuf,
+    patience: Duration,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let end = Instant::now() + self.patience;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A scratch directory in the system's temp dir (short paths: the daemon's
+/// sockets live there), named `PREFIX-PID-N` so that a later run can tell
+/// whether its owner is gone. Before making it, removes those whose test
+/// process is gone, after `on_stale` has ended what such a run left running.
+fn scratch_dir(prefix: &str, on_stale: &dyn Fn(&Path)) -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(owner) = name
+                .strip_prefix(&format!("{prefix}-"))
+                .and_then(|r| r.split('-').next())
+            else {
+                continue;
+            };
+            if owner.is_empty() || Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            on_stale(&e.path());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = tmp.join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// For a stale throwaway dockerd's directory: SIGKILLs the pid in its
+/// pidfile if, and only if, that process's command line names the directory.
+fn end_stale_dockerd(dir: &Path) {
+    let Ok(pid) = std::fs::read_to_string(dir.join("docker.pid")) else {
+        return;
+    };
+    let pid = pid.trim();
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
+        let _ = Command::new("kill").args(["-KILL", pid]).status();
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The daemon-wide way: a daemon.json with `"init": true` and `"init-path"`
+/// naming usher makes every container of that daemon start under usher, with
+/// no flag and no volume. The machine's own daemon is never reconfigured:
+/// the test starts a second, throwaway `dockerd` with its own data root,
+/// exec root, socket and pidfile, in its own network and mount namespaces
+/// (`unshare --net --mount`: a dockerd started with `--bridge=none` deletes
+/// the host's docker0 bridge otherwise), and ends it by pid.
+#[test]
+fn daemon_wide_init_path_makes_usher_every_containers_init() {
+    let test = "daemon_wide_init_path_makes_usher_every_containers_init";
+    let Some(s) = prepare(test) else {
+        return;
+    };
+    let missing = [
+        (!is_root()).then_some("it needs root to start a second dockerd"),
+        (!runs("dockerd")).then_some("no dockerd binary here"),
+        (!runs("unshare")).then_some("no unshare (util-linux)"),
+    ];
+    if let Some(why) = missing.into_iter().flatten().next() {
+        return skip_unless_required(test, "USHERTEST_REQUIRE_DOCKER", why);
+    }
+    let host_bridge = Path::new("/sys/class/net/docker0").exists();
+    let dir = scratch_dir("usher-dockerd", &end_stale_dockerd);
+    let config = dir.join("daemon.json");
+    std::fs::write(
+        &config,
+        format!(
+            "{{\"init\": true, \"init-path\": \"{}\"}}\n",
+            host_usher(s).display()
+        ),
+    )
+    .expect("daemon.json");
+    let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd.log");
+    let sock = format!("unix://{}", dir.join("docker.sock").display());
+    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--net", "--mount", "--propagation", "private", "dockerd"])
+        .args([
+            "--config-file",
+            &p("daemon.json"),
+            "--data-root",
+            &p("data"),
+        ])
+        .args(["--exec-root", &p("exec"), "--pidfile", &p("docker.pid")])
+        .args(["-H", &sock, "--storage-driver", "vfs", "--bridge=none"])
+        .args(["--iptables=false", "--ip-masq=false", "--ip-forward=false"])
+        .arg("--userland-proxy=false")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"))
+        .stderr(log)
+        .process_group(0);
+    let daemon = Daemon {
+        child: cmd.spawn().expect("start unshare dockerd"),
+        dir: dir.clone(),
+        patience: secs(30),
+    };
+    let d = |args: &[&str], limit| {
+        let mut full = vec!["-H", sock.as_str()];
+        full.extend_from_slice(args);
+        docker(&full, limit)
+    };
+    let d_ok = |args: &[&str]| {
+        let out = d(args, secs(60));
+        assert!(out.ok(), "docker -H {sock} {args:?}: {out:?}");
+        out.stdout.trim().to_string()
+    };
+    let up = wait_until(secs(60), Duration::from_millis(100), || {
+        d(&["version", "--format", "{{.Server.Version}}"], secs(10)).ok()
+    });
+    let daemon_log = || std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
+    assert!(
+        up,
+        "the throwaway dockerd did not answer:\n{}",
+        daemon_log()
+    );
+    assert_eq!(
+        d_ok(&["info", "--format", "{{.InitBinary}}"]),
+        host_usher(s).to_string_lossy()
+    );
+    let tar = dir.join("base.tar").to_string_lossy().into_owned();
+    let image = tag_of(s, "base");
+    docker_ok(&["save", "-o", &tar, &image], secs(120));
+    d_ok(&["load", "-q", "-i", &tar]);
+
+    // No --init and no volume: the daemon injects usher.
+    let id = d_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "-e",
+        "USHER_DRAIN=1s",
+        &image,
+        "/app/trap-app",
+    ]);
+    let logs = || timed_lines(&d(&["logs", "--timestamps", &id], secs(30)));
+    let ready = wait_until(secs(30), Duration::from_millis(100), || {
+        logs().iter().any(|l| l.text.contains("trap-app: ready"))
+    });
+    assert!(ready, "the app did not start:\n{:?}", logs());
+    assert_eq!(
+        pid1_cmdline(|a| {
+            let mut full = vec!["exec", id.as_str()];
+            full.extend_from_slice(a);
+            d(&full, secs(30))
+        }),
+        [DOCKER_INIT, "--", "/app/trap-app"]
+    );
+    assert!(d_ok(&["exec", &id, DOCKER_INIT, "--version"]).starts_with("usher "));
+    let asked = now_epoch();
+    let stop = d(&["stop", "-t", "20", &id], secs(80));
+    assert!(stop.ok(), "docker stop: {stop:?}");
+    assert_drained("daemon-wide init", &logs(), asked, 1.0);
+    assert_eq!(d_ok(&["wait", &id]), "42");
+    d_ok(&["rm", "-f", &id]);
+    // A container can still opt out: --init=false makes the command PID 1.
+    let plain = d_ok(&[
+        "run",
+        "--rm",
+        "--init=false",
+        "--network",
+        "none",
+        &image,
+        "cat",
+        "/proc/1/cmdline",
+    ]);
+    assert_eq!(plain.replace('\0', " ").trim(), "cat /proc/1/cmdline");
+    drop(daemon);
+    assert_eq!(
+        Path::new("/sys/class/net/docker0").exists(),
+        host_bridge,
+        "the throwaway dockerd must leave the host's docker0 bridge as it was"
+    );
+}
+
+// --- Podman ------------------------------------------------------------------
+
+/// A private Podman store (root, runroot, tmpdir, containers.conf) in a
+/// scratch directory: nothing of the machine's own Podman setup is read or
+/// changed. Dropping it removes its containers and the directory.
+struct Podman {
+    dir: PathBuf,
+}
+
+impl Podman {
+    fn new() -> Podman {
+        // A stale store goes as this one will: its containers first.
+        let dir = scratch_dir("usher-podman", &|stale| {
+            drop(Podman {
+                dir: stale.to_path_buf(),
+            })
+        });
+        // Explicit ulimits: rootful Podman's defaults (nofile 1048576, nproc
+        // pid_max) cannot be set where the engine lacks CAP_SYS_RESOURCE (a
+        // container, like this repository's test machine: "error setting
+        // rlimit type 7: operation not permitted"). Asking for this
+        // process's own hard limits works everywhere.
+        let limit = |name: &str| -> u64 {
+            std::fs::read_to_string("/proc/self/limits")
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with(name))
+                        .and_then(|l| l[name.len()..].split_whitespace().nth(1))
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(1024)
+        };
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(4096);
+        let nofile = limit("Max open files");
+        let nproc = limit("Max processes").min(pid_max);
+        let conf = format!(
+            "[containers]\n\
+             default_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
+             [engine]\n\
+             cgroup_manager = \"cgroupfs\"\n\
+             events_logger = \"none\"\n"
+        );
+        std::fs::write(dir.join("containers.conf"), conf).expect("containers.conf");
+        Podman { dir }
+    }
+
+    /// `podman ARGS...` against the private store, with `conf` as its
+    /// containers.conf.
+    fn run_with(&self, conf: &str, args: &[&str], limit: Duration) -> Out {
+        let p = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
+        let mut cmd = Command::new("podman");
+        cmd.args(["--root", &p("root"), "--runroot", &p("run")])
+            .args(["--tmpdir", &p("tmp"), "--storage-driver", "vfs"])
+            .args(args)
+            .env("CONTAINERS_CONF", p(conf))
+            .env("TZ", "UTC");
+        run_limited(cmd, limit).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run_with("containers.conf", args, secs(60));
+        assert!(out.ok(), "podman {args:?}: {out:?}");
+        out.stdout.trim().to_string()
+    }
+}
+
+impl Drop for Podman {
+    fn drop(&mut self) {
+        // Only this store's containers: it is this test's alone.
+        let _ = self.run_with("containers.conf", &["rm", "-a", "-f", "-t", "0"], secs(60));
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `podman run --init --init-path USHER`: Podman mounts usher at
+/// /run/podman-init and runs `/run/podman-init -- CMD` as PID 1, in place of
+/// catatonit; `USHER_DRAIN=2s` through `-e` drains `podman stop`, and the
+/// app's code comes back. Then the engine-wide way: `init_path` in
+/// containers.conf, with a bare `--init`. Rootful, with the FROM-scratch
+/// image moved over by `docker save` / `podman load`. Skipped where Podman is
+/// absent, unless `USHERTEST_REQUIRE_PODMAN=1` (.ci/run sets it).
+#[test]
+fn podman_run_init_path_runs_usher() {
+    let test = "podman_run_init_path_runs_usher";
+    if !runs("podman") {
+        return skip_unless_required(test, "USHERTEST_REQUIRE_PODMAN", "no podman here");
+    }
+    let Some(s) = prepare(test) else {
+        return;
+    };
+    if !is_root() {
+        return skip_unless_required(
+            test,
+            "USHERTEST_REQUIRE_PODMAN",
+            "rootful Podman needs root",
+        );
+    }
+    let pm = Podman::new();
+    let tar = pm.dir.join("base.tar").to_string_lossy().into_owned();
+    docker_ok(&["save", "-o", &tar, &tag_of(s, "base")], secs(120));
+    let loaded = pm.ok(&["load", "-i", &tar]);
+    let image = loaded
+        .lines()
+        .find_map(|l| l.strip_prefix("Loaded image: "))
+        .map(|i| i.trim().to_string())
+        .unwrap_or_else(|| panic!("podman load named no image: {loaded}"));
+    let usher = host_usher(s).to_string_lossy().into_owned();
+    let start = Instant::now();
+    // --timeout: conmon kills the container after 5 minutes even if this
+    // test dies before its cleanup runs.
+    let id = pm.ok(&[
+        "run",
+        "-d",
+        "--timeout",
+        "300",
+        "--network",
+        "host",
+        "--init",
+        "--init-path",
+        &usher,
+        "-e",
+        "USHER_DRAIN=2s",
+        &image,
+        "/app/trap-app",
+    ]);
+    let logs = || timed_lines(&pm.run_with("containers.conf", &["logs", "-t", &id], secs(30)));
+    let ready = wait_until(secs(30), Duration::from_millis(100), || {
+        logs().iter().any(|l| l.text.contains("trap-app: ready"))
+    });
+    assert!(ready, "the app did not start: {:?}", logs());
+    eprintln!("podman: container up after {:?}", start.elapsed());
+    let exec = |a: &[&str]| {
+        let mut full = vec!["exec", id.as_str()];
+        full.extend_from_slice(a);
+        pm.run_with("containers.conf", &full, secs(30))
+    };
+    assert_eq!(
+        pid1_cmdline(exec),
+        ["/run/podman-init", "--", "/app/trap-app"],
+        "Podman runs its init as `/run/podman-init -- CMD`"
+    );
+    let version = exec(&["/run/podman-init", "--version"]);
+    assert!(version.stdout.starts_with("usher "), "{version:?}");
+    let asked = now_epoch();
+    let stop = pm.run_with("containers.conf", &["stop", "-t", "20", &id], secs(80));
+    assert!(stop.ok(), "podman stop: {stop:?}");
+    eprintln!("podman: stop took {:?}", stop.took);
+    assert_drained("podman --init-path", &logs(), asked, 2.0);
+    assert!(
+        stop.took >= secs(2) && stop.took < secs(15),
+        "podman stop took {:?}; expected ~2s, far below its 20s",
+        stop.took
+    );
+    assert_eq!(pm.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]), "42");
+    pm.ok(&["rm", "-f", &id]);
+
+    // Engine-wide: init_path in containers.conf; a bare --init uses it.
+    let base = std::fs::read_to_string(pm.dir.join("containers.conf")).expect("conf");
+    let wide = base.replacen(
+        "[containers]\n",
+        &format!("[containers]\ninit_path = \"{usher}\"\n"),
+        1,
+    );
+    std::fs::write(pm.dir.join("wide.conf"), wide).expect("wide.conf");
+    let out = pm.run_with(
+        "wide.conf",
+        &[
+            "run",
+            "--rm",
+            "--timeout",
+            "120",
+            "--network",
+            "host",
+            "--init",
+            &image,
+            "sh",
+            "-c",
+            "/run/podman-init --version; tr '\\0' ' ' </proc/1/cmdline",
+        ],
+        secs(60),
+    );
+    assert!(
+        out.ok(),
+        "podman run --init with init_path in containers.conf: {out:?}"
+    );
+    assert!(
+        out.stdout.starts_with("usher ") && out.stdout.contains("/run/podman-init -- sh -c"),
+        "init_path in containers.conf makes usher Podman's --init: {out:?}"
+    );
+}
