@@ -39,7 +39,7 @@ COUNTS = {
 }
 
 DRAIN_MS = 200
-GRACE_MS = 300
+GRACE_MS = 500  # leaves the drain clear of the stop reserve (min(2 s, grace/2))
 
 
 def log(msg):

@@ -12,11 +12,11 @@
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
-use crate::http;
 use crate::log::{Format, Level, Logger};
 use crate::machine::{HookKind, Policy};
 use crate::signals::{Rewrite, Signal};
 use crate::words;
+use crate::{duration, http};
 
 /// Everything usher was asked to do.
 #[derive(Clone, Debug)]
@@ -770,8 +770,8 @@ impl Settings {
                 let grace_from = self.grace_from.as_deref().unwrap_or_default();
                 return Err(format!(
                     "{drain_from} {} must be shorter than {grace_from} {}: the grace period counts from the same stop signal and must leave the app time to stop",
-                    humantime::format_duration(policy.drain),
-                    humantime::format_duration(grace)
+                    crate::log::secs(policy.drain),
+                    crate::log::secs(grace)
                 ));
             }
         }
@@ -861,7 +861,7 @@ pub fn parse_stop_on(from: &str, text: &str) -> Result<Vec<Signal>, String> {
 /// orchestrator's patience, and it keeps the clock arithmetic far from overflow.
 pub const LONGEST: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-/// A humantime duration with an explicit unit (`500ms`, `15s`, `1m30s`).
+/// A duration with an explicit unit (`500ms`, `15s`, `1m30s`).
 pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
     let t = text.trim();
     if t.is_empty() {
@@ -879,11 +879,13 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
             "{flag} {t:?}: a duration cannot be negative (e.g. 500ms, 15s, 1m30s)"
         ));
     }
-    let d = humantime::parse_duration(t).map_err(|e| match e {
-        humantime::DurationError::NumberOverflow => {
+    let d = duration::parse(t).map_err(|e| match e {
+        duration::Error::Overflow => {
             format!("{flag} {t:?} is longer than usher allows (at most 365d)")
         }
-        e => format!("{flag} {t:?} is not a duration like 500ms, 15s or 1m30s ({e})"),
+        duration::Error::Bad(why) => {
+            format!("{flag} {t:?} is not a duration like 500ms, 15s or 1m30s ({why})")
+        }
     })?;
     if d > LONGEST {
         return Err(format!(

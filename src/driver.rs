@@ -12,7 +12,6 @@
 //! survived: the app keeps its init.
 
 use std::fs::File;
-use std::io::IsTerminal;
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -56,7 +55,7 @@ pub fn run(cfg: Config) -> i32 {
         Err(e) => return fatal(&cfg.log, "cannot set up signal handling", &e),
     };
     crate::log::use_nonblocking_stderr();
-    let terminal = std::io::stdin().is_terminal();
+    let terminal = sys::stdin_is_terminal();
     let app = match spawn::spawn(&cfg.command, terminal) {
         Ok(pid) => pid,
         Err(e) => {
@@ -304,7 +303,7 @@ impl Driver {
     /// After `fg`: the terminal came back to usher's group; pass it to the app.
     fn foreground(&self) {
         let tty = libc::STDIN_FILENO;
-        if std::io::stdin().is_terminal() && sys::in_foreground(tty) {
+        if sys::stdin_is_terminal() && sys::in_foreground(tty) {
             if let Err(e) = sys::give_terminal(tty, self.start.app) {
                 self.survive("cannot hand the terminal to the app", &e);
             }

@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod driver;
+pub mod duration;
 pub mod http;
 pub mod log;
 pub mod machine;

@@ -10,25 +10,33 @@
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::sys;
 
-/// The non-blocking twin of stderr, once [`use_nonblocking_stderr`] ran.
+/// The event loop runs: write through the non-blocking twin.
+static LOOPING: AtomicBool = AtomicBool::new(false);
+/// The non-blocking twin of stderr, opened at the loop's first line.
 static SINK: OnceLock<Option<File>> = OnceLock::new();
 /// Lines dropped because stderr was full.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// From now on, never block on a full stderr pipe (called before the loop).
+/// The twin is opened with the first line that needs it: most runs of usher
+/// log nothing, and start faster without the three system calls.
 pub fn use_nonblocking_stderr() {
-    SINK.get_or_init(|| sys::nonblocking_twin(libc::STDERR_FILENO).map(File::from));
+    LOOPING.store(true, Ordering::Relaxed);
 }
 
 /// Writes one line; on a full pipe drops it and counts it.
 fn emit(line: &str) {
-    let Some(Some(fd)) = SINK.get() else {
+    let sink = match LOOPING.load(Ordering::Relaxed) {
+        true => SINK.get_or_init(|| sys::nonblocking_twin(libc::STDERR_FILENO).map(File::from)),
+        false => &None,
+    };
+    let Some(fd) = sink else {
         // Ignored on purpose: see the module comment.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
         return;
@@ -170,7 +178,7 @@ impl Logger {
 fn text_line(level: Level, t: Option<Duration>, event: &str, fields: &[(&str, Value)]) -> String {
     let mut out = String::from("usher: ");
     if let Some(t) = t {
-        let _ = write!(out, "+{:.3}s ", t.as_secs_f64());
+        let _ = write!(out, "+{}s ", decimal(t, 3));
     }
     let _ = write!(out, "{}: {event}", level.name());
     for (i, (key, value)) in fields.iter().enumerate() {
@@ -198,7 +206,7 @@ fn text_line(level: Level, t: Option<Duration>, event: &str, fields: &[(&str, Va
 fn json_line(level: Level, t: Option<Duration>, event: &str, fields: &[(&str, Value)]) -> String {
     let mut out = String::from("{\"source\":\"usher\"");
     if let Some(t) = t {
-        let _ = write!(out, ",\"t\":{:.6}", t.as_secs_f64());
+        let _ = write!(out, ",\"t\":{}", decimal(t, 6));
     }
     let _ = write!(out, ",\"level\":\"{}\",\"event\":", level.name());
     json_str(&mut out, event);
@@ -212,7 +220,7 @@ fn json_line(level: Level, t: Option<Duration>, event: &str, fields: &[(&str, Va
                 let _ = write!(out, "{n}");
             }
             Value::Secs(d) => {
-                let _ = write!(out, "{:.6}", d.as_secs_f64());
+                out.push_str(&decimal(*d, 6));
             }
             Value::List(l) => {
                 let _ = write!(out, "[{}]", join(l));
@@ -253,8 +261,19 @@ pub fn secs(d: Duration) -> String {
     } else if d.as_secs() == 0 {
         format!("{}ms", d.subsec_millis())
     } else {
-        format!("{:.3}s", d.as_secs_f64())
+        format!("{}s", decimal(d, 3))
     }
+}
+
+/// Seconds with `places` decimals, rounded to the nearest: `1.002`. Integer
+/// arithmetic: float formatting would cost the binary about 10 KiB.
+pub fn decimal(d: Duration, places: u32) -> String {
+    let scale = 10u64.pow(places);
+    let step = 1_000_000_000 / scale;
+    let units = (u64::from(d.subsec_nanos()) + step / 2) / step;
+    let (secs, frac) = (d.as_secs() + units / scale, units % scale);
+    let width = places as usize;
+    format!("{secs}.{frac:0width$}")
 }
 
 /// A message for the user before the event loop runs (usage errors and the like).
@@ -311,5 +330,11 @@ mod tests {
         assert_eq!(secs(Duration::from_millis(1500)), "1.500s");
         assert_eq!(secs(Duration::from_millis(250)), "250ms");
         assert_eq!(secs(Duration::from_secs(25)), "25s");
+        assert_eq!(decimal(Duration::from_nanos(1_000_499_999), 3), "1.000");
+        assert_eq!(decimal(Duration::from_nanos(1_000_500_000), 3), "1.001");
+        assert_eq!(decimal(Duration::from_nanos(999_999_999), 3), "1.000");
+        assert_eq!(decimal(Duration::from_micros(1_002_003), 6), "1.002003");
+        assert_eq!(decimal(Duration::ZERO, 6), "0.000000");
+        assert_eq!(decimal(Duration::from_secs(365 * 86400), 3), "31536000.000");
     }
 }

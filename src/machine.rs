@@ -169,6 +169,9 @@ pub enum Scope {
     Namespace,
     /// usher's descendants, and whether the app's process group has members.
     Descendants,
+    /// Only whether the app's process group has members: usher has no
+    /// child, so it has no descendants to list.
+    Group,
 }
 
 /// The answer to [`Action::FindLeftovers`].
@@ -960,10 +963,10 @@ impl Machine {
             return;
         }
         if self.jobs.is_empty() {
-            let scope = if self.start.pid1() {
-                Scope::Namespace
-            } else {
-                Scope::Descendants
+            let scope = match (self.start.pid1(), self.children_left) {
+                (true, _) => Scope::Namespace,
+                (false, true) => Scope::Descendants,
+                (false, false) => Scope::Group,
             };
             self.push(Action::FindLeftovers(scope));
         }

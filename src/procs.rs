@@ -16,12 +16,16 @@ use crate::process::{Leftover, Pid};
 /// The processes in `scope`, other than usher (`me`), in no particular
 /// order; `None` when /proc cannot be read or is another namespace's.
 pub fn find(scope: Scope, me: Pid) -> Option<Vec<Leftover>> {
+    if scope == Scope::Group {
+        return Some(Vec::new()); // nothing to list: the driver probes the group
+    }
     if !shows_own_namespace(me) {
         return None;
     }
     match scope {
         Scope::Namespace => namespace(me),
         Scope::Descendants => descendants(me).or_else(|| scan_descendants(me)),
+        Scope::Group => None,
     }
 }
 

@@ -131,9 +131,10 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
 pub fn read_signals(fd: &OwnedFd, out: &mut Vec<(Signal, Option<Pid>)>) -> io::Result<()> {
     const N: usize = 32;
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // Not zeroed: the kernel fills what it returns and nothing else is read
+    // (zeroing 4 KiB per wake-up was the largest cost on the signal path).
+    let mut buf = std::mem::MaybeUninit::<[libc::signalfd_siginfo; N]>::uninit();
     loop {
-        // SAFETY: signalfd_siginfo is plain data; zeroes are a valid value.
-        let mut buf: [libc::signalfd_siginfo; N] = unsafe { std::mem::zeroed() };
         // SAFETY: the buffer is valid for N * size writable bytes.
         let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), N * size) };
         if got < 0 {
@@ -145,7 +146,11 @@ pub fn read_signals(fd: &OwnedFd, out: &mut Vec<(Signal, Option<Pid>)>) -> io::R
             };
         }
         let count = got as usize / size;
-        out.extend(buf[..count].iter().filter_map(|info| {
+        // SAFETY: the kernel wrote `count` whole records at the start of `buf`.
+        let records = unsafe {
+            std::slice::from_raw_parts(buf.as_ptr().cast::<libc::signalfd_siginfo>(), count)
+        };
+        out.extend(records.iter().filter_map(|info| {
             let signal = Signal::new(info.ssi_signo as i32)?;
             // Codes up to 0 (SI_USER, SI_QUEUE, SI_TKILL) come from a
             // process, whose pid the kernel fills in; others from the kernel.
@@ -469,6 +474,16 @@ pub fn set_pdeathsig(sig: Signal) -> io::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// Whether standard input is a terminal. std's `IsTerminal` on the raw fd:
+/// `std::io::stdin().is_terminal()` would also allocate stdin's 8 KiB
+/// buffer, which usher never reads through.
+pub fn stdin_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    // SAFETY: fd 0 is only borrowed for the call; if it is closed the check
+    // just fails (EBADF), as isatty does.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::STDIN_FILENO) }.is_terminal()
 }
 
 /// Whether the terminal on `fd` has usher's process group in the foreground.
