@@ -41,7 +41,9 @@ fn run_limited(mut cmd: Command, limit: Duration) -> Result<Out, String> {
         .process_group(0);
     let shown = format!("{cmd:?}");
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot run {shown}: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {shown}: {e}"))?;
     let read = |mut pipe: Box<dyn Read + Send>| {
         thread::spawn(move || {
             let mut s = String::new();
@@ -60,7 +62,9 @@ fn run_limited(mut cmd: Command, limit: Duration) -> Result<Out, String> {
             let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
             let _ = child.wait();
             let stderr = err.join().unwrap_or_default();
-            return Err(format!("{shown} did not finish within {limit:?}; stderr:\n{stderr}"));
+            return Err(format!(
+                "{shown} did not finish within {limit:?}; stderr:\n{stderr}"
+            ));
         }
         thread::sleep(Duration::from_millis(20));
     };
@@ -209,7 +213,9 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
         .args(["--images", &images.to_string_lossy()])
         .args(["--out", &work.join("results.json").to_string_lossy()])
         .args(["--run-id", &run, "--port-base", &base.to_string()])
-        .args(["--lag", "1", "--rate", "100", "--drain", "2s", "--grace", "8s"])
+        .args([
+            "--lag", "1", "--rate", "100", "--drain", "2s", "--grace", "8s",
+        ])
         .args(["--scenarios", "usher-nodrain,usher-drain", "--reps", "1"])
         .args(["--extra-reps", "0", "--deadline", "240"]);
     for (k, _) in std::env::vars_os() {

@@ -153,7 +153,7 @@ def chart(d):
                  f'whiskers: min–max; then the docker stop time (median) and the exit codes</text>')
     y += 26
     vmax = max([r["failed"] for rs in g.values() for r in rs] + [1])
-    plot_w = w - label_w - 140
+    plot_w = w - label_w - 240
     for s, rs in g.items():
         v = [r["failed"] for r in rs]
         cy = y + 8

@@ -4,13 +4,13 @@
 # under a fixed-rate load. See docs/zero-downtime.md for the method and the
 # results.
 #
-#   bash examples/zero-downtime/run.sh          full run (about 12 minutes):
+#   bash examples/zero-downtime/run.sh          full run (about 8 minutes):
 #       6 scenarios x 3 runs interleaved, plus haproxy's retries and
 #       `option redispatch` (2 scenarios x 3 runs each); writes
 #       examples/zero-downtime/results/{results.json,table.md},
 #       docs/img/zero-downtime.svg and the results section of
 #       docs/zero-downtime.md
-#   bash examples/zero-downtime/run.sh --quick  one run of each (about 4
+#   bash examples/zero-downtime/run.sh --quick  one run of each (about 3
 #       minutes); writes target/zero-downtime/ only
 #
 # Options: --lag SECONDS (default 1), --drain DURATION (default 2s),
