@@ -234,6 +234,7 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
             .to_string()
     };
     let (without, with) = (result("usher-nodrain"), result("usher-drain"));
+    eprintln!("{without}\n{with}");
     // The load ran: about 10 s at 100 requests/s each.
     for line in [&without, &with] {
         assert!(field(line, "sent") >= 600, "too little load: {line}");

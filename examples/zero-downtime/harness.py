@@ -74,8 +74,10 @@ class Docker:
 
     def run(self, args, limit=60, check=True):
         try:
+            # Its own session: a Ctrl-C meant for the harness must not cut a
+            # `docker run` short (the container would exist, its id unknown).
             p = subprocess.run(["docker", *args], capture_output=True, text=True,
-                               timeout=limit, stdin=subprocess.DEVNULL)
+                               timeout=limit, stdin=subprocess.DEVNULL, start_new_session=True)
         except subprocess.TimeoutExpired:
             raise RuntimeError(f"docker {' '.join(args)} did not finish in {limit}s")
         if check and p.returncode != 0:
@@ -99,8 +101,11 @@ class Docker:
                 self.live.difference_update(cids)
 
     def remove_all(self):
+        """Every container of this run: those started, and any other with its label."""
+        run = f"label=usher-zd.run={self.labels['usher-zd.run']}"
+        listed = self.run(["ps", "-aq", "--no-trunc", "--filter", run], check=False).stdout.split()
         with self.lock:
-            cids = list(self.live)
+            cids = sorted(self.live | set(listed))
         self.remove(cids)
 
 
@@ -515,4 +520,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        sys.exit(f"harness: interrupted ({str(e) or 'Ctrl-C'}); containers and haproxy removed")

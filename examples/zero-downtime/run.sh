@@ -70,6 +70,8 @@ run_id="$$-$(date +%s)"
 work=$(mktemp -d "${TMPDIR:-/tmp}/usher-zd.XXXXXX")
 cleanup() {
   local ids
+  ids=$(docker ps -aq --no-trunc --filter "label=usher-zd.run=$run_id")
+  [ -z "$ids" ] || docker rm -f -v $ids >/dev/null 2>&1 || true
   ids=$(docker images -q --no-trunc --filter "label=usher-zd.run=$run_id" | sort -u)
   ids=$(for id in $ids; do echo "$id"; done | tac)  # children before base
   for _ in 1 2 3; do
