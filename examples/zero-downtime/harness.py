@@ -20,6 +20,7 @@ Usage: harness.py --images FILE --out FILE [options]  (see --help)
 
 import argparse
 import asyncio
+import calendar
 import ctypes
 import json
 import os
@@ -295,6 +296,26 @@ def free(port):
         return s.connect_ex(("127.0.0.1", port)) != 0
 
 
+SIGNAL_SEEN = ("stop received", "(SIGTERM) received", "(SIGQUIT) received")
+
+
+def signal_seen(lines, wall_stop):
+    """Seconds from `docker stop` to the first log line of PID 1 or nginx
+    saying it got the stop signal (None for a shell, which logs nothing).
+    A late signal shortens the effective lag: the lag runs from docker stop."""
+    seen = []
+    for line in lines:
+        stamp, _, text = line.partition(" ")
+        if any(s in text for s in SIGNAL_SEEN):
+            try:
+                day, frac = stamp.rstrip("Z").split(".")
+                t = calendar.timegm(time.strptime(day, "%Y-%m-%dT%H:%M:%S"))
+                seen.append(t + float("0." + frac) - wall_stop)
+            except ValueError:
+                continue
+    return round(min(seen), 3) if seen else None
+
+
 class Rollout:
     def __init__(self, args, docker, images):
         self.a, self.docker, self.images = args, docker, images
@@ -334,7 +355,7 @@ class Rollout:
                                 limit=self.a.stop_timeout + 60, check=False)
             result.update(took=now() - t, rc=p.returncode, err=p.stderr.strip())
 
-        step["t_stop"] = now()
+        step["t_stop"], wall_stop = now(), time.time()
         th = threading.Thread(target=stop)
         th.start()
         time.sleep(max(0.0, step["t_stop"] + self.a.lag - now()))
@@ -345,8 +366,9 @@ class Rollout:
             raise RuntimeError(f"docker stop {old_cid[:12]} failed: {result}")
         state = self.docker.run(["inspect", "-f", "{{.State.ExitCode}}", old_cid]).stdout.strip()
         logs = self.docker.run(["logs", "--timestamps", old_cid], check=False)
-        step.update(stop_s=round(result["took"], 3), exit_code=int(state),
-                    logs=(logs.stdout + logs.stderr).splitlines()[-12:])
+        lines = (logs.stdout + logs.stderr).splitlines()
+        step.update(stop_s=round(result["took"], 3), exit_code=int(state), logs=lines[-12:],
+                    signal_s=signal_seen(lines, wall_stop))
 
     def run(self, hap, scenario, mode, rep, seed):
         a = self.a
@@ -491,7 +513,9 @@ def main():
             # One line per run on stdout, for tests/zero_downtime.rs.
             print(f"RESULT scenario={scenario} mode={mode} rep={rep} sent={r['sent']} "
                   f"failed={r['failed']} " + " ".join(f"{k}={v}" for k, v in r["counts"].items())
-                  + f" send_lateness_max_s={r['send_lateness_max_s']}", flush=True)
+                  + f" send_lateness_max_s={r['send_lateness_max_s']}"
+                  + " signal_s=" + ",".join(str(st["signal_s"]) for st in r["steps"]),
+                  flush=True)
     finally:
         signal.alarm(0)
         docker.remove_all()

@@ -60,16 +60,20 @@ def groups(runs, mode):
 def main_table(d):
     meta, g = d["meta"], groups(d["runs"], "strict")
     rows = ["| scenario | failed requests, median (range) | 5xx · no response · cut (medians) "
-            "| expected refused: steps × rate/3 × (lag − drain) | `docker stop` s, median (range) | exit codes | requests per run |",
-            "|---|---|---|---|---|---|---|"]
+            "| expected refused: steps × rate/3 × (lag − drain) | stop signal seen, ms after `docker stop` "
+            "| `docker stop` s, median (range) | exit codes | requests per run |",
+            "|---|---|---|---|---|---|---|---|"]
     for s, rs in g.items():
         kinds = " · ".join(str(med([r["counts"][k] for r in rs]))
                            for k in ("http_5xx", "conn_error", "cut"))
         stops = [st["stop_s"] for r in rs for st in r["steps"]]
         codes = sorted({st["exit_code"] for r in rs for st in r["steps"]})
         exp = expected(meta, s, len(rs[0]["steps"]))
+        seen = [st.get("signal_s") for r in rs for st in r["steps"]]
+        seen = ("never (sh as PID 1 drops it)" if not any(x is not None for x in seen)
+                else spread([1000 * x for x in seen if x is not None], lambda x: f"{x:.0f}"))
         rows.append(f"| {meta['labels'][s]} | **{spread([r['failed'] for r in rs])}** | {kinds} "
-                    f"| {exp:.0f} | {spread(stops, lambda x: f'{x:.1f}')} "
+                    f"| {exp:.0f} | {seen} | {spread(stops, lambda x: f'{x:.1f}')} "
                     f"| {', '.join(map(str, codes))} | {med([r['sent'] for r in rs])} |")
     return "\n".join(rows)
 
