@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Turns harness.py's JSON into a markdown table and an SVG chart.
+
+    report.py RESULTS.json --table TABLE.md --chart CHART.svg
+              [--doc docs/zero-downtime.md --chart-link img/zero-downtime.svg]
+
+With --doc, the table replaces what lies between the markers
+`<!-- results:begin -->` and `<!-- results:end -->` in that file; the prose
+around them is left alone. Every number comes from RESULTS.json.
+"""
+
+import argparse
+import json
+import re
+import statistics
+from html import escape
+
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+KINDS = ("http_5xx", "conn_error", "cut", "other")
+
+
+def seconds(d):
+    """'500ms', '2s', '1m30s' -> seconds."""
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(ms|s|m|h)", d))
+
+
+def med(v):
+    m = statistics.median(v)
+    return int(m) if float(m).is_integer() else round(m, 1)
+
+
+def spread(v, fmt=str):
+    """'median (min–max)', or just the value when all show the same."""
+    m, lo, hi = fmt(med(v)), fmt(min(v)), fmt(max(v))
+    return m if lo == hi else f"{m} ({lo}–{hi})"
+
+
+def effective_drain(meta, scenario):
+    """How long the old replica keeps accepting after docker stop's signal."""
+    return {"shell": meta["stop_timeout"],  # sh drops SIGTERM: SIGKILL at -t
+            "usher-short": seconds(meta["short"]),
+            "usher-drain": seconds(meta["drain"])}.get(scenario, 0.0)
+
+
+def expected(meta, scenario, steps):
+    """Requests sent to a replica that no longer accepts: per step, the share
+    of the rotation it still has (1 of 3 servers) × rate × (lag − drain)."""
+    return steps * meta["rate"] / 3 * max(0.0, meta["lag"] - effective_drain(meta, scenario))
+
+
+def groups(runs, mode):
+    out = {}
+    for r in runs:
+        if r["mode"] == mode:
+            out.setdefault(r["scenario"], []).append(r)
+    return out
+
+
+def main_table(d):
+    meta, g = d["meta"], groups(d["runs"], "strict")
+    rows = ["| scenario | failed requests, median (range) | 5xx · no response · cut (medians) "
+            "| expected refused: steps × rate/3 × (lag − drain) | stop signal seen, ms after `docker stop` "
+            "| `docker stop` s, median (range) | exit codes | requests per run |",
+            "|---|---|---|---|---|---|---|---|"]
+    for s, rs in g.items():
+        kinds = " · ".join(str(med([r["counts"][k] for r in rs]))
+                           for k in ("http_5xx", "conn_error", "cut"))
+        stops = [st["stop_s"] for r in rs for st in r["steps"]]
+        codes = sorted({st["exit_code"] for r in rs for st in r["steps"]})
+        exp = expected(meta, s, len(rs[0]["steps"]))
+        seen = [st.get("signal_s") for r in rs for st in r["steps"]]
+        seen = ("never (sh as PID 1 drops it)" if not any(x is not None for x in seen)
+                else spread([1000 * x for x in seen if x is not None], lambda x: f"{x:.0f}"))
+        rows.append(f"| {meta['labels'][s]} | **{spread([r['failed'] for r in rs])}** | {kinds} "
+                    f"| {exp:.0f} | {seen} | {spread(stops, lambda x: f'{x:.1f}')} "
+                    f"| {', '.join(map(str, codes))} | {med([r['sent'] for r in rs])} |")
+    return "\n".join(rows)
+
+
+def retries_table(d):
+    meta = d["meta"]
+    rows = ["| scenario | haproxy | failed, median (range) | 5xx · no response · cut (medians) "
+            "| a failure took, median s | small page p99 / max ms (medians) |",
+            "|---|---|---|---|---|---|"]
+    for mode in ("strict", "retries", "redispatch"):
+        for s, rs in groups(d["runs"], mode).items():
+            if s not in meta["extra_scenarios"]:
+                continue
+            kinds = " · ".join(str(med([r["counts"][k] for r in rs]))
+                               for k in ("http_5xx", "conn_error", "cut"))
+            lat = (f"{1000 * statistics.median([r['small_ok_p99_s'] for r in rs]):.0f} / "
+                   f"{1000 * statistics.median([r['small_ok_max_s'] for r in rs]):.0f}")
+            took = [f["end_rel"] - f["t_rel"] for r in rs for f in r["failures"]]
+            took = f"{statistics.median(took):.2f}" if took else "–"
+            rows.append(f"| {meta['labels'][s]} | `{meta['modes'][mode].replace(chr(10), '` + `').replace('    ', '')}` "
+                        f"| {spread([r['failed'] for r in rs])} | {kinds} | {took} | {lat} |")
+    return "\n".join(rows)
+
+
+def headline(d):
+    g = groups(d["runs"], "strict")
+    m = d["meta"]
+    parts = [f"{m['labels'][s]}: {spread([r['failed'] for r in g[s]])}" for s in g]
+    return (f"Failed requests per rolling restart of 2 replicas, {m['rate']:.0f} req/s, "
+            f"{m['lag']:g} s balancer lag, haproxy `retries 0`, median (range) of "
+            f"{m['reps']} runs: " + "; ".join(parts) + ".")
+
+
+def section(d, chart_link):
+    m = d["meta"]
+    return "\n".join([
+        BEGIN,
+        "<!-- generated by examples/zero-downtime/report.py from "
+        "examples/zero-downtime/results/results.json: do not edit by hand -->",
+        "",
+        headline(d),
+        "",
+        main_table(d),
+        "",
+        f"![failed requests per scenario, and when they failed]({chart_link})",
+        "",
+        "The same restarts with haproxy's retries (how long a failed request took to fail, "
+        "and the slowest small-page answers, show what a retry costs):",
+        "",
+        retries_table(d),
+        "",
+        f"Run: `{m['command'] or 'harness.py'}`, {m['started']}, {m['wall_s']:.0f} s, "
+        f"{m['cpus']} CPUs (load average {' '.join(m['loadavg_start'])} at the start, "
+        f"{' '.join(m['loadavg_end'])} at the end); "
+        f"{m['nginx']}; {m['haproxy'].split(' - ')[0]}; Docker engine {m['docker']}; "
+        f"{m['usher']}. Slow requests: {m['slow_share']:.0%} of the load "
+        f"(100 KiB at 100 KiB/s); the rest a 1 KiB page. "
+        f"`docker stop -t {m['stop_timeout']}`.",
+        END,
+    ])
+
+
+# ---------------------------------------------------------------------------
+# the chart: bars (failed per scenario) and a timeline of every failure
+
+COLORS = {"shell": "#868e96", "tini-term": "#e8590c", "tini-quit": "#f59f00",
+          "usher-nodrain": "#4dabf7", "usher-short": "#1c7ed6", "usher-drain": "#2b8a3e"}
+KIND_MARK = {"http_5xx": "#c92a2a", "conn_error": "#862e9c", "cut": "#212529", "other": "#868e96"}
+
+
+def chart(d):
+    m, g = d["meta"], groups(d["runs"], "strict")
+    w, label_w = 860, 330
+    row = 26
+    parts = []
+    y = 24
+    parts.append(f'<text x="10" y="{y}" class="t">Failed requests per rolling restart '
+                 f'of 2 replicas ({m["rate"]:.0f} req/s, {m["lag"]:g} s balancer lag, '
+                 f'haproxy retries 0)</text>')
+    parts.append(f'<text x="10" y="{y + 14}" class="n">bar: median of {m["reps"]} runs; '
+                 f'whiskers: min–max; then the docker stop time (median) and the exit codes</text>')
+    y += 26
+    vmax = max([r["failed"] for rs in g.values() for r in rs] + [1])
+    plot_w = w - label_w - 240
+    for s, rs in g.items():
+        v = [r["failed"] for r in rs]
+        cy = y + 8
+        stops = [st["stop_s"] for r in rs for st in r["steps"]]
+        codes = sorted({st["exit_code"] for r in rs for st in r["steps"]})
+        parts.append(f'<text x="{label_w - 8}" y="{cy + 13}" class="l" text-anchor="end">'
+                     f'{escape(m["labels"][s])}</text>')
+        bw = plot_w * statistics.median(v) / vmax
+        parts.append(f'<rect x="{label_w}" y="{cy}" width="{bw:.1f}" height="18" '
+                     f'fill="{COLORS.get(s, "#495057")}"/>')
+        x0, x1 = label_w + plot_w * min(v) / vmax, label_w + plot_w * max(v) / vmax
+        parts.append(f'<line x1="{x0:.1f}" y1="{cy + 9}" x2="{x1:.1f}" y2="{cy + 9}" '
+                     f'stroke="#212529"/>')
+        for xx in (x0, x1):
+            parts.append(f'<line x1="{xx:.1f}" y1="{cy + 4}" x2="{xx:.1f}" y2="{cy + 14}" '
+                         f'stroke="#212529"/>')
+        parts.append(f'<text x="{max(bw, x1 - label_w) + label_w + 6:.1f}" y="{cy + 13}" class="v">'
+                     f'{escape(spread(v))}  ·  stop {med(stops):.1f} s, exit '
+                     f'{"/".join(map(str, codes))}</text>')
+        y += row
+    y += 30
+    # Timeline: every failure of every run, at its send time after docker stop.
+    lo, hi = -1.5, max(3.0, m["lag"] + 2)
+    tw = w - label_w - 30
+    tx = lambda t: label_w + tw * (min(max(t, lo), hi) - lo) / (hi - lo)  # noqa: E731
+    parts.append(f'<text x="10" y="{y}" class="t">When each failed request was sent, '
+                 f'relative to the nearest docker stop</text>')
+    parts.append(f'<text x="10" y="{y + 14}" class="n">every failure of every run (both steps '
+                 f'of each); before 0: in flight when the stop came</text>')
+    y += 32
+    top = y
+    for s, rs in g.items():
+        cy = y + 6
+        parts.append(f'<text x="{label_w - 8}" y="{cy + 12}" class="l" text-anchor="end">'
+                     f'{escape(m["labels"][s])}</text>')
+        dr = effective_drain(m, s)
+        if dr > 0:
+            parts.append(f'<rect x="{tx(0):.1f}" y="{cy}" width="{tx(dr) - tx(0):.1f}" height="16" '
+                         f'fill="#d3f9d8"/>')
+        n = 0
+        for r in rs:
+            for f in r["failures"]:
+                jitter = (n * 7919 % 13) / 13 * 14
+                parts.append(f'<circle cx="{tx(f["t_rel"]):.1f}" cy="{cy + 1 + jitter:.1f}" r="1.6" '
+                             f'fill="{KIND_MARK[f["kind"]]}"/>')
+                n += 1
+        y += row - 6
+    for t, label, color in ((0, "docker stop", "#212529"),
+                            (m["lag"], f"disabled in haproxy (+{m['lag']:g} s)", "#c92a2a")):
+        parts.append(f'<line x1="{tx(t):.1f}" y1="{top}" x2="{tx(t):.1f}" y2="{y + 6}" '
+                     f'stroke="{color}" stroke-dasharray="4 3"/>')
+        parts.append(f'<text x="{tx(t) + 3:.1f}" y="{y + 18}" class="n" fill="{color}">'
+                     f'{escape(label)}</text>')
+    for t in range(int(lo), int(hi) + 1):
+        parts.append(f'<text x="{tx(t):.1f}" y="{top}" class="n" text-anchor="middle">{t:+d} s</text>')
+    y += 34
+    lx = 10
+    for k, label in (("http_5xx", "5xx (haproxy: connection refused)"), ("cut", "cut mid-body"),
+                     ("conn_error", "no response"), ("drain", "old replica still accepting")):
+        if k == "drain":
+            parts.append(f'<rect x="{lx}" y="{y - 8}" width="10" height="10" fill="#d3f9d8"/>')
+        else:
+            parts.append(f'<circle cx="{lx + 4}" cy="{y - 3}" r="3" fill="{KIND_MARK[k]}"/>')
+        parts.append(f'<text x="{lx + 12}" y="{y + 1}" class="n">{escape(label)}</text>')
+        lx += 30 + 6 * len(label)
+    h = y + 14
+    style = ("<style>text{font-family:sans-serif;fill:#212529}.t{font-size:13px;font-weight:bold}"
+             ".l{font-size:12px}.v{font-size:11px}.n{font-size:10px}</style>")
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+            f'viewBox="0 0 {w} {h}">{style}<rect width="{w}" height="{h}" fill="#fff"/>'
+            + "".join(parts) + "</svg>\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results")
+    ap.add_argument("--table", required=True)
+    ap.add_argument("--chart", required=True)
+    ap.add_argument("--doc", help="a markdown file whose generated section to replace")
+    ap.add_argument("--chart-link", help="the chart's path as the doc links it")
+    a = ap.parse_args()
+    d = json.load(open(a.results))
+    with open(a.chart, "w") as f:
+        f.write(chart(d))
+    text = section(d, a.chart_link or a.chart)
+    with open(a.table, "w") as f:
+        f.write(text + "\n")
+    if a.doc:
+        doc = open(a.doc).read()
+        i, j = doc.find(BEGIN), doc.find(END)
+        if i < 0 or j < i:
+            raise SystemExit(f"report.py: no {BEGIN} ... {END} section in {a.doc}")
+        with open(a.doc, "w") as f:
+            f.write(doc[:i] + text + doc[j + len(END):])
+    print(headline(d))
+
+
+if __name__ == "__main__":
+    main()
