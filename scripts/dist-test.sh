@@ -34,14 +34,17 @@ qemu_arch() {
 # A newer qemu-user, unpacked from the backports .deb into target/qemu: apt
 # with private lists, so the machine's own sources stay as they are.
 fetch_backports_qemu() {
-  local dir=$ROOT/target/qemu codename apt
+  local dir=$ROOT/target/qemu codename mirror apt
   [ -x "$dir/usr/bin/qemu-aarch64" ] && { echo "$dir/usr/bin"; return 0; }
   command -v apt-get >/dev/null 2>&1 || return 1
   codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
   [ -n "$codename" ] || return 1
+  # The Debian mirror this machine already uses for $codename.
+  mirror=$(apt-cache policy 2>/dev/null | awk -v s="$codename/main" '$3 == s { print $2; exit }')
+  [ -n "$mirror" ] || return 1
   rm -rf "$dir.tmp"
   mkdir -p "$dir.tmp/lists/partial" "$dir.tmp/cache/archives/partial"
-  echo "deb http://deb.debian.org/debian $codename-backports main" >"$dir.tmp/sources.list"
+  echo "deb $mirror $codename-backports main" >"$dir.tmp/sources.list"
   apt=(-o "Dir::Etc::SourceList=$dir.tmp/sources.list" -o Dir::Etc::SourceParts=/dev/null
     -o "Dir::State::Lists=$dir.tmp/lists" -o "Dir::Cache=$dir.tmp/cache"
     -o APT::Sandbox::User=root)
