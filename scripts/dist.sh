@@ -140,82 +140,111 @@ is_static() {
 commas() { echo "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
 env_name() { echo "$1" | tr 'a-z-' 'A-Z_'; }
 
-# build PLATFORM: sets built_{file,triple,libc,how} or returns 1 with a reason
-# in $why.
-build() {
+# resolve PLATFORM: picks the target and linker, installing what they need;
+# prints "TRIPLE LIBC LINKER HOW" (LINKER - for the default), or returns 1
+# with the reason on stderr.
+resolve() {
   local platform=$1 musl gnu prefix debarch
   read -r musl gnu prefix debarch <<<"$(spec "$platform")"
-  local var triple libc linker flags how
   if add_target "$musl"; then
-    triple=$musl libc=musl
     if [ "${musl%%-*}" = "$host_arch" ]; then
-      linker= how="musl, host cc"
+      echo "$musl musl - musl, host cc"
     else
-      linker=rust-lld how="musl, rust-lld"
+      echo "$musl musl rust-lld musl, rust-lld"
     fi
-    flags=
   elif add_target "$gnu"; then
-    triple=$gnu libc=glibc flags='-C target-feature=+crt-static'
     if [ "${gnu%%-*}" = "$host_arch" ]; then
-      linker= how="glibc +crt-static, host cc"
-    else
-      linker=$prefix-gcc how="glibc +crt-static, $prefix-gcc"
-      if ! command -v "$linker" >/dev/null 2>&1 || [ ! -d "/usr/$prefix/lib" ]; then
-        apt_install "gcc-$prefix" "libc6-dev-$debarch-cross" || true
-      fi
-      if ! command -v "$linker" >/dev/null 2>&1; then
-        why="no musl target ($musl) and no $linker (apt-get install gcc-$prefix libc6-dev-$debarch-cross)"
-        return 1
-      fi
+      echo "$gnu glibc - glibc +crt-static, host cc"
+      return 0
     fi
+    if ! command -v "$prefix-gcc" >/dev/null 2>&1 || [ ! -d "/usr/$prefix/lib" ]; then
+      apt_install "gcc-$prefix" "libc6-dev-$debarch-cross" || true
+    fi
+    if ! command -v "$prefix-gcc" >/dev/null 2>&1; then
+      echo "no musl target ($musl) and no $prefix-gcc (apt-get install gcc-$prefix libc6-dev-$debarch-cross)" >&2
+      return 1
+    fi
+    echo "$gnu glibc $prefix-gcc glibc +crt-static, $prefix-gcc"
   else
-    why="neither $musl nor $gnu can be installed (rustup target add)"
+    echo "neither $musl nor $gnu can be installed (rustup target add)" >&2
     return 1
   fi
-  var=$(env_name "$triple")
-  say "$platform: building $triple ($how)"
-  local log
-  log=$(mktemp)
-  if ! env ${linker:+"CARGO_TARGET_${var}_LINKER=$linker"} \
-    ${flags:+"CARGO_TARGET_${var}_RUSTFLAGS=$flags"} \
-    "$cargo" build --release --locked --quiet --manifest-path "$ROOT/Cargo.toml" \
-    --target "$triple" --target-dir "$target_dir" >"$log" 2>&1; then
-    why="cargo build --target $triple failed: $(tail -n 5 "$log")"
-    rm -f "$log"
-    return 1
-  fi
-  rm -f "$log"
-  local bin=$target_dir/$triple/release/usher
-  if ! is_static "$bin"; then
-    why="$bin is not statically linked"
-    return 1
-  fi
-  built_file=usher-$version-$platform-$libc
-  built_triple=$triple built_libc=$libc built_how=$how
-  cp "$bin" "$dist/$built_file"
-  chmod 755 "$dist/$built_file"
+}
+
+# cargo build --release for TRIPLE..., each with its linker and flags from
+# the chosen table: one cargo, so the targets build in parallel.
+cargo_build() {
+  local envs=() args=() t row triple libc linker var
+  for t in "$@"; do
+    for row in "${chosen[@]}"; do
+      read -r _ triple libc linker _ <<<"$row"
+      [ "$triple" = "$t" ] || continue
+      var=$(env_name "$triple")
+      [ "$linker" = - ] || envs+=("CARGO_TARGET_${var}_LINKER=$linker")
+      [ "$libc" = musl ] || envs+=("CARGO_TARGET_${var}_RUSTFLAGS=-C target-feature=+crt-static")
+      args+=(--target "$triple")
+    done
+  done
+  env "${envs[@]}" "$cargo" build --release --locked --quiet \
+    --manifest-path "$ROOT/Cargo.toml" --target-dir "$target_dir" "${args[@]}"
 }
 
 rm -rf "$dist"
 mkdir -p "$dist"
-rows=()
+chosen=() # "PLATFORM TRIPLE LIBC LINKER HOW"
 failed=()
 for platform in "${platforms[@]}"; do
   platform=$(normalize "$platform")
   if ! spec "$platform" >/dev/null; then
     say "$platform: unknown platform (known: ${ALL[*]}, native)"
     failed+=("$platform")
-    continue
-  fi
-  why=
-  if build "$platform"; then
-    bytes=$(stat -c %s "$dist/$built_file")
-    say "$platform: $built_file, $bytes bytes"
-    rows+=("$platform|$built_file|$built_triple|$built_libc|$built_how|$bytes")
+  elif plan_line=$(resolve "$platform" 2>/tmp/dist-why.$$); then
+    chosen+=("$platform $plan_line")
+    say "$platform: ${plan_line%% *} (${plan_line#* * * })"
   else
-    say "$platform: NOT BUILT: $why"
+    say "$platform: NOT BUILT: $(cat /tmp/dist-why.$$)"
     failed+=("$platform")
   fi
+done
+rm -f /tmp/dist-why.$$
+
+triples=()
+for row in "${chosen[@]}"; do triples+=("$(echo "$row" | cut -d' ' -f2)"); done
+log=$(mktemp)
+broken=" "
+if [ ${#triples[@]} -gt 0 ] && ! cargo_build "${triples[@]}" >"$log" 2>&1; then
+  # Find which: each on its own (the others are cached by now). A failed
+  # target's old binary may still be in target/: it must not ship.
+  say "the build failed; building each target alone to find which"
+  for t in "${triples[@]}"; do
+    if ! cargo_build "$t" >"$log" 2>&1; then
+      say "$t: cargo build failed: $(tail -n 5 "$log")"
+      broken+="$t "
+    fi
+  done
+fi
+rm -f "$log"
+
+rows=()
+for row in "${chosen[@]}"; do
+  read -r platform triple libc linker how <<<"$row"
+  bin=$target_dir/$triple/release/usher
+  if [[ "$broken" == *" $triple "* ]]; then
+    say "$platform: NOT BUILT: cargo build --target $triple failed"
+    failed+=("$platform")
+    continue
+  fi
+  if ! is_static "$bin" 2>/dev/null; then
+    say "$platform: NOT BUILT: $bin is missing or not statically linked"
+    failed+=("$platform")
+    continue
+  fi
+  file=usher-$version-$platform-$libc
+  cp "$bin" "$dist/$file"
+  chmod 755 "$dist/$file"
+  bytes=$(stat -c %s "$dist/$file")
+  say "$platform: $file, $bytes bytes"
+  rows+=("$platform|$file|$triple|$libc|$how|$bytes")
 done
 
 if [ ${#rows[@]} -gt 0 ]; then
