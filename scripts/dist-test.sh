@@ -41,6 +41,11 @@ fetch_backports_qemu() {
   [ -n "$codename" ] || return 1
   # The Debian mirror this machine already uses for $codename.
   mirror=$(apt-cache policy 2>/dev/null | awk -v s="$codename/main" '$3 == s { print $2; exit }')
+  [ -n "$mirror" ] || mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null \
+    | awk -v c="$codename" '$1 == "deb" && $3 == c { print $2; exit }')
+  [ -n "$mirror" ] || mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk -v c="$codename" '
+    BEGIN { RS = "" } $0 ~ "Suites:[^\n]*[ ]" c "([ \n]|$)" {
+      for (i = 1; i < NF; i++) if ($i == "URIs:") { print $(i + 1); exit } }')
   [ -n "$mirror" ] || return 1
   rm -rf "$dir.tmp"
   mkdir -p "$dir.tmp/lists/partial" "$dir.tmp/cache/archives/partial"
@@ -73,8 +78,12 @@ emulator_for() { # PLATFORM: the emulator to run its binary with
     echo "$qemu_dir/qemu-$q"
     return
   fi
-  command -v "qemu-$q-static" >/dev/null 2>&1 \
-    || as_root apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null 2>&1 || true
+  if ! command -v "qemu-$q-static" >/dev/null 2>&1; then
+    as_root apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null 2>&1 \
+      || { as_root apt-get update -qq >/dev/null 2>&1 \
+        && as_root apt-get install -y -qq --no-install-recommends qemu-user-static >/dev/null 2>&1; } \
+      || true
+  fi
   command -v "qemu-$q-static"
 }
 
