@@ -56,7 +56,10 @@ dist=${DIST_DIR:-$ROOT/dist}
 # override the per-target ones below and change what ships.
 unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS
 export DEBIAN_FRONTEND=noninteractive
-say() { echo "dist: $*" >&2; }
+# Progress goes to fd 3, the script's stderr, even from inside $(resolve),
+# whose own stderr carries only the reason a platform cannot be built.
+exec 3>&2
+say() { echo "dist: $*" >&3; }
 
 # Per platform: the musl target, the glibc target, Debian's cross gcc prefix
 # and the cross C library package (the glibc fallback's linker and libc.a).
