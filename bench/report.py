@@ -341,7 +341,7 @@ def headline(r):
                  rows, ["l", "r", "c", "r", "r", "r", "r", "r", "r", "r", "r"])
 
 
-def doc(r, chart_rel, wall_s):
+def doc(r, chart_rel, wall_s, sizes=()):
     env, c = r["env"], r["counts"]
     L = []
     add = L.append
@@ -402,11 +402,25 @@ def doc(r, chart_rel, wall_s):
     add("")
     add(targets(r))
     add("")
-    add(details(r))
+    add(details(r, sizes))
     return "\n".join(L) + "\n"
 
 
-def details(r):
+def platform_sizes(doc_path):
+    """The table of docs/sizes.md (scripts/dist.sh --docs), or [] without one."""
+    path = os.path.join(os.path.dirname(os.path.abspath(doc_path)), "sizes.md")
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    table = [l for l in lines if l.startswith("|")]
+    after = lines[lines.index(table[-1]) + 1:] if table else []
+    source = next((l for l in after if l.strip()), "")
+    return table + ([""] + [source] if source else [])
+
+
+def details(r, sizes=()):
     L = []
     add = L.append
     size = r.get("size")
@@ -424,6 +438,14 @@ def details(r):
         add("")
         add("tini and dumb-init are small because they are dynamically linked: they need the C "
             "library of the image they run in. Of the static ones, usher is the smallest.")
+        add("")
+    if sizes:
+        add("### usher's release binaries, per platform")
+        add("")
+        add("Copied from [sizes.md](sizes.md), which `scripts/dist.sh --docs` writes; how each "
+            "is built and tested: [architectures.md](architectures.md).")
+        add("")
+        L.extend(sizes)
         add("")
     for key, title in (("startup", "2. Start-up overhead, not PID 1"),
                        ("startup_pid1", "2b. Start-up overhead as PID 1 of a new PID namespace")):
@@ -701,7 +723,7 @@ def main():
         f.write(chart(r))
     rel = os.path.relpath(os.path.abspath(a.chart), os.path.dirname(os.path.abspath(a.doc)))
     with open(a.doc, "w") as f:
-        f.write(doc(r, rel, wall))
+        f.write(doc(r, rel, wall, platform_sizes(a.doc)))
 
 
 if __name__ == "__main__":

@@ -328,11 +328,11 @@ fn same_value(text: &str, json: &J) -> bool {
 }
 
 /// Asserts `needles` occur in usher's lines in this order, each on its own line.
-fn assert_in_order(stderr: &str, needles: &[&str]) -> Vec<String> {
+fn assert_in_order(stderr: &str, needles: &[impl AsRef<str>]) -> Vec<String> {
     let lines = usher_lines(stderr);
     let mut found = Vec::new();
     let mut from = 0;
-    for needle in needles {
+    for needle in needles.iter().map(AsRef::as_ref) {
         let at = lines[from..]
             .iter()
             .position(|l| l.contains(needle))
@@ -392,8 +392,14 @@ fn drain_delays_term_while_the_app_keeps_working() {
     );
 
     assert_eq!(f.code, Some(0), "{f:?}");
-    let fwd = line_with(&f.stderr, "info: forwarded: signal=SIGTERM to=group:2")
-        .unwrap_or_else(|| panic!("no forwarded line:\n{}", f.stderr));
+    let fwd = line_with(
+        &f.stderr,
+        &format!(
+            "info: forwarded: signal=SIGTERM to=group:{}",
+            first_child_pid()
+        ),
+    )
+    .unwrap_or_else(|| panic!("no forwarded line:\n{}", f.stderr));
     let t = line_t(fwd).expect("forwarded line has a time");
     assert!(
         t >= 1.0,
@@ -456,7 +462,10 @@ fn second_stop_cuts_the_drain(name: &str, second: i32, second_name: &str, file: 
         &[
             "info: stop received: signal=SIGTERM drain=10s",
             &format!("info: drain cut short: signal={second_name}"),
-            &format!("info: forwarded: signal={second_name} to=group:2"),
+            &format!(
+                "info: forwarded: signal={second_name} to=group:{}",
+                first_child_pid()
+            ),
             "info: exiting: code=0",
         ],
     );
@@ -579,7 +588,10 @@ fn app_exiting_during_the_drain_ends_usher_at_once() {
         &f.stderr,
         &[
             "info: stop received: signal=SIGTERM drain=10s",
-            "info: child exited: pid=2 status=exit:5",
+            &format!(
+                "info: child exited: pid={app} status=exit:5",
+                app = first_child_pid()
+            ),
             "info: exiting: code=5",
         ],
     );
@@ -645,7 +657,10 @@ fn pre_stop_runs_first_and_forwarding_waits_for_it() {
             "info: stop received: signal=SIGTERM drain=200ms",
             "info: pre-stop started: pid=",
             "info: pre-stop exited: pid=",
-            "info: forwarded: signal=SIGTERM to=group:2",
+            &format!(
+                "info: forwarded: signal=SIGTERM to=group:{app}",
+                app = first_child_pid()
+            ),
             "info: exiting: code=0",
         ],
     );
@@ -732,8 +747,9 @@ fn hanging_hook_is_killed_at_the_deadline(mode: Mode, name: &str) {
         assert!(!alive(app_pid), "the app (pid {app_pid}) survived usher");
     } else {
         assert!(
-            killed.contains(&2),
-            "the app (pid 2) is not among the killed: {kill}"
+            killed.contains(&first_child_pid()),
+            "the app (pid {}) is not among the killed: {kill}",
+            first_child_pid()
         );
     }
 }
@@ -786,9 +802,15 @@ fn app_ignoring_term_is_killed_at_the_deadline() {
         &f.stderr,
         &[
             "info: stop received: signal=SIGTERM drain=0s grace=2s",
-            "info: forwarded: signal=SIGTERM to=group:2",
+            &format!(
+                "info: forwarded: signal=SIGTERM to=group:{app}",
+                app = first_child_pid()
+            ),
             "warn: grace period over, killing: signal=SIGKILL pids=",
-            "info: child exited: pid=2 status=signal:SIGKILL",
+            &format!(
+                "info: child exited: pid={app} status=signal:SIGKILL",
+                app = first_child_pid()
+            ),
             "info: exiting: code=137",
         ],
     );
@@ -989,7 +1011,10 @@ fn straggler_ignoring_term_is_killed_at_the_deadline_and_the_app_code_kept() {
     let lines = assert_in_order(
         &f.stderr,
         &[
-            "info: child exited: pid=2 status=exit:7",
+            &format!(
+                "info: child exited: pid={app} status=exit:7",
+                app = first_child_pid()
+            ),
             "info: signalled leftovers: signal=SIGTERM pids=",
             "warn: grace period over, killing: signal=SIGKILL pids=",
             // info, not debug: the app left a process behind, so its exit is notable.
@@ -1102,7 +1127,10 @@ fn stop_on_quit_drains_quit_and_forwards_term_at_once() {
         &f.stderr,
         &[
             "info: stop received: signal=SIGQUIT drain=1.500s",
-            "info: forwarded: signal=SIGQUIT to=group:2",
+            &format!(
+                "info: forwarded: signal=SIGQUIT to=group:{app}",
+                app = first_child_pid()
+            ),
             "info: exiting: code=0",
         ],
     );
@@ -1156,7 +1184,10 @@ fn rewrite_term_to_quit_after_the_drain() {
         &f.stderr,
         &[
             "info: stop received: signal=SIGTERM drain=1s",
-            "info: forwarded: signal=SIGTERM sent=SIGQUIT to=group:2",
+            &format!(
+                "info: forwarded: signal=SIGTERM sent=SIGQUIT to=group:{app}",
+                app = first_child_pid()
+            ),
         ],
     );
     let t = line_t(&lines[1]).expect("time on the forwarded line");
@@ -1204,12 +1235,16 @@ fn timeline_run(name: &str, format: &str) -> (String, Sent) {
     (f.stderr, stop)
 }
 
-const TIMELINE: &[&str] = &[
-    "info: stop received: signal=SIGTERM drain=300ms grace=5s",
-    "info: forwarded: signal=SIGTERM to=group:2",
-    "info: child exited: pid=2 status=exit:3",
-    "info: exiting: code=3",
-];
+/// What `timeline_run` must log, in order.
+fn timeline() -> Vec<String> {
+    let app = first_child_pid();
+    vec![
+        "info: stop received: signal=SIGTERM drain=300ms grace=5s".into(),
+        format!("info: forwarded: signal=SIGTERM to=group:{app}"),
+        format!("info: child exited: pid={app} status=exit:3"),
+        "info: exiting: code=3".into(),
+    ]
+}
 
 #[test]
 fn timeline_lines_in_order() {
@@ -1217,7 +1252,7 @@ fn timeline_lines_in_order() {
         return;
     }
     let (stderr, _) = timeline_run("timeline", "text");
-    let lines = assert_in_order(&stderr, TIMELINE);
+    let lines = assert_in_order(&stderr, &timeline());
     let ts: Vec<f64> = lines
         .iter()
         .map(|l| line_t(l).unwrap_or_else(|| panic!("no +t on {l}")))

@@ -11,8 +11,81 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// The usher under test: the one cargo built, or `USHERTEST_USHER` (another
+/// build of it, e.g. a release binary for another architecture, run under
+/// `USHERTEST_EMULATOR`; see [`usher_command`]).
 pub fn usher() -> &'static str {
-    env!("CARGO_BIN_EXE_usher")
+    static USHER: OnceLock<String> = OnceLock::new();
+    USHER.get_or_init(|| {
+        std::env::var("USHERTEST_USHER").unwrap_or_else(|_| env!("CARGO_BIN_EXE_usher").into())
+    })
+}
+
+/// `USHERTEST_EMULATOR`: the program usher runs under (`qemu-aarch64-static`,
+/// say), so the tests can run another architecture's build; docs/architectures.md.
+pub fn emulator() -> Option<&'static str> {
+    static EMULATOR: OnceLock<Option<String>> = OnceLock::new();
+    EMULATOR
+        .get_or_init(|| {
+            std::env::var("USHERTEST_EMULATOR")
+                .ok()
+                .filter(|e| !e.is_empty())
+        })
+        .as_deref()
+}
+
+/// The command that runs usher after `prefix` (an unshare, or nothing), under
+/// the emulator if there is one: the one place the harness builds it.
+pub fn usher_command(prefix: &[&str]) -> Command {
+    let mut argv: Vec<&str> = prefix.to_vec();
+    argv.extend(emulator());
+    argv.push(usher());
+    let mut cmd = Command::new(argv[0]);
+    cmd.args(&argv[1..]);
+    if emulator().is_some() {
+        // qemu-user gives the host's signals 32 and 33 (its own C library's)
+        // to no guest signal, so an emulated usher can neither see nor reset
+        // them, and an app it starts inherits them as usher found them.
+        // cargo leaves 32 ignored (glibc's posix_spawn does), natively usher
+        // resets it; for the emulator, the harness starts it clean.
+        // SAFETY: only raw rt_sigaction calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let default = [0u64; 8]; // the kernel's struct sigaction: SIG_DFL
+                for sig in [32, 33] {
+                    libc::syscall(
+                        libc::SYS_rt_sigaction,
+                        libc::c_long::from(sig),
+                        default.as_ptr(),
+                        std::ptr::null_mut::<u64>(),
+                        8 as libc::size_t,
+                    );
+                }
+                Ok(())
+            });
+        }
+    }
+    cmd
+}
+
+/// The pid usher's first child gets when usher is PID 1 of a fresh namespace:
+/// 2, but under an emulator whatever its own threads left (qemu-user starts
+/// a helper thread first, which takes 2), found by asking a shell.
+pub fn first_child_pid() -> i32 {
+    static PID: OnceLock<i32> = OnceLock::new();
+    *PID.get_or_init(|| {
+        if emulator().is_none() {
+            return 2;
+        }
+        let prefix = namespace_prefix().expect("namespaces checked by the caller");
+        let mut cmd = usher_command(prefix);
+        cmd.args(["--", "sh", "-c", "echo $$"]);
+        let (code, out, err) = run_bounded(&mut cmd, Duration::from_secs(30));
+        assert_eq!(code, Some(0), "asking the app's pid: {out:?} {err:?}");
+        out.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("asking the app's pid: {out:?}"))
+    })
 }
 
 /// How usher is started.
@@ -146,13 +219,8 @@ pub fn start(mode: Mode, args: &[&str]) -> Running {
 /// Like [`start`], with a chance to adjust the command (env vars, stdin).
 pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Running {
     let mut cmd = match mode {
-        Mode::Pid1 => {
-            let prefix = namespace_prefix().expect("namespaces checked by the caller");
-            let mut c = Command::new(prefix[0]);
-            c.args(&prefix[1..]).arg(usher());
-            c
-        }
-        Mode::Plain => Command::new(usher()),
+        Mode::Pid1 => usher_command(namespace_prefix().expect("namespaces checked by the caller")),
+        Mode::Plain => usher_command(&[]),
     };
     cmd.args(args)
         .stdin(Stdio::null())
