@@ -16,6 +16,7 @@
 #   usher-VERSION-PLATFORM-LIBC   one static binary per platform; PLATFORM is
 #                                 Docker's name (TARGETARCH, plus the variant
 #                                 for arm: armv7), LIBC is musl or glibc
+#   usher.1                       the man page (docs/usher.1)
 #   SHA256SUMS                    `sha256sum -c SHA256SUMS` checks them all
 #   sizes.md                      a table: platform, file, Rust target, size
 #
@@ -150,11 +151,9 @@ resolve() {
   local platform=$1 musl gnu prefix debarch
   read -r musl gnu prefix debarch <<<"$(spec "$platform")"
   if add_target "$musl"; then
-    if [ "${musl%%-*}" = "$host_arch" ]; then
-      echo "$musl musl - musl, host cc"
-    else
-      echo "$musl musl rust-lld musl, rust-lld"
-    fi
+    # rust-lld for every musl target, the host's too (.cargo/config.toml
+    # says the same for x86_64): smaller than the system's ld.bfd.
+    echo "$musl musl rust-lld musl, rust-lld"
   elif add_target "$gnu"; then
     if [ "${gnu%%-*}" = "$host_arch" ]; then
       echo "$gnu glibc - glibc +crt-static, host cc"
@@ -250,8 +249,11 @@ for row in "${chosen[@]}"; do
   rows+=("$platform|$file|$triple|$libc|$how|$bytes")
 done
 
+# The man page, generated from the same option table as --help (a unit test
+# keeps docs/usher.1 current); `install -m 644 usher.1 /usr/local/share/man/man1/`.
+cp "$ROOT/docs/usher.1" "$dist/usher.1"
 if [ ${#rows[@]} -gt 0 ]; then
-  (cd "$dist" && sha256sum usher-* >SHA256SUMS)
+  (cd "$dist" && sha256sum usher-* usher.1 >SHA256SUMS)
 fi
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "?")
