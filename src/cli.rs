@@ -389,6 +389,8 @@ Usage: usher [OPTIONS] [--] COMMAND [ARGS...]
 
 Everything from COMMAND on is the app's; usher reads nothing after it.
 Every option can also be set by its environment variable; the flag wins.
+As an engine's --init (docker/podman run --init), usher is started as
+INIT -- COMMAND: set its options through the variables.
 
 Options:
 ";
