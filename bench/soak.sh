@@ -17,23 +17,20 @@ set -euo pipefail
 
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
-IDLE=600
-SIGNALS=1000000
-SAMPLE=10
+# --usher goes before storm.py's subcommand; everything else is the soak's
+# own (storm.py checks it and has the defaults above).
 USHER=()
+SOAK=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --idle) IDLE=$2; shift 2 ;;
-        --signals) SIGNALS=$2; shift 2 ;;
-        --sample) SAMPLE=$2; shift 2 ;;
-        --usher) USHER=(--usher "$2"); shift 2 ;;
+        --usher) USHER=(--usher "$2"); shift ;;
         -h | --help) usage; exit 0 ;;
-        *) echo "bench/soak.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+        *) SOAK+=("$1") ;;
     esac
+    shift
 done
 
 cd "$(dirname "$0")/.."
 [ ${#USHER[@]} -gt 0 ] || cargo build --release --quiet
 mkdir -p bench/out/storm
-exec python3 bench/storm.py "${USHER[@]}" --json bench/out/storm/soak.json \
-    soak --idle "$IDLE" --signals "$SIGNALS" --sample "$SAMPLE"
+exec python3 bench/storm.py "${USHER[@]}" --json bench/out/storm/soak.json soak "${SOAK[@]}"

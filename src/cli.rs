@@ -906,13 +906,22 @@ pub fn show(arg: &OsStr) -> String {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::os::unix::ffi::OsStringExt;
+
+    /// Arguments, or what a message must say; variables and their values.
+    type Words = &'static [&'static str];
+    type Vars = &'static [(&'static str, &'static str)];
+
+    /// `parse` with `args` and the variables `env`, and nothing else.
+    fn parse_os(args: &[OsString], env: &[(&str, OsString)]) -> Result<Parsed, Usage> {
+        let env: HashMap<&str, OsString> = env.iter().cloned().collect();
+        parse(args.iter().cloned(), |k| env.get(k).cloned())
+    }
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
-        let env: HashMap<String, OsString> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), OsString::from(v)))
-            .collect();
-        match parse(args.iter().map(OsString::from), |k| env.get(k).cloned()) {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let env: Vec<(&str, OsString)> = env.iter().map(|&(k, v)| (k, v.into())).collect();
+        match parse_os(&args, &env) {
             Err(usage) => Err(usage.message),
             Ok(Parsed::Run(c)) => Ok(*c),
             Ok(other) => Err(format!("expected a run, got {other:?}")),
@@ -1009,98 +1018,209 @@ mod tests {
         ));
     }
 
+    /// Every command line and environment usher refuses, and what its
+    /// one-line message must say. (That main prints it as one line on
+    /// stderr, exits 2 and runs nothing is tested once, in tests/core.rs.)
+    #[rustfmt::skip]
+    const REFUSED: &[(Words, Vars, Words)] = &[
+        // The command.
+        (&[], &[], &["no command given", "usher [OPTIONS] [--] COMMAND [ARGS...]"]),
+        (&["--"], &[], &["no command given"]),
+        (&["-s"], &[], &["no command given"]),
+        (&["-s", "--"], &[], &["no command given"]),
+        (&["-v"], &[], &["no command given"]),
+        (&[""], &[], &["the command is an empty string"]),
+        // Unknown flags, values where none belong, missing values. A name
+        // is quoted and escaped: a newline in it cannot make a second line.
+        (&["--bogus", "app"], &[], &["unknown option \"--bogus\" (see usher --help)"]),
+        (&["--bogus=1", "app"], &[], &["unknown option \"--bogus\""]),
+        (&["-x", "app"], &[], &["unknown option \"-x\" (see usher --help)"]),
+        (&["-sx", "app"], &[], &["unknown option 'x' in \"-sx\""]),
+        (&["-s-", "app"], &[], &["unknown option '-' in \"-s-\""]),
+        (&["--a\nb", "app"], &[], &["unknown option \"--a\\nb\""]),
+        (&["-\n", "app"], &[], &["unknown option \"-\\n\""]),
+        (&["--subreaper=1", "app"], &[], &["option --subreaper takes no value"]),
+        (&["--help=1"], &[], &["option --help takes no value"]),
+        (&["-p"], &[], &["option -p needs a value"]),
+        (&["--drain"], &[], &["option --drain needs a value"]),
+        (&["-r"], &[], &["option -r needs a value"]),
+        // Signals.
+        (&["-p", "0", "app"], &[], &["--pdeathsig", "signal number 0", "1..64"]),
+        (&["-p", "65", "app"], &[], &["signal number 65", "1..64"]),
+        (&["-p", "-1", "app"], &[], &["signal number -1", "1..64"]),
+        (&["-p", "BOGUS", "app"], &[], &["unknown signal \"BOGUS\"", "TERM", "RTMIN+N", "1..64"]),
+        (&["-p", "RTMAX+1", "app"], &[], &["unknown signal \"RTMAX+1\""]),
+        (&["-p", "", "app"], &[], &["--pdeathsig", "empty signal name"]),
+        (&["--stop-on", "KILL", "app"], &[], &["--stop-on \"KILL\"", "SIGKILL", "cannot start a shutdown"]),
+        (&["--stop-on", "STOP", "app"], &[], &["SIGSTOP", "cannot start"]),
+        (&["--stop-on", "TERM,KILL", "app"], &[], &["never forwarded"]),
+        (&["--stop-on", "TERM,65", "app"], &[], &["--stop-on", "65", "1..64"]),
+        (&["--stop-on", "TERM,BOGUS", "app"], &[], &["--stop-on", "\"BOGUS\""]),
+        (&["--stop-on", "", "app"], &[], &["--stop-on", "empty signal name"]),
+        // Rewrites.
+        (&["-r", "TERM", "app"], &[], &["rewrite \"TERM\" is not FROM:TO", "TERM:QUIT"]),
+        (&["--rewrite=TERM", "app"], &[], &["not FROM:TO"]),
+        (&["-r", "TERM:", "app"], &[], &["\"TERM:\"", "TO is empty"]),
+        (&["-r", ":QUIT", "app"], &[], &["\":QUIT\"", "empty signal name"]),
+        (&["-r", "TERM:QUIT:1", "app"], &[], &["\"TERM:QUIT:1\"", "unknown signal \"QUIT:1\""]),
+        (&["-r", "0:TERM", "app"], &[], &["\"0:TERM\"", "1..64"]),
+        (&["-r", "TERM:65", "app"], &[], &["\"TERM:65\"", "1..64"]),
+        (&["-r", "KILL:TERM", "app"], &[], &["\"KILL:TERM\"", "SIGKILL is never forwarded"]),
+        (&["-r", "STOP:TERM", "app"], &[], &["\"STOP:TERM\"", "SIGSTOP is never forwarded"]),
+        (&["-r", "CHLD:TERM", "app"], &[], &["SIGCHLD is never forwarded"]),
+        (&["-r", "SEGV:TERM", "app"], &[], &["SIGSEGV is never forwarded"]),
+        (&["-r", "TERM:STOP", "app"], &[], &["freeze"]),
+        // Durations carry a unit (a bare 0 is the one number accepted).
+        (&["--drain", "5", "app"], &[], &["--drain \"5\" has no unit", "5s", "5ms"]),
+        (&["--grace-period", "5", "app"], &[], &["--grace-period \"5\" has no unit", "5s"]),
+        (&["--drain", "-1s", "app"], &[], &["--drain \"-1s\"", "cannot be negative", "500ms, 15s, 1m30s"]),
+        (&["--drain", "", "app"], &[], &["--drain", "500ms", "empty value"]),
+        (&["--drain=", "app"], &[], &["--drain", "empty value"]),
+        (&["--drain", "   ", "app"], &[], &["--drain", "empty value"]),
+        (&["--drain", "soon", "app"], &[], &["--drain \"soon\"", "500ms", "not a duration"]),
+        (&["--grace-period", "soon", "app"], &[], &["--grace-period \"soon\""]),
+        (&["--drain", "1.5", "app"], &[], &["--drain \"1.5\""]),
+        // Durations too long to mean anything (they could only overflow clocks).
+        (&["--drain", "99999999999999999999s", "app"], &[], &["--drain \"99999999999999999999s\"", "at most 365d"]),
+        (&["--drain", "18446744073709551615s", "app"], &[], &["--drain \"18446744073709551615s\"", "at most 365d"]),
+        (&["--drain", "400d", "app"], &[], &["at most 365d"]),
+        (&["--grace-period", "366d", "app"], &[], &["--grace-period \"366d\"", "at most 365d"]),
+        (&["--grace-period=500000000000y", "app"], &[], &["--grace-period", "at most 365d"]),
+        // The drain ends before the deadline.
+        (&["--drain", "5s", "--grace-period", "5s", "app"], &[], &["--drain 5s must be shorter than --grace-period 5s"]),
+        (&["--drain=5s", "--grace-period=5s", "app"], &[], &["--drain 5s must be shorter than --grace-period 5s"]),
+        (&["--drain", "5s", "--grace-period", "1s", "app"], &[], &["--drain 5s must be shorter than --grace-period 1s"]),
+        (&["--grace-period", "0s", "app"], &[], &["the default --drain 0s must be shorter than --grace-period 0s"]),
+        // Hook command lines.
+        (&["--pre-stop", "sh -c 'x", "app"], &[], &["--pre-stop", "sh -c 'x", "unclosed single quote"]),
+        (&["--pre-stop", "say \"oops", "app"], &[], &["--pre-stop", "unclosed double quote"]),
+        (&["--pre-stop", "hook\\", "app"], &[], &["--pre-stop", "lone backslash"]),
+        (&["--pre-stop", "", "app"], &[], &["--pre-stop", "empty"]),
+        (&["--pre-stop", " \t ", "app"], &[], &["--pre-stop", "empty"]),
+        // Exit codes and the log format.
+        (&["-e", "256", "app"], &[], &["--remap-exit \"256\"", "0 to 255"]),
+        (&["-e", "-1", "app"], &[], &["--remap-exit \"-1\"", "0 to 255"]),
+        (&["-e", "x", "app"], &[], &["--remap-exit \"x\"", "0 to 255"]),
+        (&["--log-format", "xml", "app"], &[], &["--log-format \"xml\" is not text or json"]),
+        // Variables: the message names the variable, not a flag never given.
+        (&["app"], &[("USHER_SUBREAPER", "maybe")], &["USHER_SUBREAPER=\"maybe\"", "not a boolean", "1 or 0"]),
+        (&["app"], &[("USHER_SINGLE_CHILD", "2")], &["USHER_SINGLE_CHILD=\"2\"", "not a boolean"]),
+        (&["app"], &[("USHER_REWRITE", "TERM")], &["USHER_REWRITE: rewrite \"TERM\" is not FROM:TO"]),
+        (&["app"], &[("USHER_REWRITE", "TERM:QUIT,KILL:TERM")], &["USHER_REWRITE", "\"KILL:TERM\"", "never forwarded"]),
+        (&["app"], &[("USHER_REWRITE", "TERM:QUIT:HUP")], &["USHER_REWRITE", "\"TERM:QUIT:HUP\""]),
+        (&["app"], &[("USHER_PDEATHSIG", "0")], &["USHER_PDEATHSIG: signal number 0", "1..64"]),
+        (&["app"], &[("USHER_PDEATHSIG", "NOPE")], &["USHER_PDEATHSIG: unknown signal \"NOPE\""]),
+        (&["app"], &[("USHER_PDEATHSIG", "SIGNOPE")], &["USHER_PDEATHSIG: unknown signal \"SIGNOPE\""]),
+        (&["app"], &[("USHER_REMAP_EXIT", "x")], &["USHER_REMAP_EXIT \"x\""]),
+        (&["app"], &[("USHER_REMAP_EXIT", "143,300")], &["USHER_REMAP_EXIT \"300\"", "0 to 255"]),
+        (&["app"], &[("USHER_LOG", "loud")], &["USHER_LOG=\"loud\"", "error, warn, info, debug, trace"]),
+        (&["app"], &[("USHER_LOG_FORMAT", "xml")], &["USHER_LOG_FORMAT \"xml\" is not text or json"]),
+        (&["app"], &[("USHER_DRAIN", "5")], &["USHER_DRAIN \"5\" has no unit", "5s"]),
+        (&["app"], &[("USHER_DRAIN", "-1s")], &["USHER_DRAIN \"-1s\"", "cannot be negative", "500ms"]),
+        (&["app"], &[("USHER_GRACE_PERIOD", "-1s")], &["USHER_GRACE_PERIOD \"-1s\""]),
+        (&["app"], &[("USHER_GRACE_PERIOD", "soon")], &["USHER_GRACE_PERIOD \"soon\"", "500ms"]),
+        (&["app"], &[("USHER_GRACE_PERIOD", "99999999999999999999s")], &["USHER_GRACE_PERIOD \"99999999999999999999s\""]),
+        (&["app"], &[("USHER_GRACE_PERIOD", "400d")], &["USHER_GRACE_PERIOD \"400d\"", "at most 365d"]),
+        (&["app"], &[("USHER_STOP_ON", "KILL")], &["USHER_STOP_ON \"KILL\"", "cannot start a shutdown"]),
+        (&["app"], &[("USHER_STOP_ON", "TERM;INT")], &["USHER_STOP_ON"]),
+        (&["app"], &[("USHER_STOP_ON", "TERM,,INT")], &["USHER_STOP_ON", "empty signal name"]),
+        (&["app"], &[("USHER_PRE_STOP", "'")], &["USHER_PRE_STOP: ", "unclosed single quote"]),
+        // Conflicts, between variables and between a variable and a flag.
+        (&["app"], &[("USHER_DRAIN", "5s"), ("USHER_GRACE_PERIOD", "1s")], &["USHER_DRAIN 5s must be shorter than USHER_GRACE_PERIOD 1s"]),
+        (&["--grace-period", "1s", "app"], &[("USHER_DRAIN", "5s")], &["USHER_DRAIN 5s must be shorter than --grace-period 1s"]),
+    ];
+
     #[test]
-    fn usage_errors_say_what_is_wrong() {
-        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-        let cases: &[Case] = &[
-            (&[], &[], "no command"),
-            (&["-s"], &[], "no command"),
-            (&["--bogus", "app"], &[], "unknown option \"--bogus\""),
-            (&["--bogus=1", "app"], &[], "unknown option \"--bogus\""),
-            (&["-x", "app"], &[], "unknown option \"-x\""),
-            (&["-s-", "app"], &[], "unknown option '-' in \"-s-\""),
-            (&["--a\nb", "app"], &[], "unknown option \"--a\\nb\""),
-            (&["-r", "TERM:STOP", "app"], &[], "freeze"),
-            (&["--drain", "-1s", "app"], &[], "cannot be negative"),
-            (
-                &["--drain", "99999999999999999999s", "app"],
-                &[],
-                "at most 365d",
-            ),
-            (&["-p"], &[], "needs a value"),
-            (&["-p", "BOGUS", "app"], &[], "unknown signal"),
-            (&["-r", "TERM", "app"], &[], "not FROM:TO"),
-            (&["-r", "KILL:TERM", "app"], &[], "never forwarded"),
-            (&["-e", "256", "app"], &[], "0 to 255"),
-            (&["--drain", "5", "app"], &[], "no unit"),
-            (&["--drain", "soon", "app"], &[], "not a duration"),
-            (
-                &["--drain", "5s", "--grace-period", "5s", "app"],
-                &[],
-                "must be shorter",
-            ),
-            (&["--stop-on", "TERM,KILL", "app"], &[], "never forwarded"),
-            (
-                &["--pre-stop", "sh -c 'x", "app"],
-                &[],
-                "unclosed single quote",
-            ),
-            (&["--subreaper=1", "app"], &[], "takes no value"),
-            (&["--log-format", "xml", "app"], &[], "not text or json"),
-            (&["app"], &[("USHER_SUBREAPER", "maybe")], "not a boolean"),
-            (&["app"], &[("USHER_LOG", "loud")], "USHER_LOG"),
-            (
-                &["app"],
-                &[("USHER_GRACE_PERIOD", "-1s")],
-                "USHER_GRACE_PERIOD \"-1s\"",
-            ),
-            (
-                &["app"],
-                &[("USHER_DRAIN", "5")],
-                "USHER_DRAIN \"5\" has no unit",
-            ),
-            (&["app"], &[("USHER_STOP_ON", "TERM;INT")], "USHER_STOP_ON"),
-            (
-                &["app"],
-                &[("USHER_REWRITE", "TERM")],
-                "USHER_REWRITE: rewrite \"TERM\"",
-            ),
-            (
-                &["app"],
-                &[("USHER_PDEATHSIG", "NOPE")],
-                "USHER_PDEATHSIG: unknown signal",
-            ),
-            (
-                &["app"],
-                &[("USHER_REMAP_EXIT", "x")],
-                "USHER_REMAP_EXIT \"x\"",
-            ),
-            (&["app"], &[("USHER_PRE_STOP", "'")], "USHER_PRE_STOP: "),
-            (
-                &["--grace-period", "0s", "app"],
-                &[],
-                "the default --drain 0s must be shorter than --grace-period 0s",
-            ),
-            (&["--drain", "400d", "app"], &[], "at most 365d"),
-            (&[""], &[], "empty string"),
-        ];
-        for (args, env, want) in cases {
+    fn usage_errors_say_what_is_wrong_in_one_line() {
+        for (args, env, needles) in REFUSED {
             let err = run(args, env).expect_err(&format!("{args:?} {env:?} should fail"));
+            assert!(!err.contains('\n'), "{args:?}: more than one line: {err:?}");
+            for n in *needles {
+                assert!(
+                    err.contains(n),
+                    "{args:?} {env:?}: {err:?} should say {n:?}"
+                );
+            }
+            let names_a_var = env.iter().any(|(k, _)| err.contains(k));
+            assert!(env.is_empty() || names_a_var, "{env:?}: {err:?}");
+        }
+    }
+
+    #[test]
+    fn options_and_variables_that_are_not_utf8_are_refused_by_name() {
+        let os = |b: &[u8]| OsString::from_vec(b.to_vec());
+        let cases = [
+            (vec![os(b"--\xff")], "option \"--\\xFF\" is not valid UTF-8"),
+            (vec![os(b"-s\xff")], "option \"-s\\xFF\" is not valid UTF-8"),
+            (vec![os(b"--log-format"), os(b"\xff")], "--log-format"),
+            (
+                vec![os(b"-p"), os(b"\xff")],
+                "the value of -p, \"\\xFF\", is not valid UTF-8",
+            ),
+        ];
+        for (mut args, says) in cases {
+            args.push("app".into());
+            let err = parse_os(&args, &[]).expect_err("refused").message;
             assert!(
-                err.contains(want),
-                "{args:?}: {err:?} should mention {want:?}"
+                err.contains(says) && err.contains("not valid UTF-8"),
+                "{err:?}"
             );
         }
+        // Every variable usher reads, so a new one is covered at once.
+        for var in env_vars() {
+            let err = parse_os(&["app".into()], &[(var, os(b"x\xff"))]).expect_err(var);
+            let says = format!("{var}=\"x\\xFF\" is not valid UTF-8");
+            assert!(err.message.contains(&says), "{var}: {:?}", err.message);
+        }
+    }
+
+    /// Values that look odd but are fine; and a flag wins over a variable
+    /// without the variable even being read, so garbage there is harmless.
+    #[rustfmt::skip]
+    const ACCEPTED: &[(Words, Vars)] = &[
+        // An empty or blank variable is an unset one, whichever it is.
+        (&["app"], &[("USHER_SUBREAPER", "")]),
+        (&["app"], &[("USHER_LOG", " ")]),
+        (&["app"], &[("USHER_DRAIN", "")]),
+        (&["app"], &[("USHER_PRE_STOP", " ")]),
+        (&["app"], &[("USHER_REMAP_EXIT", " ")]),
+        (&["app"], &[("USHER_REWRITE", ",,")]),
+        (&["app"], &[("USHER_REWRITE", " TERM:QUIT , ")]),
+        (&["app"], &[("USHER_SUBREAPER", " YES ")]),
+        (&["app"], &[("USHER_DRAIN", "0")]),
+        (&["app"], &[("USHER_BOGUS", "1")]),
+        (&["--drain", "1s", "app"], &[("USHER_DRAIN", "garbage")]),
+        (&["-v", "app"], &[("USHER_LOG", "loud")]),
+        (&["--log-format", "text", "app"], &[("USHER_LOG_FORMAT", "xml")]),
+        (&["-r", "TERM:QUIT", "app"], &[("USHER_REWRITE", "KILL:TERM")]),
+        (&["-p", "KILL", "app"], &[("USHER_PDEATHSIG", "0")]),
+        (&["--pre-stop", "true", "app"], &[("USHER_PRE_STOP", "'")]),
+        (&["-c", "app"], &[("USHER_SUBREAPER", "1"), ("USHER_SINGLE_CHILD", "no")]),
+        (&["-g", "app"], &[("USHER_SINGLE_CHILD", "1")]),
+    ];
+
+    #[test]
+    fn odd_values_are_accepted_and_a_flag_overrides_a_garbage_variable() {
+        for (args, env) in ACCEPTED {
+            let c = run(args, env).unwrap_or_else(|e| panic!("{args:?} {env:?}: {e}"));
+            assert_eq!(c.command, ["app"]);
+        }
+        let c = run(&["app"], &[("USHER_SUBREAPER", " YES ")]).unwrap();
+        assert!(c.subreaper);
+        let c = run(&["-g", "app"], &[("USHER_SINGLE_CHILD", "1")]).unwrap();
+        assert!(!c.policy.single_child, "-g wins over USHER_SINGLE_CHILD=1");
+        let c = run(&["app"], &[("USHER_SINGLE_CHILD", "1")]).unwrap();
+        assert!(c.policy.single_child);
+        let c = run(&["app"], &[("USHER_REWRITE", " TERM:QUIT , ")]).unwrap();
+        assert_eq!(c.policy.rewrite.apply(Signal::TERM), Some(Signal::QUIT));
     }
 
     #[test]
     fn a_usage_error_follows_the_log_format_asked_for_and_the_flag_wins() {
         let format = |args: &[&str], env: &[(&str, &str)]| {
-            let env: HashMap<String, OsString> = env
-                .iter()
-                .map(|(k, v)| (k.to_string(), OsString::from(v)))
-                .collect();
-            match parse(args.iter().map(OsString::from), |k| env.get(k).cloned()) {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            let env: Vec<(&str, OsString)> = env.iter().map(|&(k, v)| (k, v.into())).collect();
+            match parse_os(&args, &env) {
                 Err(usage) => usage.format,
                 Ok(p) => panic!("{args:?} parsed: {p:?}"),
             }
@@ -1191,7 +1311,6 @@ mod tests {
 
     #[test]
     fn non_utf8_command_passes_through() {
-        use std::os::unix::ffi::OsStringExt;
         let weird = OsString::from_vec(vec![b'a', 0xff]);
         let Ok(Parsed::Run(c)) = parse(["printf".into(), weird.clone()], |_| None) else {
             panic!()

@@ -1,15 +1,30 @@
-//! Shared harness for integration tests: run the built usher as PID 1 of a new
-//! PID namespace (or as a subreaper), wait with bounds, clean up by pid.
+//! The harness every integration test shares: start usher hermetically (as PID 1 of a new PID namespace or as a plain process), wait with bounds, read its log, assert on timing, clean up by pid.
 #![allow(dead_code)]
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+// ------------------------------------------------------------------ bounds --
+
+/// Bound for what normally takes milliseconds (the machine is noisy).
+pub const SOON: Duration = Duration::from_secs(15);
+/// Bound for a whole usher run to finish.
+pub const FINISH: Duration = Duration::from_secs(20);
+/// Bound for heavy work: thousands of processes, a storm, a pty session.
+pub const HEAVY: Duration = Duration::from_secs(60);
+/// How long to keep watching for something that must NOT happen.
+pub const QUIET: Duration = Duration::from_millis(1000);
+/// Seconds allowed on top of every expected time (never below it).
+pub const SLACK: f64 = 3.0;
 
 /// The usher under test: the one cargo built, or `USHERTEST_USHER` (another
 /// build of it, e.g. a release binary for another architecture, run under
@@ -80,49 +95,41 @@ pub fn first_child_pid() -> i32 {
         let prefix = namespace_prefix().expect("namespaces checked by the caller");
         let mut cmd = usher_command(prefix);
         cmd.args(["--", "sh", "-c", "echo $$"]);
-        let (code, out, err) = run_bounded(&mut cmd, Duration::from_secs(30));
-        assert_eq!(code, Some(0), "asking the app's pid: {out:?} {err:?}");
-        out.trim()
+        let ran = run_bounded(&mut cmd, Duration::from_secs(30));
+        assert!(ran.ok(), "asking the app's pid: {ran:?}");
+        ran.stdout
+            .trim()
             .parse()
-            .unwrap_or_else(|_| panic!("asking the app's pid: {out:?}"))
+            .unwrap_or_else(|_| panic!("asking the app's pid: {ran:?}"))
     })
 }
+
+// ------------------------------------------------------------- namespaces --
 
 /// How usher is started.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Mode {
     /// PID 1 of a fresh PID namespace (via unshare).
     Pid1,
-    /// A plain process of this test, with `-s` added by the caller if wanted.
+    /// A plain process of this test (with `-s` where a test wants a reaper).
     Plain,
 }
 
-/// The unshare prefix that works here, or why none does.
+/// The unshare prefix that works here, or why none does. unshare is named
+/// by its full path, so a test may give usher a PATH of its own.
 pub fn namespace_prefix() -> Result<&'static [&'static str], String> {
     static PREFIX: OnceLock<Result<&'static [&'static str], String>> = OnceLock::new();
     PREFIX
         .get_or_init(|| {
-            const ROOT: &[&str] = &["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"];
-            const USER: &[&str] = &[
-                "unshare",
-                "--user",
-                "--map-root-user",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-                "--kill-child",
-            ];
-            for prefix in [ROOT, USER] {
-                let ok = Command::new(prefix[0])
-                    .args(&prefix[1..])
-                    .arg("true")
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .map(|s| s.success())
-                    .unwrap_or(false);
-                if ok {
-                    return Ok(prefix);
+            let unshare = which("unshare").ok_or("no unshare (util-linux) in PATH")?;
+            let unshare: &'static str = Box::leak(unshare.into_boxed_str());
+            let pid = ["--pid", "--fork", "--mount-proc", "--kill-child"];
+            for user in [&[][..], &["--user", "--map-root-user"]] {
+                let prefix: Vec<&str> = [&[unshare][..], user, &pid].concat();
+                let mut c = Command::new(unshare);
+                c.args(&prefix[1..]).arg("true");
+                if try_run(&mut c, SOON).is_ok_and(|r| r.ok()) {
+                    return Ok(&*Box::leak(prefix.into_boxed_slice()));
                 }
             }
             Err("unshare --pid --fork --mount-proc does not work here (no PID namespaces)".into())
@@ -130,16 +137,76 @@ pub fn namespace_prefix() -> Result<&'static [&'static str], String> {
         .clone()
 }
 
-/// Returns true (and prints why) when PID-namespace tests cannot run here.
-pub fn skip_without_namespaces(test: &str) -> bool {
-    match namespace_prefix() {
-        Ok(_) => false,
-        Err(why) => {
-            eprintln!("SKIPPED {test}: {why}");
-            true
-        }
-    }
+/// The full path of `program`, found in this process's PATH.
+pub fn which(program: &str) -> Option<String> {
+    let path = std::env::var_os("PATH")?;
+    let found = std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())?;
+    Some(found.to_string_lossy().into_owned())
 }
+
+/// Says, past the test harness's capture (so it shows when the test
+/// passes), that the running test or a part of it is skipped, and why.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
+}
+
+/// Whether PID-namespace tests can run here. When they cannot, says that
+/// the running test is skipped, and why; with
+/// `USHERTEST_REQUIRE_NAMESPACES=1` (CI) it fails the test instead.
+pub fn namespaces() -> bool {
+    namespaces_for("")
+}
+
+fn namespaces_for(part: &str) -> bool {
+    let Err(why) = namespace_prefix() else {
+        return true;
+    };
+    if std::env::var_os("USHERTEST_REQUIRE_NAMESPACES").is_some_and(|v| v == "1") {
+        panic!("USHERTEST_REQUIRE_NAMESPACES=1, but {why}");
+    }
+    skipped(&format!("{part}{why}"));
+    false
+}
+
+/// Returns from the test, saying why, where PID namespaces are unavailable.
+#[macro_export]
+macro_rules! needs_namespaces {
+    () => {
+        if !$crate::common::namespaces() {
+            return;
+        }
+    };
+}
+
+/// Plain always; PID 1 too where namespaces work.
+pub fn modes() -> Vec<Mode> {
+    let mut m = vec![Mode::Plain];
+    if namespaces_for("its PID 1 part: ") {
+        m.push(Mode::Pid1);
+    }
+    m
+}
+
+/// Whether this test runs as root.
+pub fn root() -> bool {
+    // SAFETY: getuid cannot fail.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// The first of `paths` that exists.
+pub fn first_existing(paths: &[&str]) -> Option<String> {
+    paths
+        .iter()
+        .find(|p| Path::new(p).exists())
+        .map(|p| p.to_string())
+}
+
+// ---------------------------------------------------------------- scratch --
 
 /// A scratch directory unique to one test, removed on drop.
 pub struct Scratch(pub PathBuf);
@@ -171,6 +238,34 @@ impl Scratch {
     pub fn wait_for(&self, name: &str, needle: &str, within: Duration) -> bool {
         wait_until(within, || self.read(name).contains(needle))
     }
+
+    /// The complete stamps (`rec NAME`: `date +%s.%N` lines) in file `name`.
+    pub fn stamps(&self, name: &str) -> Vec<f64> {
+        let text = self.read(name);
+        let complete = &text[..text.rfind('\n').unwrap_or(0)];
+        complete
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    /// The first complete stamp in `name`.
+    pub fn stamp(&self, name: &str) -> Option<f64> {
+        self.stamps(name).first().copied()
+    }
+
+    /// Seconds from `sent` to the first stamp in `name`, if there is one.
+    pub fn since(&self, name: &str, sent: Sent) -> Option<f64> {
+        self.stamp(name).map(|t| t - sent.epoch)
+    }
+
+    /// The pid written in `name` (by `echo $$ > name`).
+    pub fn pid(&self, name: &str) -> i32 {
+        let text = self.read(name);
+        text.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name} holds no pid: {text:?}"))
+    }
 }
 
 impl Drop for Scratch {
@@ -179,8 +274,33 @@ impl Drop for Scratch {
     }
 }
 
-/// Polls `cond` every 10 ms until it holds or `within` passes.
-pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
+/// Writes an executable shell script into `dir` and returns its path.
+pub fn script(dir: &Path, name: &str, body: &str) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
+    path.to_string_lossy().into_owned()
+}
+
+/// An app script that runs in the scratch dir, never dumps core, and has
+/// `rec NAME` to append the wall-clock time to file NAME.
+pub fn app(s: &Scratch, name: &str, body: &str) -> String {
+    let dir = s.0.to_str().expect("utf-8 temp dir");
+    assert!(!dir.contains('\''), "scratch dir {dir:?} holds a quote");
+    script(
+        &s.0,
+        name,
+        &format!(
+            "cd '{dir}' || exit 99\nulimit -c 0 2>/dev/null\nrec() {{ date +%s.%N >> \"$1\"; }}\n{body}"
+        ),
+    )
+}
+
+// ------------------------------------------------------------------ clocks --
+
+/// Polls `cond` every `every` until it holds or `within` passes.
+pub fn poll(within: Duration, every: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + within;
     loop {
         if cond() {
@@ -189,17 +309,174 @@ pub fn wait_until(within: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= end {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(every);
     }
 }
+
+/// Polls `cond` every 10 ms until it holds or `within` passes.
+pub fn wait_until(within: Duration, cond: impl FnMut() -> bool) -> bool {
+    poll(within, Duration::from_millis(10), cond)
+}
+
+/// Wall-clock seconds since the epoch: comparable with the apps' `date +%s.%N`.
+pub fn epoch() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// When the test sent a signal, read just *before* `kill`: so "no sooner
+/// than" bounds measured from it are exact.
+#[derive(Clone, Copy, Debug)]
+pub struct Sent {
+    pub at: Instant,
+    pub epoch: f64,
+}
+
+impl Sent {
+    pub fn now() -> Sent {
+        Sent {
+            at: Instant::now(),
+            epoch: epoch(),
+        }
+    }
+
+    /// Seconds since then.
+    pub fn elapsed(&self) -> f64 {
+        self.at.elapsed().as_secs_f64()
+    }
+}
+
+/// Asserts that `what` came `after` seconds after its cause: no sooner than
+/// `due` (usher must never act early) and at most [`SLACK`] later. `None`:
+/// it never came. `log` (usher's) goes into the failure message.
+#[track_caller]
+pub fn assert_on_time(what: &str, after: Option<f64>, due: f64, log: &str) {
+    let Some(after) = after else {
+        panic!("{what} never came (due {due}s after its cause)\n{log}");
+    };
+    assert!(
+        after >= due,
+        "{what} came {after:.3}s after its cause, before {due}s\n{log}"
+    );
+    assert!(
+        after <= due + SLACK,
+        "{what} came only {after:.3}s after its cause (due {due}s, slack {SLACK}s)\n{log}"
+    );
+}
+
+/// Asserts an escalation at a `grace`-second deadline, `took` seconds after
+/// what started it (by the test's clock): usher's own line says it killed
+/// at the deadline, on time, and usher exited no sooner and not much later
+/// (listing /proc and reaping can lag on a starved machine). Returns the line.
+#[track_caller]
+pub fn assert_deadline(grace: f64, took: f64, log: &str) -> String {
+    let line = line_with(log, "grace period over, killing: signal=SIGKILL")
+        .unwrap_or_else(|| panic!("no kill at the deadline\n{log}"));
+    assert_on_time("the deadline's kill", line_t(line), grace, log);
+    assert!(
+        (grace..=grace + 2.0 * SLACK).contains(&took),
+        "usher exited {took:.3}s after the stop (grace period {grace}s)\n{log}"
+    );
+    line.to_string()
+}
+
+// --------------------------------------------------------------- commands --
+
+/// Hides the test's own `USHER_*` variables from `cmd` (and so from any
+/// usher under it), except those the test set on `cmd` itself: a
+/// developer's environment must not change a test's result.
+pub fn hermetic(cmd: &mut Command) {
+    let set: Vec<_> = cmd.get_envs().map(|(k, _)| k.to_os_string()).collect();
+    for (k, _) in std::env::vars_os() {
+        if k.as_bytes().starts_with(b"USHER_") && !set.contains(&k) {
+            cmd.env_remove(k);
+        }
+    }
+}
+
+/// Reads `from` to its end on a thread of its own.
+pub fn read_all(mut from: impl Read + Send + 'static) -> JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = from.read_to_string(&mut s);
+        s
+    })
+}
+
+/// What a finished command left.
+#[derive(Debug)]
+pub struct Ran {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub took: Duration,
+}
+
+impl Ran {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Runs `cmd` hermetically, stdin closed, in its own process group, for at
+/// most `within`. Err when it cannot start (the spawn error) or runs out of
+/// time (then its whole tree is SIGKILLed, by pid).
+pub fn try_run(cmd: &mut Command, within: Duration) -> Result<Ran, String> {
+    hermetic(cmd);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let start = Instant::now();
+    let child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    let shown = format!("{cmd:?}");
+    finish(child, within, start).map_err(|e| format!("{shown} {e}"))
+}
+
+/// Waits up to `within` for `child`, collecting what it writes to piped
+/// stdout and stderr; kills its tree if it does not finish.
+pub fn finish(mut child: Child, within: Duration, start: Instant) -> Result<Ran, String> {
+    let out = child.stdout.take().map(read_all);
+    let err = child.stderr.take().map(read_all);
+    let mut status = None;
+    wait_until(within, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    let Some(status) = status else {
+        kill_tree(child.id() as i32);
+        let _ = child.wait();
+        return Err(format!("did not finish within {within:?}"));
+    };
+    let took = start.elapsed();
+    let text = |h: Option<JoinHandle<String>>| h.map(|h| h.join().unwrap_or_default());
+    Ok(Ran {
+        code: status.code(),
+        stdout: text(out).unwrap_or_default(),
+        stderr: text(err).unwrap_or_default(),
+        took,
+    })
+}
+
+/// Like [`try_run`], failing the test if `cmd` cannot start or finish.
+pub fn run_bounded(cmd: &mut Command, within: Duration) -> Ran {
+    try_run(cmd, within).unwrap_or_else(|e| panic!("{e}"))
+}
+
+// ------------------------------------------------------------------ usher --
 
 /// A running usher (inside unshare in Pid1 mode). Killed with everything it
 /// started when dropped.
 pub struct Running {
-    /// The process we spawned: unshare (Pid1) or usher itself (Plain).
+    /// The process we spawned: unshare (Pid1), usher itself (Plain), or
+    /// whatever [`start_command`] was given.
     pub outer: Child,
     pub mode: Mode,
-    stderr_buf: Option<std::thread::JoinHandle<String>>,
+    stderr: Option<JoinHandle<String>>,
 }
 
 /// What a finished usher left behind.
@@ -208,7 +485,25 @@ pub struct Finished {
     pub status: ExitStatus,
     pub code: Option<i32>,
     pub stderr: String,
-    pub took: Duration,
+}
+
+/// For failure messages: the exit and usher's log as it was written.
+impl std::fmt::Display for Finished {
+    fn fmt(&self, out: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            out,
+            "usher exited {:?}; its stderr:\n{}",
+            self.code, self.stderr
+        )
+    }
+}
+
+/// The command that runs usher in `mode` (through unshare as PID 1).
+pub fn usher_in(mode: Mode) -> Command {
+    match mode {
+        Mode::Plain => usher_command(&[]),
+        Mode::Pid1 => usher_command(namespace_prefix().expect("namespaces checked by the caller")),
+    }
 }
 
 /// Starts usher with `args` (usher's flags, `--`, the app) in `mode`.
@@ -216,30 +511,51 @@ pub fn start(mode: Mode, args: &[&str]) -> Running {
     start_with(mode, args, |_| {})
 }
 
+/// Runs usher with `args` in `mode` to its end.
+pub fn run(mode: Mode, args: &[&str]) -> Finished {
+    start(mode, args).wait(FINISH)
+}
+
 /// Like [`start`], with a chance to adjust the command (env vars, stdin).
 pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Running {
-    let mut cmd = match mode {
-        Mode::Pid1 => usher_command(namespace_prefix().expect("namespaces checked by the caller")),
-        Mode::Plain => usher_command(&[]),
+    start_command(mode, usher_in(mode), |c| {
+        c.args(args);
+        adjust(c);
+    })
+}
+
+/// Starts usher in `mode` with `flags` (and `-s` when not PID 1) running
+/// the app script `body` (see [`app`]) in `s`.
+pub fn start_app(mode: Mode, s: &Scratch, flags: &[&str], body: &str) -> Running {
+    let a = app(s, "app", body);
+    let mut args = if mode == Mode::Plain {
+        vec!["-s"]
+    } else {
+        vec![]
     };
-    cmd.args(args)
-        .stdin(Stdio::null())
+    args.extend(flags);
+    args.extend(["--", &a]);
+    start(mode, &args)
+}
+
+/// Starts `cmd`, which is or execs usher (setpriv, prlimit, an unshare of
+/// one's own); `mode` says where usher is (Plain: the command itself, after
+/// exec; Pid1: its child). Hermetic; stdin and stdout null and stderr
+/// captured unless `adjust` sets them otherwise.
+pub fn start_command(mode: Mode, mut cmd: Command, adjust: impl FnOnce(&mut Command)) -> Running {
+    hermetic(&mut cmd);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     // Its own process group, so cleanup can reach unshare and usher by pgid.
     cmd.process_group(0);
     adjust(&mut cmd);
-    let mut outer = cmd.spawn().expect("spawn usher");
-    let mut err = outer.stderr.take().expect("stderr piped");
-    let stderr_buf = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
+    let mut outer = cmd.spawn().expect("spawn usher's command");
+    let stderr = outer.stderr.take().map(read_all);
     Running {
         outer,
         mode,
-        stderr_buf: Some(stderr_buf),
+        stderr,
     }
 }
 
@@ -247,43 +563,92 @@ impl Running {
     /// usher's pid as seen from here (for sending it signals).
     pub fn usher_pid(&self) -> i32 {
         let outer = self.outer.id() as i32;
-        match self.mode {
-            Mode::Plain => outer,
-            Mode::Pid1 => {
-                let mut found = 0;
-                wait_until(Duration::from_secs(10), || {
-                    found = children_of(outer).first().copied().unwrap_or(0);
-                    found != 0
-                });
-                assert!(found != 0, "usher did not appear under unshare");
-                found
-            }
+        if self.mode == Mode::Plain {
+            return outer;
         }
+        let mut found = 0;
+        wait_until(SOON, || {
+            found = children_of(outer).first().copied().unwrap_or(0);
+            found != 0
+        });
+        assert!(found != 0, "usher did not appear under unshare");
+        found
     }
 
-    /// Sends `sig` to usher.
-    pub fn signal(&self, sig: i32) {
-        // SAFETY: kill has no memory-safety preconditions.
-        let ret = unsafe { libc::kill(self.usher_pid(), sig) };
-        assert_eq!(ret, 0, "kill usher: {}", std::io::Error::last_os_error());
+    /// Sends `sig` to usher; returns when, read just before sending.
+    pub fn signal(&self, sig: i32) -> Sent {
+        let pid = self.usher_pid(); // may poll /proc: not part of the timing
+        let sent = Sent::now();
+        kill(pid, sig).unwrap_or_else(|e| panic!("kill usher: {e}"));
+        sent
     }
 
-    /// Waits up to `within` for usher to exit; panics (after cleanup) if it
-    /// does not. Never hangs on a stderr that something left behind holds
-    /// open (see [`Running::wait_bounded`]).
-    pub fn wait(self, within: Duration) -> Finished {
-        self.wait_bounded(within)
+    /// Whether usher (the outer process) is still running.
+    pub fn running(&mut self) -> bool {
+        matches!(self.outer.try_wait(), Ok(None))
+    }
+
+    /// Waits up to [`SOON`] for the app to stamp `file`; fails the test,
+    /// with usher's log, if it never does.
+    pub fn ready(self, s: &Scratch, file: &str) -> Running {
+        if wait_until(SOON, || s.stamp(file).is_some()) {
+            return self;
+        }
+        let f = self.wait(Duration::from_secs(1));
+        panic!("the app never wrote {file:?}: {f:?}");
+    }
+
+    /// Waits up to `within` for usher to exit, then at most `within` more
+    /// for its stderr to close: whatever usher left behind (an app orphaned
+    /// by a crash) may hold it open, and the test must then fail with what
+    /// was read so far, not hang. Panics (after cleanup) if usher does not exit.
+    pub fn wait(mut self, within: Duration) -> Finished {
+        let mut status = None;
+        wait_until(within, || {
+            status = self.outer.try_wait().ok().flatten();
+            status.is_some()
+        });
+        let Some(status) = status else {
+            let pid = self.outer.id();
+            drop(self);
+            panic!("usher (outer pid {pid}) did not exit within {within:?}");
+        };
+        let reader = self.stderr.take();
+        let closed = wait_until(within, || reader.as_ref().is_none_or(|h| h.is_finished()));
+        let stderr = match reader {
+            Some(h) if closed => h.join().unwrap_or_default(),
+            Some(_) => {
+                "<usher exited but its stderr stayed open: something it left behind holds it>"
+                    .into()
+            }
+            None => String::new(),
+        };
+        Finished {
+            status,
+            code: status.code(),
+            stderr,
+        }
     }
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if matches!(self.outer.try_wait(), Ok(Some(_))) {
-            return;
+        if !matches!(self.outer.try_wait(), Ok(Some(_))) {
+            kill_tree(self.outer.id() as i32);
+            let _ = self.outer.wait();
         }
-        let root = self.outer.id() as i32;
-        kill_tree(root);
-        let _ = self.outer.wait();
+    }
+}
+
+// ------------------------------------------------------------------ /proc --
+
+/// kill(2), as a Result.
+pub fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
+    // SAFETY: kill has no memory-safety preconditions.
+    if unsafe { libc::kill(pid, sig) } < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
     }
 }
 
@@ -301,6 +666,18 @@ pub fn children_of(pid: i32) -> Vec<i32> {
     out
 }
 
+/// Waits up to [`SOON`] for `parent`'s first child to be `comm`; returns its pid.
+pub fn child_named(parent: i32, comm: &str) -> i32 {
+    let mut found = 0;
+    let named = |p: i32| fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+    let ok = wait_until(SOON, || {
+        found = children_of(parent).first().copied().unwrap_or(0);
+        found != 0 && named(found).trim() == comm
+    });
+    assert!(ok, "no {comm} under pid {parent}");
+    found
+}
+
 /// SIGKILLs `root` and every descendant, by pid (never by name).
 pub fn kill_tree(root: i32) {
     let mut all = vec![root];
@@ -311,8 +688,7 @@ pub fn kill_tree(root: i32) {
         i += 1;
     }
     for pid in all {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let _ = kill(pid, libc::SIGKILL);
     }
 }
 
@@ -325,16 +701,27 @@ pub fn proc_status(pid: i32, field: &str) -> Option<String> {
     })
 }
 
-/// Writes an executable shell script into `dir` and returns its path.
-pub fn script(dir: &Path, name: &str, body: &str) -> String {
-    use std::os::unix::fs::PermissionsExt;
-    let path = dir.join(name);
-    fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod script");
-    path.to_string_lossy().into_owned()
+/// The process state letter of `pid` ('R', 'S', 'T', 'Z'...).
+pub fn state(pid: i32) -> Option<char> {
+    proc_status(pid, "State")?.chars().next()
 }
 
-/// `VmRSS` of `pid` in kB, from /proc/PID/status.
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: i32) -> bool {
+    state(pid).is_some_and(|s| s != 'Z')
+}
+
+/// The process group of `pid`, from /proc/PID/stat.
+pub fn pgrp(pid: i32) -> Option<i32> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..]
+        .split_whitespace()
+        .nth(2)?
+        .parse()
+        .ok()
+}
+
+/// `VmRSS` of `pid` in kB.
 pub fn vm_rss_kb(pid: i32) -> Option<u64> {
     proc_status(pid, "VmRSS")?
         .split_whitespace()
@@ -343,7 +730,7 @@ pub fn vm_rss_kb(pid: i32) -> Option<u64> {
         .ok()
 }
 
-/// How many file descriptors `pid` has open, from /proc/PID/fd.
+/// How many file descriptors `pid` has open.
 pub fn fd_count(pid: i32) -> Option<usize> {
     Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
 }
@@ -367,22 +754,14 @@ pub fn cc_binary(src: &Path, name: &str) -> Result<PathBuf, String> {
             // Built under a name of its own, then renamed: test binaries
             // running at once never see a half-written program.
             let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
-            let built = Command::new("cc")
-                .args(["-O2", "-Wall", "-o"])
-                .arg(&tmp)
-                .arg(src)
-                .stdin(Stdio::null())
-                .output()
-                .map_err(|e| {
-                    format!("no C compiler (`cc`: {e}); apt-get install -y gcc libc6-dev")
-                })?;
-            if !built.status.success() {
+            let mut cc = Command::new("cc");
+            cc.args(["-O2", "-Wall", "-o"]).arg(&tmp).arg(src);
+            let built = try_run(&mut cc, HEAVY)
+                .map_err(|e| format!("no C compiler ({e}); apt-get install -y gcc libc6-dev"))?;
+            if !built.ok() {
                 let _ = fs::remove_file(&tmp);
-                return Err(format!(
-                    "cc {} failed: {}",
-                    src.display(),
-                    String::from_utf8_lossy(&built.stderr).trim()
-                ));
+                let why = built.stderr.trim();
+                return Err(format!("cc {} failed: {why}", src.display()));
             }
             fs::rename(&tmp, &out).map_err(|e| format!("rename {}: {e}", tmp.display()))?;
             Ok(out)
@@ -390,113 +769,101 @@ pub fn cc_binary(src: &Path, name: &str) -> Result<PathBuf, String> {
         .clone()
 }
 
-/// Like [`start_with`] for any command that is or execs usher (setpriv,
-/// prlimit, an unshare of one's own); `mode` says where usher is (Plain: the
-/// command itself, after exec; Pid1: the command's child). stdin and stdout
-/// are null and stderr is captured unless `adjust` sets them otherwise.
-pub fn start_command(mode: Mode, mut cmd: Command, adjust: impl FnOnce(&mut Command)) -> Running {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    cmd.process_group(0);
-    adjust(&mut cmd);
-    let mut outer = cmd.spawn().expect("spawn usher's command");
-    let stderr_buf = outer.stderr.take().map(|mut err| {
-        std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        })
-    });
-    Running {
-        outer,
-        mode,
-        stderr_buf,
+// -------------------------------------------------------------------- log --
+
+/// The non-empty lines of `text`.
+pub fn lines(text: &str) -> Vec<&str> {
+    text.lines().filter(|l| !l.trim().is_empty()).collect()
+}
+
+/// usher's own lines (text format), skipping anything the app printed.
+pub fn usher_lines(log: &str) -> Vec<&str> {
+    log.lines().filter(|l| l.starts_with("usher: ")).collect()
+}
+
+/// The first usher line containing `needle`.
+pub fn line_with<'a>(log: &'a str, needle: &str) -> Option<&'a str> {
+    let needle = with_app_pid(needle);
+    usher_lines(log).into_iter().find(|l| l.contains(&needle))
+}
+
+/// `needle` with `{app}` standing for the pid of the app of a PID-1 usher
+/// ([`first_child_pid`]: 2, natively), as log needles write it.
+pub fn with_app_pid(needle: &str) -> String {
+    match needle.contains("{app}") {
+        true => needle.replace("{app}", &first_child_pid().to_string()),
+        false => needle.to_string(),
     }
 }
 
-impl Running {
-    /// Waits up to `within` for usher to exit, then at most `within` more for its
-    /// stderr to close after usher exits: whatever usher left behind (an app
-    /// orphaned by a crash) may hold it open, and the test must then fail
-    /// with what was read so far, not hang.
-    pub fn wait_bounded(mut self, within: Duration) -> Finished {
-        let t = Instant::now();
-        let mut status = None;
-        wait_until(within, || {
-            status = self.outer.try_wait().ok().flatten();
-            status.is_some()
-        });
-        let Some(status) = status else {
-            let pid = self.outer.id();
-            drop(self);
-            panic!("usher (outer pid {pid}) did not exit within {within:?}");
-        };
-        let reader = self.stderr_buf.take();
-        let closed = wait_until(within, || reader.as_ref().is_none_or(|h| h.is_finished()));
-        let stderr = match reader {
-            Some(h) if closed => h.join().unwrap_or_default(),
-            Some(_) => {
-                "<usher exited but its stderr stayed open: something it left behind holds it>"
-                    .into()
-            }
-            None => String::new(),
-        };
-        Finished {
-            status,
-            code: status.code(),
-            stderr,
-            took: t.elapsed(),
-        }
+/// The `+1.234s` time of a text log line.
+pub fn line_t(line: &str) -> Option<f64> {
+    let rest = line.strip_prefix("usher: +")?;
+    rest.split_once("s ")?.0.parse().ok()
+}
+
+/// The value of `key=` among the words of a line.
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let want = format!("{key}=");
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(want.as_str()))
+        .map(|v| v.trim_end_matches(','))
+}
+
+/// The comma-separated pids of a `pids=2,5` field.
+pub fn pids_field(line: &str) -> Vec<i32> {
+    let pids = field(line, "pids").unwrap_or_default();
+    pids.split(',').filter_map(|n| n.parse().ok()).collect()
+}
+
+/// Asserts that no line of usher's mentions `needle`, because `why`.
+#[track_caller]
+pub fn assert_no_line(log: &str, needle: &str, why: &str) {
+    if let Some(line) = line_with(log, needle) {
+        panic!("{why}, but usher says {line:?}\n{log}");
     }
 }
 
-/// Spawns `cmd` in its own process group and waits up to `within` for it,
-/// killing its whole tree (by pid) if it does not finish. Returns
-/// (exit code, stdout, stderr).
-pub fn run_bounded(cmd: &mut Command, within: Duration) -> (Option<i32>, String, String) {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd.spawn().expect("spawn");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let mut status = None;
-    wait_until(within, || {
-        status = child.try_wait().ok().flatten();
-        status.is_some()
-    });
-    let Some(status) = status else {
-        kill_tree(child.id() as i32);
-        let _ = child.wait();
-        panic!("{cmd:?} did not finish within {within:?}");
-    };
-    let out = out_t.join().unwrap_or_default();
-    let err = err_t.join().unwrap_or_default();
-    (status.code(), out, err)
+/// Asserts `needles` occur in usher's lines in this order, each on its
+/// own line; returns those lines.
+#[track_caller]
+pub fn assert_in_order(log: &str, needles: &[&str]) -> Vec<String> {
+    let lines = usher_lines(log);
+    let mut found = Vec::new();
+    let mut from = 0;
+    for needle in needles.iter().map(|n| with_app_pid(n)) {
+        let Some(at) = lines[from..].iter().position(|l| l.contains(&needle)) else {
+            panic!("no line with {needle:?} after line {from} in:\n{log}");
+        };
+        found.push(lines[from + at].to_string());
+        from += at + 1;
+    }
+    found
 }
 
-/// An app script that runs in the scratch dir, never dumps core, and has
-/// `rec NAME` to append the wall-clock time to file NAME.
-pub fn app(s: &Scratch, name: &str, body: &str) -> String {
-    let dir = s.0.to_str().expect("utf-8 temp dir");
-    assert!(!dir.contains('\''), "scratch dir {dir:?} holds a quote");
-    script(
-        &s.0,
-        name,
-        &format!(
-            "cd '{dir}' || exit 99\nulimit -c 0 2>/dev/null\nrec() {{ date +%s.%N >> \"$1\"; }}\n{body}"
-        ),
-    )
+/// Asserts that the `pid= pgrp= tpgid=` report of an app on a terminal
+/// says it leads its own process group and that group is the terminal's
+/// foreground one (so it reads the terminal and gets ^C).
+#[track_caller]
+pub fn assert_foreground(line: &str) {
+    let (pid, pgrp) = (field(line, "pid"), field(line, "pgrp"));
+    assert!(
+        pid.is_some() && pgrp == pid,
+        "the app leads its own group: {line}"
+    );
+    assert_eq!(
+        field(line, "tpgid"),
+        pgrp,
+        "its group is the foreground: {line}"
+    );
+}
+
+/// Whether `text` (bytes, maybe not UTF-8) has a line that is exactly `want`.
+pub fn has_line(text: &[u8], want: &[u8]) -> bool {
+    text.split(|&b| b == b'\n').any(|l| l == want)
+}
+
+/// An OS string from raw bytes.
+pub fn bytes(b: &[u8]) -> &OsStr {
+    OsStr::from_bytes(b)
 }
