@@ -514,3 +514,19 @@ fn an_unknown_usher_variable_is_named_in_a_warning_and_ignored() {
     assert!(l.len() == 1 && l[0].contains("warn: unknown variable ignored"));
     assert!(l[0].contains("name=USHER_DRAINN") && l[0].contains("USHER_DRAIN,"));
 }
+
+/// usher never starts a thread: that is what makes its fork safe for the
+/// HTTP hook's child to allocate and use sockets (docs/design.md).
+#[test]
+fn usher_runs_on_one_thread() {
+    let s = Scratch::new("one-thread");
+    let r = start_app(
+        Mode::Plain,
+        &s,
+        &[],
+        "rec ready\nwhile :; do sleep 0.1; done",
+    )
+    .ready(&s, "ready");
+    let threads = proc_status(r.usher_pid(), "Threads");
+    assert_eq!(threads.as_deref(), Some("1"), "usher's threads");
+}
