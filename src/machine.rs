@@ -494,6 +494,19 @@ enum Job {
     Kill(KillCause),
 }
 
+impl Job {
+    /// The signal, and whether the app's group is to be spared.
+    fn parts(self) -> (Signal, bool) {
+        match self {
+            Job::Ask {
+                signal,
+                except_group,
+            } => (signal, except_group),
+            Job::Kill(_) => (Signal::KILL, false),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Machine {
     policy: Policy,
@@ -511,8 +524,9 @@ pub struct Machine {
     children_left: bool,
     /// Since the last reaping round, a search found nothing left.
     found_empty: bool,
-    /// Signals waiting for the answer to [`Action::FindLeftovers`].
-    jobs: Vec<Job>,
+    /// Signals waiting for the answer to [`Action::FindLeftovers`], each
+    /// with whether what needs no list was sent already.
+    jobs: Vec<(Job, bool)>,
     /// A failed post-start hook stopped the container.
     start_failed: bool,
     /// Children of usher that are stopped now (SIGSTOP, SIGTSTP, ...).
@@ -954,13 +968,26 @@ impl Machine {
         self.find_then(Job::Kill(cause));
     }
 
-    /// Asks where leftovers are, then signals them (in [`Self::on_leftovers`]).
+    /// Signals leftovers: at once where no list is needed — as PID 1
+    /// everyone, and the app's group while the app still runs (the
+    /// deadline) — then asks where the rest are ([`Self::on_leftovers`]).
+    /// Signal first: at the deadline every moment counts, and the dead stay
+    /// listed as zombies until reaped anyway.
     fn find_then(&mut self, job: Job) {
         // As PID 1 every process of the namespace is usher's child (orphans
         // are reparented to it), so no child means nothing left.
         let empty = self.start.pid1() && !self.children_left;
         if self.found_empty || empty {
             return;
+        }
+        let (signal, except_group) = job.parts();
+        let first = !except_group && (self.start.pid1() || self.phase.app_alive());
+        if first {
+            let to = match self.start.pid1() {
+                true => Target::Everyone,
+                false => Target::Group(self.start.app),
+            };
+            self.send_leftover(job, signal, to);
         }
         if self.jobs.is_empty() {
             let scope = match (self.start.pid1(), self.children_left) {
@@ -970,7 +997,7 @@ impl Machine {
             };
             self.push(Action::FindLeftovers(scope));
         }
-        self.jobs.push(job);
+        self.jobs.push((job, first));
     }
 
     fn on_leftovers(&mut self, found: Found) {
@@ -985,44 +1012,43 @@ impl Machine {
             self.found_empty = true;
             self.jobs.clear();
         }
-        for job in std::mem::take(&mut self.jobs) {
-            self.signal_leftovers(job, list.as_deref(), found.group_alive);
+        for (job, sent) in std::mem::take(&mut self.jobs) {
+            self.signal_leftovers(job, sent, list.as_deref(), found.group_alive);
         }
         self.exit_if_done();
     }
 
-    /// As PID 1 everything with `kill(-1)`; otherwise the app's group and
-    /// each descendant outside it — never `kill(-1)` outside a namespace,
-    /// which would reach everything the user owns.
-    fn signal_leftovers(&mut self, job: Job, list: Option<&[Leftover]>, group_alive: bool) {
+    /// What the list adds to what [`Self::find_then`] sent first (`sent`):
+    /// not PID 1, the app's group and each descendant outside it — never
+    /// `kill(-1)` outside a namespace, which would reach everything the user
+    /// owns; as PID 1, after the group already got the stop signal, what is
+    /// outside it, or everyone when /proc cannot tell.
+    fn signal_leftovers(
+        &mut self,
+        job: Job,
+        sent: bool,
+        list: Option<&[Leftover]>,
+        group_alive: bool,
+    ) {
         let app = self.start.app;
-        let (signal, except_group) = match job {
-            Job::Ask {
-                signal,
-                except_group,
-            } => (signal, except_group),
-            Job::Kill(_) => (Signal::KILL, false),
-        };
+        let (signal, except_group) = job.parts();
         let outside: Vec<Pid> = list
             .unwrap_or_default()
             .iter()
             .filter(|p| p.group != app)
             .map(|p| p.pid)
             .collect();
-        let targets: Vec<Target> = match (self.start.pid1(), list) {
-            (true, _) if !except_group => vec![Target::Everyone],
+        let mut targets: Vec<Target> = match (self.start.pid1(), list) {
+            (true, _) if !except_group => Vec::new(),
             // No /proc as PID 1: better a second signal than none outside the group.
             (true, None) => vec![Target::Everyone],
-            (false, _) if !except_group && group_alive => std::iter::once(Target::Group(app))
-                .chain(outside.iter().map(|&p| Target::Process(p)))
-                .collect(),
             _ => outside.iter().map(|&p| Target::Process(p)).collect(),
         };
+        if !self.start.pid1() && !except_group && !sent && group_alive {
+            targets.insert(0, Target::Group(app));
+        }
         for to in targets {
-            self.push(Action::Send { signal, to });
-            if let Job::Ask { .. } = job {
-                self.resume(to);
-            }
+            self.send_leftover(job, signal, to);
         }
         let mut pids = match list {
             None => return self.note_signalled(job, signal, Whom::Unknown),
@@ -1036,6 +1062,14 @@ impl Machine {
             true => return,
         };
         self.note_signalled(job, signal, whom);
+    }
+
+    /// One signal to leftovers; a stop signal brings SIGCONT where needed.
+    fn send_leftover(&mut self, job: Job, signal: Signal, to: Target) {
+        self.push(Action::Send { signal, to });
+        if let Job::Ask { .. } = job {
+            self.resume(to);
+        }
     }
 
     fn note_signalled(&mut self, job: Job, signal: Signal, whom: Whom) {

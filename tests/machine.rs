@@ -626,6 +626,9 @@ fn step7_app_ignoring_term_is_killed_at_the_deadline() {
     s.left = leftovers(&[(APP, APP)]);
     let a = s.fire_timer();
     assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
+    let kill = a.iter().position(|a| matches!(a, Action::Send { signal: Signal::KILL, .. }));
+    let search = a.iter().position(|a| matches!(a, Action::FindLeftovers(_)));
+    assert!(kill < search, "SIGKILL first, the list (for the log) after: {a:?}");
     assert_eq!(elapsed(&a).last(), Some(&Some(ms(4000))));
     s.at(4010);
     let a = s.app_exits(Status::Signaled(Signal::KILL), false);
