@@ -28,14 +28,14 @@ import time
 # The numbers each mode uses. Full must stay well under 15 minutes on 2 cores;
 # quick is a smoke test (well under 2 minutes including the build).
 COUNTS = {
-    "full": dict(startup=2000, startup_ns=1000, siglat=20000, idle_s=10,
+    "full": dict(startup=2000, startup_ns=1000, siglat=5000, siglat_passes=3, idle_s=10,
                  scaling=[0, 1000, 3000], scaling_rounds=60,
                  orphans=20000, reap_rounds={"flood": 5, "storm": 3}, shutdown=100,
-                 warmup=20),
-    "quick": dict(startup=100, startup_ns=40, siglat=500, idle_s=3,
+                 shutdown_crowd=3000, warmup=20),
+    "quick": dict(startup=100, startup_ns=40, siglat=300, siglat_passes=2, idle_s=3,
                   scaling=[0, 1000], scaling_rounds=10,
                   orphans=2000, reap_rounds={"flood": 1, "storm": 1}, shutdown=10,
-                  warmup=5),
+                  shutdown_crowd=1000, warmup=5),
 }
 
 DRAIN_MS = 200
@@ -477,7 +477,9 @@ def idle(inits, seconds, tmp):
 
 # ---------------------------------------------------------------- 5. signals
 
-def signal_latency(inits, helpers, rounds, warmup, tmp, cpu):
+def signal_latency_pass(inits, helpers, rounds, warmup, tmp, cpu):
+    """One pass: every init (and the floor) interleaved, ROUNDS signals each;
+    the latencies in µs, floor first."""
     app = os.path.join(helpers, "sigchild")
     specs = [f"floor={app} @FIFO"]
     for name in inits.names:
@@ -492,14 +494,38 @@ def signal_latency(inits, helpers, rounds, warmup, tmp, cpu):
     for line in out.splitlines():
         i, ns = (int(x) for x in line.split())
         lat[i].append(ns / 1000.0)
-    floor = summary(lat[0])
-    res = {"cpu": cpu, "signal": "SIGUSR1", "floor_us": floor, "inits": {}}
+    return lat
+
+
+def over_passes(values):
+    """Median and range of one figure over the passes."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "passes": values}
+
+
+def signal_latency(inits, helpers, rounds, passes, warmup, tmp, cpu):
+    """PASSES independent passes (fresh processes, a fresh shuffle each);
+    each figure is the median over passes, with its range."""
+    runs = [signal_latency_pass(inits, helpers, rounds, warmup, tmp, cpu) for _ in range(passes)]
+    floors = [summary(r[0]) for r in runs]
+    floor = {k: statistics.median(f[k] for f in floors) for k in floors[0] if k != "n"}
+    floor["n"] = sum(f["n"] for f in floors)
+    res = {"cpu": cpu, "signal": "SIGUSR1", "passes": passes, "rounds_per_pass": rounds,
+           "floor_us": floor, "inits": {}}
     for k, name in enumerate(inits.names, start=1):
-        s = summary(lat[k])
+        per = [summary(r[k]) for r in runs]
+        s = {q: statistics.median(p[q] for p in per) for q in per[0] if q != "n"}
+        s["n"] = sum(p["n"] for p in per)
         res["inits"][name] = {
             "latency_us": s,
-            "over_floor_p50_us": s["p50"] - floor["p50"],
-            "over_floor_p99_us": s["p99"] - floor["p99"],
+            "p50_over_passes": over_passes([p["p50"] for p in per]),
+            "p99_over_passes": over_passes([p["p99"] for p in per]),
+            "over_floor_p50_over_passes": over_passes(
+                [p["p50"] - f["p50"] for p, f in zip(per, floors)]),
+            "over_floor_p99_over_passes": over_passes(
+                [p["p99"] - f["p99"] for p, f in zip(per, floors)]),
+            "over_floor_p50_us": statistics.median(p["p50"] - f["p50"] for p, f in zip(per, floors)),
+            "over_floor_p99_us": statistics.median(p["p99"] - f["p99"] for p, f in zip(per, floors)),
         }
     return res
 
@@ -558,9 +584,11 @@ def reaping(inits, helpers, n, rounds):
 
 # ---------------------------------------------------------------- 7. shutdown
 
-def shutdown(inits, helpers, runs, tmp):
+def shutdown(inits, helpers, runs, tmp, crowd):
     """usher alone: as a subreaper on this host, and as PID 1 of a new PID
-    namespace (where /proc lists only the app), alternating in blocks of 5."""
+    namespace (where /proc lists only the app), alternating in blocks of 5;
+    then the same with CROWD unrelated idle processes on the machine (an
+    init that lists the whole host at its deadline slows down with them)."""
     app = os.path.join(helpers, "stopchild")
     unshare = shutil.which("unshare") or "/usr/bin/unshare"
     flags = ["--drain", f"{DRAIN_MS}ms", "--grace-period", f"{GRACE_MS}ms", "--", app, "@FIFO"]
@@ -569,6 +597,37 @@ def shutdown(inits, helpers, runs, tmp):
         "pid1": ("child", [unshare, "--pid", "--fork", "--mount-proc", "--kill-child",
                            inits.paths["usher"]] + flags),
     }
+    res = {"drain_ms": DRAIN_MS, "grace_ms": GRACE_MS, "crowd": crowd, "modes": {}}
+    for extra, suffix in ((0, ""), (crowd, "_crowd")):
+        idl = None
+        try:
+            if extra:
+                idl = subprocess.Popen([os.path.join(helpers, "idlers"), str(extra)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                line = idl.stdout.readline().split()
+                if not line or int(line[1]) != extra:
+                    raise RuntimeError(f"idlers made only {line}")
+            got = timer_runs(helpers, modes, runs, tmp)
+        finally:
+            if idl:
+                idl.stdin.close()
+                idl.wait(timeout=60)
+        for m, (how, cmd) in modes.items():
+            drain, deadline, codes, running, total = got[m]
+            res["modes"][m + suffix] = {
+                "cmd": words(cmd),
+                "processes": extra,
+                "drain_error_ms": summary(drain),
+                "deadline_error_ms": summary(deadline),
+                "exit_codes": sorted(set(codes)),
+                "runnable_at_send": summary(running),
+                "tasks_at_send": summary(total),
+                "raw": list(zip(drain, deadline, running, total)),
+            }
+    return res
+
+
+def timer_runs(helpers, modes, runs, tmp):
     got = {m: ([], [], [], [], []) for m in modes}
     block = 5
     for start in range(0, runs, block):
@@ -582,19 +641,7 @@ def shutdown(inits, helpers, runs, tmp):
                 got[m][2].append(rc)
                 got[m][3].append(running)
                 got[m][4].append(total)
-    res = {"drain_ms": DRAIN_MS, "grace_ms": GRACE_MS, "modes": {}}
-    for m, (how, cmd) in modes.items():
-        drain, deadline, codes, running, total = got[m]
-        res["modes"][m] = {
-            "cmd": words(cmd),
-            "drain_error_ms": summary(drain),
-            "deadline_error_ms": summary(deadline),
-            "exit_codes": sorted(set(codes)),
-            "runnable_at_send": summary(running),
-            "tasks_at_send": summary(total),
-            "raw": list(zip(drain, deadline, running, total)),
-        }
-    return res
+    return got
 
 
 # ---------------------------------------------------------------- main
@@ -652,12 +699,14 @@ def main():
             log(f"3-4/7 idle memory and wake-ups: all inits side by side for {c['idle_s']} s")
             res["idle"] = idle(inits, c["idle_s"], tmp)
         if want("signals"):
-            log(f"5/7 signal latency: {c['siglat']} interleaved rounds on CPU {ncpu - 1}")
-            res["signals"] = signal_latency(inits, helpers, c["siglat"], c["warmup"] * 10,
-                                            tmp, ncpu - 1)
+            log(f"5/7 signal latency: {c['siglat_passes']} passes of {c['siglat']} interleaved "
+                f"rounds on CPU {ncpu - 1}")
+            res["signals"] = signal_latency(inits, helpers, c["siglat"], c["siglat_passes"],
+                                            c["warmup"] * 10, tmp, ncpu - 1)
         if want("shutdown"):
-            log(f"6/7 shutdown timers: {c['shutdown']} runs")
-            res["shutdown"] = shutdown(inits, helpers, c["shutdown"], tmp)
+            log(f"6/7 shutdown timers: {c['shutdown']} runs, then again with "
+                f"{c['shutdown_crowd']} unrelated processes on the machine")
+            res["shutdown"] = shutdown(inits, helpers, c["shutdown"], tmp, c["shutdown_crowd"])
         seen = sampler.samples or [float(open("/proc/loadavg").read().split()[0])]
         res["env"]["loadavg_1m_before_reaping"] = {"min": min(seen), "max": max(seen)}
         if want("reaping"):
