@@ -11,6 +11,7 @@ Standard library only.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -281,6 +282,24 @@ def startup(inits, helpers, rounds, warmup, pid1):
     return res
 
 
+@contextlib.contextmanager
+def idlers(helpers, extra):
+    """EXTRA idle processes on the machine for the duration (bench/c/idlers.c)."""
+    if not extra:
+        yield
+        return
+    idl = subprocess.Popen([os.path.join(helpers, "idlers"), str(extra)],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        line = idl.stdout.readline().split()
+        if not line or int(line[1]) != extra:
+            raise RuntimeError(f"idlers made only {line}")
+        yield
+    finally:
+        idl.stdin.close()
+        idl.wait(timeout=60)
+
+
 def startup_scaling(inits, helpers, extras, rounds, warmup):
     """Start-up overhead (not PID 1) with EXTRA idle processes added to the
     machine, for each EXTRA; and usher and tini-static as PID 1 beside them."""
@@ -293,22 +312,11 @@ def startup_scaling(inits, helpers, extras, rounds, warmup):
              ("PID 1: tini-static", ns + inits.pid1("tini-static") + [true])]
     res = {"rounds": rounds, "extras": {}}
     for extra in extras:
-        idl = None
-        try:
-            if extra:
-                idl = subprocess.Popen([os.path.join(helpers, "idlers"), str(extra)],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                line = idl.stdout.readline().split()
-                if not line or int(line[1]) != extra:
-                    raise RuntimeError(f"idlers made only {line}")
+        with idlers(helpers, extra):
             procs = sum(1 for e in os.listdir("/proc") if e.isdigit())
             seed = random.randrange(1 << 30)
             out = run([os.path.join(helpers, "startup"), str(rounds), str(warmup), str(seed)]
                       + [words(c) for _, c in cmds])
-        finally:
-            if idl:
-                idl.stdin.close()
-                idl.wait(timeout=60)
         times = [[] for _ in cmds]
         for line in out.splitlines():
             i, ns_, _ = (int(x) for x in line.split())
@@ -599,19 +607,8 @@ def shutdown(inits, helpers, runs, tmp, crowd):
     }
     res = {"drain_ms": DRAIN_MS, "grace_ms": GRACE_MS, "crowd": crowd, "modes": {}}
     for extra, suffix in ((0, ""), (crowd, "_crowd")):
-        idl = None
-        try:
-            if extra:
-                idl = subprocess.Popen([os.path.join(helpers, "idlers"), str(extra)],
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                line = idl.stdout.readline().split()
-                if not line or int(line[1]) != extra:
-                    raise RuntimeError(f"idlers made only {line}")
+        with idlers(helpers, extra):
             got = timer_runs(helpers, modes, runs, tmp)
-        finally:
-            if idl:
-                idl.stdin.close()
-                idl.wait(timeout=60)
         for m, (how, cmd) in modes.items():
             drain, deadline, codes, running, total = got[m]
             res["modes"][m + suffix] = {

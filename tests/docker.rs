@@ -285,21 +285,7 @@ struct Line {
 impl Container {
     /// stdout and stderr, merged in time order.
     fn logs(&self) -> Vec<Line> {
-        let out = docker(&["logs", "--timestamps", &self.id], secs(30));
-        let mut lines: Vec<Line> = out
-            .stdout
-            .lines()
-            .chain(out.stderr.lines())
-            .filter_map(|l| {
-                let (ts, text) = l.split_once(' ')?;
-                Some(Line {
-                    at: parse_rfc3339(ts)?,
-                    text: text.trim_end_matches('\r').to_string(),
-                })
-            })
-            .collect();
-        lines.sort_by(|a, b| a.at.total_cmp(&b.at));
-        lines
+        timed_lines(&docker(&["logs", "--timestamps", &self.id], secs(30)))
     }
 
     fn logs_text(&self) -> String {
@@ -358,6 +344,19 @@ impl Container {
         full.extend_from_slice(args);
         docker(&full, secs(30))
     }
+}
+
+/// Runs `check` on every case at once, each on its own thread (containers
+/// take seconds to start and stop); a failing case fails the test.
+fn each_at_once<T: Sync>(cases: &[T], check: impl Fn(&T) + Sync) {
+    thread::scope(|sc| {
+        let runs: Vec<_> = cases.iter().map(|c| sc.spawn(|| check(c))).collect();
+        for r in runs {
+            if let Err(e) = r.join() {
+                std::panic::resume_unwind(e);
+            }
+        }
+    });
 }
 
 /// `2024-11-23T19:40:01.123456789Z` (UTC, as docker prints it) to seconds
@@ -661,28 +660,16 @@ fn exit_codes_pass_through_docker() {
         (&["/tmp"], 126, "cannot run \"/tmp\""),
         (&["sh", "-c", "kill -TERM $$"], 143, ""),
     ];
-    thread::scope(|sc| {
-        let runs: Vec<_> = cases
-            .iter()
-            .map(|&(cmd, code, says)| {
-                sc.spawn(move || {
-                    let args = [&[s.image("usher")][..], cmd].concat();
-                    let (c, out) = run_attached(s, &args, secs(60));
-                    let c = c.expect("docker run wrote its cidfile");
-                    assert_eq!(out.code, Some(code), "docker run {cmd:?}: {out:?}");
-                    assert_eq!(c.wait_code(secs(30)), code, "docker wait, {cmd:?}");
-                    assert!(
-                        out.stderr.contains(says),
-                        "{cmd:?}: usher says {says:?}: {out:?}"
-                    );
-                })
-            })
-            .collect();
-        for r in runs {
-            if let Err(e) = r.join() {
-                std::panic::resume_unwind(e);
-            }
-        }
+    each_at_once(cases, |&(cmd, code, says)| {
+        let args = [&[s.image("usher")][..], cmd].concat();
+        let (c, out) = run_attached(s, &args, secs(60));
+        let c = c.expect("docker run wrote its cidfile");
+        assert_eq!(out.code, Some(code), "docker run {cmd:?}: {out:?}");
+        assert_eq!(c.wait_code(secs(30)), code, "docker wait, {cmd:?}");
+        assert!(
+            out.stderr.contains(says),
+            "{cmd:?}: usher says {says:?}: {out:?}"
+        );
     });
 }
 
@@ -956,29 +943,16 @@ fn docker_init_gives_usher_only_dashdash_and_the_command() {
         ),
         (&[own, "sh", "-c", "exit 5"], 5, ""),
     ];
-    thread::scope(|sc| {
-        let runs: Vec<_> = cases
-            .iter()
-            .map(|&(args, code, says)| {
-                let volume = &volume;
-                sc.spawn(move || {
-                    let mut full = vec!["--init", "-v", volume.as_str()];
-                    full.extend_from_slice(args);
-                    let (c, out) = run_attached(s, &full, secs(60));
-                    let _c = c.expect("docker run wrote its cidfile");
-                    assert_eq!(out.code, Some(code), "docker run --init {args:?}: {out:?}");
-                    assert!(
-                        out.stderr.contains(says),
-                        "{args:?}: usher says {says:?}: {out:?}"
-                    );
-                })
-            })
-            .collect();
-        for r in runs {
-            if let Err(e) = r.join() {
-                std::panic::resume_unwind(e);
-            }
-        }
+    each_at_once(cases, |&(args, code, says)| {
+        let mut full = vec!["--init", "-v", volume.as_str()];
+        full.extend_from_slice(args);
+        let (c, out) = run_attached(s, &full, secs(60));
+        let _c = c.expect("docker run wrote its cidfile");
+        assert_eq!(out.code, Some(code), "docker run --init {args:?}: {out:?}");
+        assert!(
+            out.stderr.contains(says),
+            "{args:?}: usher says {says:?}: {out:?}"
+        );
     });
 }
 

@@ -70,6 +70,11 @@ impl Sim {
         out
     }
 
+    /// The hook of `kind` is running as `pid`.
+    fn hook_runs(&mut self, kind: HookKind, pid: i32) -> Vec<Action> {
+        self.feed(Event::HookStarted { kind, pid })
+    }
+
     fn sig(&mut self, signal: Signal) -> Vec<Action> {
         self.feed(Event::Signal {
             signal,
@@ -170,6 +175,14 @@ fn elapsed(actions: &[Action]) -> Vec<Option<Duration>> {
         .collect()
 }
 
+/// The kind and fatality of the first note, if it says a hook could not start.
+fn hook_failed(actions: &[Action]) -> Option<(HookKind, bool)> {
+    notes(actions).into_iter().find_map(|n| match n {
+        NoteKind::HookFailed { kind, fatal, .. } => Some((*kind, *fatal)),
+        _ => None,
+    })
+}
+
 fn killed(actions: &[Action]) -> bool {
     sent(actions).iter().any(|(s, _)| *s == Signal::KILL)
 }
@@ -198,6 +211,13 @@ fn with_pre_stop(mut policy: Policy) -> Policy {
 }
 
 const TO_APP: Target = Target::Group(APP);
+
+/// usher as PID 1, no terminal.
+const PID1: Start = Start {
+    app: APP,
+    me: 1,
+    terminal: false,
+};
 
 // ---- the core: forwarding and exit codes ----
 
@@ -380,10 +400,7 @@ fn step2_forwarding_waits_for_the_pre_stop_hook() {
     let mut s = Sim::new(with_pre_stop(grace(500, Some(5000))));
     let a = s.sig(Signal::TERM);
     assert!(a.contains(&Action::StartHook(HookKind::PreStop)));
-    s.feed(Event::HookStarted {
-        kind: HookKind::PreStop,
-        pid: HOOK,
-    });
+    s.hook_runs(HookKind::PreStop, HOOK);
     let a = s.fire_timer();
     assert!(sent(&a).is_empty(), "the drain is over, the hook is not");
     assert_eq!(
@@ -408,10 +425,7 @@ fn step2_forwarding_waits_for_the_pre_stop_hook() {
 fn step2_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
     let mut s = Sim::new(with_pre_stop(grace(1000, None)));
     s.sig(Signal::TERM);
-    s.feed(Event::HookStarted {
-        kind: HookKind::PreStop,
-        pid: HOOK,
-    });
+    s.hook_runs(HookKind::PreStop, HOOK);
     s.at(100);
     let a = s.feed(Event::Reaped {
         pid: HOOK,
@@ -429,14 +443,7 @@ fn step2_a_hook_that_cannot_start_is_logged_and_does_not_block() {
         kind: HookKind::PreStop,
         reason: "cannot run \"x\": command not found in PATH".into(),
     });
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookFailed {
-            kind: HookKind::PreStop,
-            fatal: false,
-            ..
-        }
-    ));
+    assert_eq!(hook_failed(&a), Some((HookKind::PreStop, false)));
     assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
 }
 
@@ -446,10 +453,7 @@ fn step2_hanging_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signal() {
     // killed with its group and TERM goes out; SIGKILL waits for 3 s.
     let mut s = Sim::new(with_pre_stop(grace(500, Some(3000))));
     s.sig(Signal::TERM);
-    s.feed(Event::HookStarted {
-        kind: HookKind::PreStop,
-        pid: HOOK,
-    });
+    s.hook_runs(HookKind::PreStop, HOOK);
     s.fire_timer(); // the drain
     let a = s.fire_timer();
     assert_eq!(s.now, ms(2500));
@@ -626,9 +630,20 @@ fn step7_app_ignoring_term_is_killed_at_the_deadline() {
     s.left = leftovers(&[(APP, APP)]);
     let a = s.fire_timer();
     assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
-    let kill = a.iter().position(|a| matches!(a, Action::Send { signal: Signal::KILL, .. }));
+    let kill = a.iter().position(|a| {
+        matches!(
+            a,
+            Action::Send {
+                signal: Signal::KILL,
+                ..
+            }
+        )
+    });
     let search = a.iter().position(|a| matches!(a, Action::FindLeftovers(_)));
-    assert!(kill < search, "SIGKILL first, the list (for the log) after: {a:?}");
+    assert!(
+        kill < search,
+        "SIGKILL first, the list (for the log) after: {a:?}"
+    );
     assert_eq!(elapsed(&a).last(), Some(&Some(ms(4000))));
     s.at(4010);
     let a = s.app_exits(Status::Signaled(Signal::KILL), false);
@@ -692,24 +707,13 @@ fn with_post_start(mut policy: Policy) -> Policy {
 /// A machine whose post-start hook is running as POST.
 fn post_start_running(policy: Policy) -> Sim {
     let mut s = Sim::new(with_post_start(policy));
-    s.feed(Event::HookStarted {
-        kind: HookKind::PostStart,
-        pid: POST,
-    });
+    s.hook_runs(HookKind::PostStart, POST);
     s
 }
 
 #[test]
 fn post_start_runs_alongside_the_app_from_the_start() {
-    let mut m = Machine::new(
-        with_post_start(Policy::default()),
-        Start {
-            app: APP,
-            me: 1,
-            terminal: false,
-        },
-        ms(0),
-    );
+    let mut m = Machine::new(with_post_start(Policy::default()), PID1, ms(0));
     assert_eq!(
         m.poll_action(),
         Some(Action::StartHook(HookKind::PostStart)),
@@ -803,15 +807,7 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
 
 #[test]
 fn post_start_that_cannot_start_stops_the_container_too() {
-    let mut m = Machine::new(
-        with_post_start(Policy::default()),
-        Start {
-            app: APP,
-            me: 1,
-            terminal: false,
-        },
-        ms(0),
-    );
+    let mut m = Machine::new(with_post_start(Policy::default()), PID1, ms(0));
     while m.poll_action().is_some() {}
     m.handle(
         Event::HookFailed {
@@ -821,14 +817,7 @@ fn post_start_that_cannot_start_stops_the_container_too() {
         ms(5),
     );
     let a: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookFailed {
-            kind: HookKind::PostStart,
-            fatal: true,
-            ..
-        }
-    ));
+    assert_eq!(hook_failed(&a), Some((HookKind::PostStart, true)));
     assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
 }
 
@@ -863,10 +852,7 @@ fn post_start_still_running_when_the_app_exits_is_a_leftover() {
         },
         s.now,
     );
-    s.feed(Event::HookStarted {
-        kind: HookKind::PostStart,
-        pid: POST,
-    });
+    s.hook_runs(HookKind::PostStart, POST);
     s.left = leftovers(&[(POST, POST)]);
     s.feed(Event::Reaped {
         pid: APP,
@@ -891,10 +877,7 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
     ] {
         let mut s = Sim::new(with_pre_stop(grace(0, Some(5000))));
         s.sig(Signal::TERM);
-        s.feed(Event::HookStarted {
-            kind: HookKind::PreStop,
-            pid: HOOK,
-        });
+        s.hook_runs(HookKind::PreStop, HOOK);
         if let Some(outcome) = answer {
             s.feed(Event::HookAnswered { pid: HOOK, outcome });
         }
@@ -931,15 +914,7 @@ fn the_reserve_is_two_seconds_or_half_the_grace_period() {
 
 #[test]
 fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
-    let mut m = Machine::new(
-        grace(9000, Some(10_000)),
-        Start {
-            app: APP,
-            me: 1,
-            terminal: false,
-        },
-        ms(0),
-    );
+    let mut m = Machine::new(grace(9000, Some(10_000)), PID1, ms(0));
     assert_eq!(
         m.poll_action(),
         Some(Action::Note(usher::machine::Note {

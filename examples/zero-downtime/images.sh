@@ -34,29 +34,8 @@ host=$(cat /proc/sys/kernel/hostname)
 say() { echo "images: $*" >&2; }
 
 # --- leftovers of earlier runs whose owner died ------------------------------
-stale() { # KIND: ids labelled usher-zd=1 on this host whose owner is gone
-  local ids id info pid h
-  if [ "$1" = container ]; then
-    ids=$(docker ps -aq --no-trunc --filter label=usher-zd=1)
-  else
-    ids=$(docker images -q --no-trunc --filter label=usher-zd=1 | sort -u)
-  fi
-  for id in $ids; do
-    info=$(docker inspect -f '{{index .Config.Labels "usher-zd.pid"}} {{index .Config.Labels "usher-zd.host"}}' "$id" 2>/dev/null) || continue
-    read -r pid h <<<"$info"
-    if [ "$h" = "$host" ] && [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-      echo "$id"
-    fi
-  done
-}
-old=$(stale container)
-[ -z "$old" ] || { say "removing containers left by earlier runs"; docker rm -f -v $old >/dev/null || true; }
-for _ in 1 2 3; do
-  old=$(stale image)
-  [ -n "$old" ] || break
-  say "removing images left by earlier runs"
-  docker rmi $old >/dev/null 2>&1 || true
-done
+. "$(dirname "$0")/../../tests/docker/sweep.sh"
+sweep usher-zd
 
 # --- the parts ----------------------------------------------------------------
 is_static() { file -L "$1" | grep -Eq 'statically linked|static-pie linked'; }

@@ -35,33 +35,8 @@ started=$(date +%s%N)
 say() { echo "setup: +$(( ($(date +%s%N) - started) / 1000000 ))ms $*" >&2; }
 
 # --- leftovers of earlier runs (killed test processes) -----------------------
-stale() { # KIND (container|image): ids labelled usher-test=1 whose owner is gone
-  local kind=$1 ids id info pid h
-  if [ "$kind" = container ]; then
-    ids=$(docker ps -aq --filter label=usher-test=1)
-  else
-    ids=$(docker images -q --no-trunc --filter label=usher-test=1 | sort -u)
-  fi
-  for id in $ids; do
-    info=$(docker inspect -f '{{index .Config.Labels "usher-test.pid"}} {{index .Config.Labels "usher-test.host"}}' "$id" 2>/dev/null) || continue
-    read -r pid h <<<"$info"
-    if [ "$h" = "$host" ] && [ -n "$pid" ] && ! kill -0 "$pid" 2>/dev/null; then
-      echo "$id"
-    fi
-  done
-}
-old_containers=$(stale container)
-if [ -n "$old_containers" ]; then
-  say "removing containers left by earlier runs: $(echo $old_containers)"
-  docker rm -f -v $old_containers >/dev/null || true
-fi
-# Several rounds: an image cannot go before the images built FROM it.
-for _ in 1 2 3; do
-  old_images=$(stale image)
-  [ -n "$old_images" ] || break
-  say "removing images left by earlier runs: $(echo $old_images)"
-  docker rmi $old_images >/dev/null 2>&1 || true
-done
+. "$here/sweep.sh"
+sweep usher-test
 
 # --- static usher ------------------------------------------------------------
 arch=$(uname -m)
