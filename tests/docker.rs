@@ -1,12 +1,13 @@
 //! End to end in real containers: usher as PID 1 under a Docker engine.
 //!
 //! `tests/docker/setup.sh` builds a static usher and FROM-scratch images
-//! (static busybox, usher, the apps of `tests/docker/apps`) once per run of
-//! this test binary. Every container and image carries the labels
-//! `usher-test=1` and `usher-test.run=<this run>` and is removed by id:
-//! containers when their test ends (a drop guard, also on failure), images
-//! when the test binary exits (an `atexit` handler). Where no Docker engine
-//! answers, each test prints one `SKIPPED` line and passes, unless
+//! (static busybox, usher, the apps of `tests/docker/apps`; and one with
+//! only usher and a static C app) once per run of this test binary. Every
+//! container and image carries the labels `usher-test=1` and
+//! `usher-test.run=<this run>` and is removed by id: containers when their
+//! test ends (a drop guard, also on failure), images when the test binary
+//! exits (an `atexit` handler). Where no Docker engine answers, each test
+//! prints one `SKIPPED` line and passes, unless
 //! `USHERTEST_REQUIRE_DOCKER=1` (set in CI) makes that a failure.
 //!
 //! Timing: lower bounds are exact (usher must not act early); upper bounds
@@ -152,7 +153,7 @@ fn build_images() -> Result<Setup, String> {
     if let Ok(cargo) = std::env::var("CARGO") {
         cmd.env("CARGO", cargo);
     }
-    // A cold static build plus six image builds; generous for a slow machine.
+    // A cold static build plus seven image builds; generous for a slow machine.
     let out = try_run(&mut cmd, secs(600))?;
     eprintln!("setup took {:?}", out.took);
     if !out.ok() {
@@ -176,7 +177,7 @@ fn build_images() -> Result<Setup, String> {
     // Removal order: the images built FROM base first, base last.
     order.sort_by_key(|id| Some(id) == images.get("base"));
     *IMAGES.lock().unwrap_or_else(|e| e.into_inner()) = order;
-    if images.len() < 6 {
+    if images.len() < 7 {
         return Err(format!("setup.sh printed too few images:\n{}", out.stdout));
     }
     Ok(Setup { run, work, images })
@@ -748,6 +749,226 @@ fn dockerfile_example_twin_drains_then_stops() {
     assert_eq!(c.wait_code(secs(30)), 42, "{text}");
     let stop = "stop received: signal=SIGTERM drain=5s grace=25s";
     assert!(text.contains(stop), "{text}");
+}
+
+// ---------------------------------------------------------------------------
+// An HTTP pre-stop hook in an image with no shell and no curl: `http-hook`
+// (setup.sh) is FROM scratch with only a static usher and a static C app
+// (tests/docker/http-app.c), ENTRYPOINT ["/usher"].
+
+/// A loopback port that was free a moment ago (bound, then released): the
+/// app of a `--network host` container listens on it.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind 127.0.0.1:0")
+}
+
+/// Whether `path` (as `tar -t` lists it) is one the engine itself puts into
+/// every container, whatever the image holds.
+fn engine_made(path: &str) -> bool {
+    let etc = [
+        "etc/",
+        "etc/hostname",
+        "etc/hosts",
+        "etc/mtab",
+        "etc/resolv.conf",
+    ];
+    let trees = ["dev/", "proc/", "sys/"];
+    path == ".dockerenv" || etc.contains(&path) || trees.iter().any(|t| path.starts_with(t))
+}
+
+/// Every path in the image `name`, from `docker export` of a container
+/// created from it (never started), less the engine's own (see
+/// [`engine_made`]), sorted.
+fn image_paths(s: &Setup, name: &str) -> Vec<String> {
+    let mut args: Vec<String> = vec!["create".into()];
+    args.extend(s.labels());
+    // `base` has no ENTRYPOINT: the engine wants a command, never run here.
+    args.extend([s.image(name).into(), "never-run".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let c = Container {
+        id: docker_ok(&args, secs(60)),
+    };
+    let tar = s
+        .work
+        .join(format!("export-{name}-{}.tar", std::process::id()));
+    let tar_s = tar.to_string_lossy().into_owned();
+    docker_ok(&["export", "-o", &tar_s, &c.id], secs(120));
+    let list = run_bounded(Command::new("tar").args(["-tf", &tar_s]), secs(60));
+    let _ = std::fs::remove_file(&tar);
+    assert!(list.ok(), "tar -tf {tar_s}: {list:?}");
+    let mut paths: Vec<String> = list
+        .stdout
+        .lines()
+        .map(|l| l.trim_start_matches("./").to_string())
+        .filter(|p| !p.is_empty() && !engine_made(p))
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// The shell-less image holds exactly two files, /usher and /http-app: no
+/// /bin, no sh, no curl, no busybox. The same listing of `base` finds
+/// bin/sh (so it would see a shell), and the engine cannot start /bin/sh in
+/// `http-hook` (exit 127, "no such file or directory").
+#[test]
+fn http_hook_image_has_no_shell_and_no_curl() {
+    let Some(s) = prepare() else { return };
+    let paths = image_paths(s, "http-hook");
+    assert_eq!(
+        paths,
+        ["http-app", "usher"],
+        "the http-hook image holds usher and the app, nothing else"
+    );
+    let base = image_paths(s, "base");
+    assert!(
+        base.iter().any(|p| p == "bin/sh"),
+        "the listing sees a shell where there is one: {base:?}"
+    );
+    let args = [
+        "--entrypoint",
+        "/bin/sh",
+        s.image("http-hook"),
+        "-c",
+        "true",
+    ];
+    let (_c, out) = run_attached(s, &args, secs(60));
+    assert_eq!(out.code, Some(127), "no /bin/sh to run: {out:?}");
+    assert!(
+        out.stderr.contains("/bin/sh") && out.stderr.contains("no such file or directory"),
+        "the engine says there is no /bin/sh: {out:?}"
+    );
+}
+
+/// Runs `http-hook` as `usher --pre-stop "POST http://127.0.0.1:PORT/{path}"
+/// --drain 1s --grace-period 10s -- /http-app PORT` on the host's network
+/// (PORT free on loopback), waits until the app listens, then `docker stop
+/// -t 20`. Returns the container, when the stop was asked, and docker
+/// stop's result.
+fn stop_with_http_hook(s: &Setup, path: &str) -> (Container, Sent, Ran) {
+    let port = free_port().to_string();
+    let hook = format!("POST http://127.0.0.1:{port}/{path}");
+    let c = container(
+        s,
+        &[
+            "--network",
+            "host",
+            s.image("http-hook"),
+            "--pre-stop",
+            &hook,
+            "--drain",
+            "1s",
+            "--grace-period",
+            "10s",
+            "--",
+            "/http-app",
+            &port,
+        ],
+    );
+    c.wait_log("http-app: ready", secs(30));
+    let (asked, out) = c.stop(20);
+    (c, asked, out)
+}
+
+/// Checks the stop of [`stop_with_http_hook`]: usher started the pre-stop
+/// hook and logged `ended` (its end line, e.g. `pre-stop answered`); the
+/// request reached the app (which logs `requested` only for a POST to its
+/// path) after the stop and before TERM; TERM came after the 1 s drain, not
+/// before (by docker's clock and by usher's); the app exited 0 and so did
+/// the container, long before docker's 20 s. Returns usher's end line.
+fn assert_hook_then_term(
+    c: &Container,
+    asked: Sent,
+    out: &Ran,
+    ended: &str,
+    requested: &str,
+) -> String {
+    let text = c.logs_text();
+    let logs = c.logs();
+    let at = |needle: &str| {
+        logs.iter()
+            .position(|l| l.text.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{text}"))
+    };
+    let received = at("stop received: signal=SIGTERM drain=1s grace=10s");
+    let started = at("pre-stop started");
+    let end = at(ended);
+    let request = at(requested);
+    let forwarded = at("forwarded: signal=SIGTERM");
+    let term = at("http-app: got TERM");
+    // The app's two lines share its stdout: their order is exact.
+    assert!(
+        request < term,
+        "the hook's request reached the app before TERM:\n{text}"
+    );
+    assert!(
+        logs[request].at >= asked.epoch,
+        "the request came from the stop, not before it:\n{text}"
+    );
+    // usher's lines share its stderr; the hook ended long before the drain.
+    assert!(
+        received < started && started < end && end < forwarded,
+        "usher's timeline: stop, hook started, hook ended, TERM:\n{text}"
+    );
+    let delay = logs[term].at - asked.epoch;
+    eprintln!(
+        "http hook: {requested:?} after {:.3}s, TERM after {delay:.3}s, docker stop took {:?}",
+        logs[request].at - asked.epoch,
+        out.took
+    );
+    assert_on_time("TERM, by docker's clock", Some(delay), 1.0, &text);
+    assert_on_time(
+        "the forwarded TERM, by usher's clock",
+        line_t(&logs[forwarded].text),
+        1.0,
+        &text,
+    );
+    assert!(
+        out.took < secs(12),
+        "docker stop took {:?}, for a 1s drain (docker's timeout: 20s)\n{text}",
+        out.took
+    );
+    assert_eq!(c.wait_code(secs(30)), 0, "the app's own code:\n{text}");
+    logs[end].text.clone()
+}
+
+/// `POST /drain` answers 200: usher logs `pre-stop answered ... http=200`
+/// at info, the app prints "drain requested" within the drain, then gets
+/// TERM after it; exit 0. Only usher's own HTTP client can have made the
+/// request: the image has no shell and no curl (see the test above).
+#[test]
+fn http_pre_stop_hook_drains_the_app_in_a_scratch_image() {
+    let Some(s) = prepare() else { return };
+    let (c, asked, out) = stop_with_http_hook(s, "drain");
+    let line = assert_hook_then_term(
+        &c,
+        asked,
+        &out,
+        "pre-stop answered",
+        "http-app: drain requested",
+    );
+    assert!(line.contains("info: pre-stop answered"), "{line}");
+    assert_eq!(field(&line, "http"), Some("200"), "{line}");
+}
+
+/// `POST /fail` answers 503: usher logs `pre-stop failed ... http=503` at
+/// warn and the sequence goes on, as the kubelet's does: TERM after the
+/// drain, exit 0.
+#[test]
+fn a_failing_http_pre_stop_hook_warns_and_the_stop_goes_on() {
+    let Some(s) = prepare() else { return };
+    let (c, asked, out) = stop_with_http_hook(s, "fail");
+    let line = assert_hook_then_term(
+        &c,
+        asked,
+        &out,
+        "pre-stop failed",
+        "http-app: fail requested",
+    );
+    assert!(line.contains("warn: pre-stop failed"), "{line}");
+    assert_eq!(field(&line, "http"), Some("503"), "{line}");
 }
 
 #[test]

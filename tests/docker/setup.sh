@@ -7,7 +7,9 @@
 #   3. lay out a root filesystem (busybox and its applets, usher as /usher
 #      and /usr/local/bin/usher, the apps of tests/docker/apps in /app) and
 #      build FROM-scratch images over it (defined at the end of this file),
-#      among them `twin`: Dockerfile.example's ENTRYPOINT line, verbatim.
+#      among them `twin`: Dockerfile.example's ENTRYPOINT line, verbatim;
+#   4. compile tests/docker/http-app.c with `cc -static` and build
+#      `http-hook`: FROM scratch with only usher and that app (no busybox).
 #
 # Usage: setup.sh RUN_ID WORK_DIR
 #   RUN_ID    unique to this test run; every image gets the labels
@@ -150,6 +152,22 @@ printf '%s\n' "${example[@]}" | grep -q '^ENTRYPOINT ' \
   || { say "error: no ENTRYPOINT line in Dockerfile.example"; exit 1; }
 variant twin "${example[@]}" 'CMD ["sh", "-c", "/app/trap-app"]'
 
+# The shell-less image: a static usher and a static C app, nothing else (no
+# busybox: no shell, no curl), so an HTTP hook can only be usher's own.
+hook="$work/http-hook"
+mkdir "$hook"
+say "compiling http-app.c (static)"
+cc -static -O2 -Wall -o "$hook/http-app" "$here/http-app.c" >&2 \
+  || { say "error: cannot link a static http-app (needs gcc and libc6-dev)"; exit 1; }
+is_static "$hook/http-app" || { say "error: http-app is not statically linked"; exit 1; }
+cp "$usher" "$hook/usher"
+cat >"$work/http-hook.Dockerfile" <<DOCKERFILE
+FROM scratch
+COPY usher http-app /
+ENTRYPOINT ["/usher"]
+LABEL usher-test=1 usher-test.run="$run_id" usher-test.pid="$owner" usher-test.host="$host"
+DOCKERFILE
+
 say "building images (run $run_id)"
 build base "$work"
 mkdir "$work/empty"
@@ -158,6 +176,8 @@ for name in bare usher-exec usher-wrapped usher twin; do
   build "$name" "$work/empty" &
   pids+=($!)
 done
+build http-hook "$hook" &
+pids+=($!)
 fail=0
 for pid in "${pids[@]}"; do wait "$pid" || fail=1; done
 [ "$fail" = 0 ] || { say "error: an image build failed"; exit 1; }
