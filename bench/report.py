@@ -154,7 +154,7 @@ def chart(r):
         cells.append(("Stripped binary size (KiB)", NAMES,
                       [("bytes", [get(size, n, "stripped_bytes") and size[n]["stripped_bytes"] / 1024
                                   for n in NAMES])],
-                      lambda v: f"{v:,.0f}", (STRETCH_BYTES / 1024, "512 KiB stretch target"),
+                      lambda v: f"{v:,.0f}", (SIZE_TARGET_BYTES / 1024, "448 KiB target"),
                       "lower is better; tini and dumb-init are dynamic"))
     if "startup" in r:
         cells.append(("Start-up overhead, p50 (µs)", NAMES,
@@ -190,8 +190,8 @@ def chart(r):
             ranges = [(over(n, q)["min"], over(n, q)["max"]) if over(n, q) else None for n in NAMES]
             series.append((f"{q} above the floor", vals, ranges))
         cells.append(("Signal forwarding latency above the floor (µs)", NAMES, series, us, None,
-                      f"kill() to the app's handler minus the same sent straight to the app; "
-                      f"median of {passes} passes, bars: their range; lower is better"))
+                      f"minus a signal sent straight to the app; median of {passes} passes, "
+                      f"whiskers: range; lower is better"))
     reap = get(r, "reaping", "modes") or {}
     if reap:
         n = r["reaping"]["orphans"]
@@ -205,8 +205,9 @@ def chart(r):
     sd = get(r, "shutdown", "modes") or {}
     if sd:
         cats, p50, p99 = [], [], []
-        for mode, label in (("host", "not PID 1"), ("pid1", "PID 1"),
-                            ("host_crowd", "not PID 1, crowd"), ("pid1_crowd", "PID 1, crowd")):
+        k = f"+{(get(r, 'shutdown', 'crowd') or 0) / 1000:g}k"
+        for mode, label in (("host", "host"), ("pid1", "PID 1"),
+                            ("host_crowd", f"host {k}"), ("pid1_crowd", f"PID 1 {k}")):
             if mode not in sd:
                 continue
             for kind in ("drain", "deadline"):
@@ -216,7 +217,8 @@ def chart(r):
         cells.append(("usher's shutdown timers: error (ms)", cats,
                       [("p50", p50), ("p99", p99)], ms, (TIMER_P99_MS, f"{TIMER_P99_MS:g} ms target"),
                       f"--drain {r['shutdown']['drain_ms']}ms, --grace-period "
-                      f"{r['shutdown']['grace_ms']}ms; late is positive", True))
+                      f"{r['shutdown']['grace_ms']}ms; host: not PID 1; {k}: that many more "
+                      "processes; late is positive", True))
     parts, y, col_h = [], 64, [64, 64]
     for i, cell in enumerate(cells):
         col = i % 2
