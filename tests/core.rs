@@ -522,7 +522,9 @@ fn usher_runs_on_one_thread() {
     if let Some(emulator) = emulator() {
         // The count would be qemu-user's own threads, not usher's; the
         // native run of this suite checks it.
-        return skipped(&format!("under {emulator} /proc shows the emulator's threads"));
+        return skipped(&format!(
+            "under {emulator} /proc shows the emulator's threads"
+        ));
     }
     let s = Scratch::new("one-thread");
     let r = start_app(
