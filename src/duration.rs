@@ -54,6 +54,9 @@ pub fn parse(text: &str) -> Result<Duration, Error> {
         rest = rest[digits..].trim_start();
         let unit_len = rest.len() - rest.trim_start_matches(char::is_alphabetic).len();
         let unit = &rest[..unit_len];
+        if rest.starts_with('.') {
+            return Err(Error::Bad("no fractions: write 1500ms for 1.5s".into()));
+        }
         if unit.is_empty() {
             return Err(Error::Bad(format!("{number} has no unit")));
         }
