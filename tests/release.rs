@@ -10,8 +10,9 @@
 //! engine they print one `SKIPPED` line and pass, unless
 //! `USHERTEST_REQUIRE_DOCKER=1` (set in CI) makes that a failure.
 
-use std::io::{Read, Write};
-use std::os::unix::process::CommandExt;
+mod common;
+use common::{run_bounded, skipped, Ran};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,70 +27,10 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// What a finished command left.
-#[derive(Debug)]
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `cmd` (stdin closed, its own process group) for at most `limit`;
-/// on overrun SIGKILLs the group and panics.
-fn run(mut cmd: Command, limit: Duration) -> Out {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let shown = format!("{cmd:?}");
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
-    let readers = [
-        child
-            .stdout
-            .take()
-            .map(|o| Box::new(o) as Box<dyn Read + Send>),
-        child
-            .stderr
-            .take()
-            .map(|e| Box::new(e) as Box<dyn Read + Send>),
-    ]
-    .map(|r| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_string(&mut s);
-            }
-            s
-        })
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            // SAFETY: kill has no memory-safety preconditions; the group is
-            // the one this child leads (process_group(0) above).
-            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            let _ = child.wait();
-            panic!("{shown} did not finish within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let [out, err] = readers.map(|r| r.join().unwrap_or_default());
-    Out {
-        code: status.code(),
-        stdout: out,
-        stderr: err,
-    }
-}
-
-fn docker(args: &[&str], limit: Duration) -> Out {
+fn docker(args: &[&str], limit: Duration) -> Ran {
     let mut cmd = Command::new("docker");
     cmd.args(args);
-    run(cmd, limit)
+    run_bounded(&mut cmd, limit)
 }
 
 /// `docker ARGS...` that must succeed; its trimmed stdout.
@@ -131,7 +72,7 @@ fn builder_platform_word() -> String {
 }
 
 /// `scripts/dist.sh --plan WORD` as the builder's shell expands it.
-fn plan(word: &str, arch: &str, variant: &str) -> Out {
+fn plan(word: &str, arch: &str, variant: &str) -> Ran {
     let script = repo().join("scripts/dist.sh");
     let mut cmd = Command::new("sh");
     cmd.arg("-c")
@@ -139,7 +80,7 @@ fn plan(word: &str, arch: &str, variant: &str) -> Out {
         .arg(&script)
         .env("TARGETARCH", arch)
         .env("TARGETVARIANT", variant);
-    run(cmd, secs(30))
+    run_bounded(&mut cmd, secs(30))
 }
 
 #[test]
@@ -188,7 +129,7 @@ fn dockerfile_example_builds_for_the_platform_being_built() {
 // ----------------------------------------------------------- Docker image --
 
 /// Why Docker tests cannot run here, if they cannot (and may skip).
-fn engine_missing(test: &str) -> bool {
+fn engine_missing() -> bool {
     let out = docker(&["version", "--format", "{{.Server.Version}}"], secs(30));
     if out.code == Some(0) && !out.stdout.trim().is_empty() {
         return false;
@@ -200,7 +141,7 @@ fn engine_missing(test: &str) -> bool {
     if std::env::var_os("USHERTEST_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
         panic!("USHERTEST_REQUIRE_DOCKER=1, but {why}");
     }
-    let _ = writeln!(std::io::stderr(), "SKIPPED release::{test}: {why}");
+    skipped(&why);
     true
 }
 
@@ -252,10 +193,8 @@ impl Run {
     /// `docker build -q` of `dockerfile` in `context`, tagged NAME of this
     /// run; returns the image id.
     fn build(&mut self, name: &str, dockerfile: &Path, context: &Path, args: &[&str]) -> String {
-        let out = run(
-            self.build_command(name, dockerfile, context, args),
-            secs(300),
-        );
+        let mut cmd = self.build_command(name, dockerfile, context, args);
+        let out = run_bounded(&mut cmd, secs(300));
         self.built(name, out)
     }
 
@@ -277,7 +216,7 @@ impl Run {
     }
 
     /// The id a build printed, now owned by this run.
-    fn built(&mut self, name: &str, out: Out) -> String {
+    fn built(&mut self, name: &str, out: Ran) -> String {
         assert_eq!(out.code, Some(0), "docker build {name}: {out:?}");
         let id = out.stdout.trim().to_string();
         assert!(id.starts_with("sha256:"), "docker build {name}: {out:?}");
@@ -366,8 +305,8 @@ fn image_files(run: &Run, image: &str) -> (Vec<String>, Vec<u8>) {
     (files, usher)
 }
 
-fn run_ok(cmd: Command) -> String {
-    let out = run(cmd, secs(120));
+fn run_ok(mut cmd: Command) -> String {
+    let out = run_bounded(&mut cmd, secs(120));
     assert_eq!(out.code, Some(0), "{out:?}");
     out.stdout
 }
@@ -403,7 +342,7 @@ fn dist_native(dir: &Path) -> (PathBuf, String) {
     if let Ok(cargo) = std::env::var("CARGO") {
         cmd.env("CARGO", cargo);
     }
-    let out = run(cmd, secs(600));
+    let out = run_bounded(&mut cmd, secs(600));
     assert_eq!(out.code, Some(0), "scripts/dist.sh native: {out:?}");
     let bin = std::fs::read_dir(dir)
         .expect("dist dir")
@@ -422,7 +361,7 @@ fn dist_native(dir: &Path) -> (PathBuf, String) {
 
 #[test]
 fn release_image_holds_only_usher_and_serves_copy_from() {
-    if engine_missing("release_image_holds_only_usher_and_serves_copy_from") {
+    if engine_missing() {
         return;
     }
     let busybox = match busybox() {
@@ -431,8 +370,7 @@ fn release_image_holds_only_usher_and_serves_copy_from() {
             panic!("USHERTEST_REQUIRE_DOCKER=1, but {why}")
         }
         Err(why) => {
-            let _ = writeln!(std::io::stderr(), "SKIPPED release: {why}");
-            return;
+            return skipped(&why);
         }
     };
     let mut r = Run::new("image");
@@ -478,15 +416,22 @@ fn release_image_holds_only_usher_and_serves_copy_from() {
     let app = r.build("app", &app_dir.join("Dockerfile"), &app_dir, &[]);
 
     // PID 1 is usher, and the app's exit code comes through it.
-    let c = r.start(&[
-        "--network",
-        "none",
-        &app,
-        "/bin/busybox",
-        "sh",
-        "-c",
+    // The app image's busybox sh runs `script`, with no network.
+    let sh = |r: &mut Run, script: &str| {
+        r.start(&[
+            "--network",
+            "none",
+            &app,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            script,
+        ])
+    };
+    let c = sh(
+        &mut r,
         "/bin/busybox tr '\\0' ' ' < /proc/1/cmdline; echo; exit 7",
-    ]);
+    );
     assert_eq!(docker_ok(&["wait", &c], secs(60)), "7");
     let logs = docker(&["logs", &c], secs(30));
     assert!(
@@ -499,15 +444,7 @@ fn release_image_holds_only_usher_and_serves_copy_from() {
     // on its own, long before docker's SIGKILL.
     let app_script = "trap 'echo app: got TERM; exit 0' TERM; echo app: ready; \
                       while :; do /bin/busybox sleep 1 & wait $!; done";
-    let c = r.start(&[
-        "--network",
-        "none",
-        &app,
-        "/bin/busybox",
-        "sh",
-        "-c",
-        app_script,
-    ]);
+    let c = sh(&mut r, app_script);
     let ready = Instant::now();
     while !docker(&["logs", &c], secs(30))
         .stdout
@@ -531,7 +468,7 @@ fn release_image_holds_only_usher_and_serves_copy_from() {
 
 #[test]
 fn release_image_picks_each_platforms_binary() {
-    if engine_missing("release_image_picks_each_platforms_binary") {
+    if engine_missing() {
         return;
     }
     let mut r = Run::new("platforms");
@@ -556,11 +493,11 @@ fn release_image_picks_each_platforms_binary() {
         .map(|p| {
             let args = target_args(p);
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let cmd = r.build_command(p, &dockerfile, &ctx, &args);
-            thread::spawn(move || run(cmd, secs(300)))
+            let mut cmd = r.build_command(p, &dockerfile, &ctx, &args);
+            thread::spawn(move || run_bounded(&mut cmd, secs(300)))
         })
         .collect();
-    let outs: Vec<Out> = builds
+    let outs: Vec<Ran> = builds
         .into_iter()
         .map(|b| b.join().expect("build"))
         .collect();
@@ -592,6 +529,6 @@ fn release_image_picks_each_platforms_binary() {
         .args(r.labels())
         .args(["--build-arg", "TARGETARCH=mips64le"])
         .arg(&ctx);
-    let out = run(cmd, secs(120));
+    let out = run_bounded(&mut cmd, secs(120));
     assert_ne!(out.code, Some(0), "built with no mips64le binary: {out:?}");
 }
