@@ -19,73 +19,20 @@
 //! `SKIPPED` line and passes, unless `USHERTEST_REQUIRE_DOCKER=1` (set by
 //! .ci/run) makes that a failure. Its containers and images carry the label
 //! `usher-zd.run=<this run>` and are removed by id when it ends, pass or fail.
-//! The helpers below are this file's own (tests/common is not used).
 
-use std::io::{Read, Write};
+mod common;
+use common::{skipped, try_run};
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// What a finished command left.
-struct Out {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    took: Duration,
-}
-
-/// Runs `cmd` (stdin closed, own process group) for at most `limit`; on
-/// timeout SIGKILLs the whole group and returns Err.
-fn run_limited(mut cmd: Command, limit: Duration) -> Result<Out, String> {
-    use std::os::unix::process::CommandExt;
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let shown = format!("{cmd:?}");
-    let start = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot run {shown}: {e}"))?;
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut s = String::new();
-            let _ = pipe.read_to_string(&mut s);
-            s
-        })
-    };
-    let out = read(Box::new(child.stdout.take().expect("piped")));
-    let err = read(Box::new(child.stderr.take().expect("piped")));
-    let status = loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let group = format!("-{}", child.id());
-            let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-            let _ = child.wait();
-            let stderr = err.join().unwrap_or_default();
-            return Err(format!(
-                "{shown} did not finish within {limit:?}; stderr:\n{stderr}"
-            ));
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
-    Ok(Out {
-        code: status.code(),
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-        took: start.elapsed(),
-    })
-}
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `docker ARGS...` for at most a minute; its stdout, or None.
 fn docker(args: &[&str]) -> Option<String> {
     let mut cmd = Command::new("docker");
     cmd.args(args);
-    match run_limited(cmd, Duration::from_secs(60)) {
+    match try_run(&mut cmd, Duration::from_secs(60)) {
         Ok(out) if out.code == Some(0) => Some(out.stdout),
         _ => None,
     }
@@ -174,10 +121,7 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
         if std::env::var_os("USHERTEST_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
             panic!("USHERTEST_REQUIRE_DOCKER=1, but {why}");
         }
-        // Straight to stderr, past the test harness's capture, so that the
-        // skip shows even though the test passes.
-        let _ = writeln!(std::io::stderr(), "SKIPPED zero_downtime: {why}");
-        return;
+        return skipped(&why);
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let example = repo.join("examples/zero-downtime");
@@ -207,7 +151,7 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
             "USHER_STATIC_TARGET_DIR",
             tmp.parent().unwrap_or(&tmp).join("docker-static"),
         );
-    let out = run_limited(cmd, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"));
+    let out = try_run(&mut cmd, Duration::from_secs(600)).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out.code, Some(0), "images.sh failed:\n{}", out.stderr);
     eprintln!("images built in {:?}", out.took);
     let images = work.join("images.env");
@@ -225,12 +169,8 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
         ])
         .args(["--scenarios", "usher-nodrain,usher-drain", "--reps", "1"])
         .args(["--extra-reps", "0", "--deadline", "240"]);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("USHER_") {
-            cmd.env_remove(k);
-        }
-    }
-    let out = run_limited(cmd, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
+    // try_run leaves out every inherited USHER_* variable (hermetic).
+    let out = try_run(&mut cmd, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("harness took {:?}:\n{}", out.took, out.stderr);
     assert_eq!(out.code, Some(0), "harness.py failed:\n{}", out.stderr);
     let result = |scenario: &str| -> String {
