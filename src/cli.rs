@@ -1,9 +1,9 @@
-//! The command line and its environment variables, turned into a [`Config`].
+//! The command line and its environment variables, turned into a [`Config`] (or a `--check`).
 //!
-//! One table, [`OPTIONS`], defines every option once: its flags, its
-//! environment variable, the name of its value and its help. Parsing, the
-//! list of variables usher knows, `--help` and the fuzz lists all derive
-//! from it; what an option means is one arm of [`Settings::apply`].
+//! One table, [`OPTIONS`], defines every option once: its flags, what each
+//! does to the [`Settings`] (its own parser, right in its row), the variable
+//! it overrides, and its help. Parsing, the list of variables usher knows,
+//! `--help`, the man page and the fuzz lists all derive from it.
 //!
 //! Hand-written rather than clap: usher's grammar is small and fixed (tini's
 //! and dumb-init's flags, a `--`, then the app's words untouched), and clap
@@ -12,56 +12,52 @@
 use std::ffi::{OsStr, OsString};
 use std::time::Duration;
 
+use crate::hook::{self, HookAction, HookKind, Request};
+use crate::http::Patience;
 use crate::log::{Format, Level, Logger};
-use crate::machine::{HookKind, Policy};
+use crate::machine::{DrainSpec, Policy};
 use crate::signals::{Rewrite, Signal};
-use crate::words;
-use crate::{duration, http};
+use crate::{codes, duration};
 
-/// Everything usher was asked to do.
+/// Everything usher was asked to do as an init.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub command: Vec<OsString>,
     pub subreaper: bool,
     pub pdeathsig: Option<Signal>,
-    pub post_start: Option<HookAction>,
-    pub pre_stop: Option<HookAction>,
     pub policy: Policy,
     pub log: Logger,
+    pub termination_log: TerminationLog,
 }
 
-impl Config {
-    /// What the hook of `kind` does, if one is configured.
-    pub fn hook(&self, kind: HookKind) -> Option<&HookAction> {
-        match kind {
-            HookKind::PostStart => self.post_start.as_ref(),
-            HookKind::PreStop => self.pre_stop.as_ref(),
-        }
-    }
+/// Where the termination message goes.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub enum TerminationLog {
+    /// `/dev/termination-log`, only if it exists (the kubelet makes it).
+    #[default]
+    Default,
+    /// A path given: created if missing.
+    Path(OsString),
+    /// An empty value: none.
+    Off,
 }
 
-/// What a hook does: run a command, or make an HTTP request.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum HookAction {
-    /// The words of a command line, split like a shell would (no shell).
-    Command(Vec<String>),
-    Http(http::Request),
-}
-
-impl HookAction {
-    /// `[METHOD ]http://...` is a request; anything else a command line.
-    pub fn parse(value: &str) -> Result<HookAction, String> {
-        if http::is_http(value) {
-            http::parse(value).map(HookAction::Http)
-        } else {
-            words::split(value).map(HookAction::Command)
-        }
-    }
+/// `usher --check URL`: one request, its verdict as the exit code.
+#[derive(Clone, Debug)]
+pub struct Check {
+    pub request: Request,
+    /// Also fail once the usher running the container began its shutdown.
+    pub ready: bool,
+    pub patience: Patience,
+    /// For an HTTP hook's child: write the outcome to this fd, say nothing.
+    pub answer_fd: Option<i32>,
+    pub log: Logger,
 }
 
 #[derive(Debug)]
 pub enum Parsed {
     Run(Box<Config>),
+    Check(Box<Check>),
     Help,
     Version,
     License,
@@ -74,6 +70,8 @@ pub const LICENSE: &str = concat!(
     include_str!("../LICENSE-MIT")
 );
 
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 /// A command line usher cannot run: the message, and the log format asked
 /// for (as far as the options before the mistake and the environment tell),
 /// so that the message can follow it.
@@ -83,70 +81,446 @@ pub struct Usage {
     pub format: Format,
 }
 
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// A value's parser: the settings, the value, and the flag or variable it
+/// came from (for messages).
+type Read = fn(&mut Settings, &str, &str) -> Result<(), String>;
 
-/// What an option sets; several flags can set the same thing (`-c`, `-g`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Setting {
-    Subreaper,
-    SingleChild,
-    Rewrite,
-    Pdeathsig,
-    RemapExit,
-    Drain,
-    GracePeriod,
-    StopOn,
-    PostStart,
-    PreStop,
-    Verbosity,
-    LogFormat,
-    WarnOnReap,
-    Help,
-    Version,
-    License,
+/// What a flag does.
+#[derive(Clone, Copy)]
+pub enum Takes {
+    /// No value.
+    Switch(fn(&mut Settings)),
+    /// A value, named in the help (`DURATION`).
+    Value(&'static str, Read),
+    /// Ends the parse with this answer (`--help`, `--version`, `--license`).
+    Answer(fn() -> Parsed),
 }
 
-/// A peer init's variable that sets the same thing, read when usher's own
-/// is not set: `means` turns its value into usher's (as that init reads
-/// it), or `None` where it means nothing to that init either.
-#[derive(Debug)]
+/// An environment variable that sets an option when no flag for it is given.
+pub struct Var {
+    pub name: &'static str,
+    /// An example value, for the help.
+    pub example: &'static str,
+    /// The separator of a list of values (each read in turn).
+    pub split: Option<char>,
+    pub read: Read,
+    /// An empty value means something (rather than "unset").
+    pub empty_counts: bool,
+    /// tini's and dumb-init's variables for the same option.
+    pub peers: &'static [Peer],
+}
+
+/// A peer init's variable, read when usher's own is not set: `means` turns
+/// its value into usher's (as that init reads it), or `None` where it means
+/// nothing to that init either.
 pub struct Peer {
     pub var: &'static str,
     pub means: fn(&str) -> Option<&'static str>,
 }
 
-/// One row of the option table.
-#[derive(Debug)]
+/// One row of the option table: a flag (short, long or both).
 pub struct Opt {
     pub short: Option<char>,
     pub long: Option<&'static str>,
-    /// The value's name in the help (`DURATION`); `None` for a switch.
-    pub value: Option<&'static str>,
-    /// What a switch stands for, as if it were given as a value.
-    pub switch: &'static str,
-    pub setting: Setting,
-    /// The variable that sets it when no flag for the setting is given,
-    /// with an example value for the help.
-    pub env: Option<(&'static str, &'static str)>,
-    /// Repeatable; the variable holds a comma-separated list.
-    pub list: bool,
-    /// tini's and dumb-init's variables for the same setting.
-    pub peers: &'static [Peer],
-    /// Help lines; none when another row's help covers this flag.
+    pub takes: Takes,
+    /// The variable this flag overrides (shared by the flags of one option:
+    /// `-c` and `-g`, `-v` and `-q`); the first row naming it owns it.
+    pub var: Option<&'static Var>,
+    /// Help lines; none for a flag another row's help covers, or an internal one.
     pub help: &'static [&'static str],
 }
 
-const SWITCH: Opt = Opt {
-    short: None,
-    long: None,
-    value: None,
-    switch: "1",
-    setting: Setting::Help,
-    env: None,
-    list: false,
-    peers: &[],
-    help: &[],
+impl Opt {
+    /// `--long`, or `-s` for a flag without a long form.
+    pub fn name(&self) -> String {
+        match (self.long, self.short) {
+            (Some(l), _) => format!("--{l}"),
+            (None, Some(s)) => format!("-{s}"),
+            (None, None) => String::new(),
+        }
+    }
+
+    /// The value's name in the help, `None` for a switch.
+    pub fn value(&self) -> Option<&'static str> {
+        match self.takes {
+            Takes::Value(name, _) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// The settings as the flags and variables give them, before the checks
+/// between them.
+#[derive(Default)]
+pub struct Settings {
+    subreaper: bool,
+    pdeathsig: Option<Signal>,
+    policy: Policy,
+    /// Where the drain and the grace period came from, for messages.
+    drain_from: Option<String>,
+    grace_from: Option<String>,
+    /// `-v`/`-q` steps from info; the variable's level.
+    steps: Option<i32>,
+    level: Option<Level>,
+    format: Option<Format>,
+    termination_log: TerminationLog,
+    headers: Vec<String>,
+    check: bool,
+    ready: bool,
+    check_timeout: Option<Duration>,
+    answer_fd: Option<i32>,
+}
+
+// ------------------------------------------------------------- the table --
+
+static SUBREAPER: Var = Var {
+    peers: &[Peer {
+        var: "TINI_SUBREAPER",
+        means: present,
+    }],
+    ..var("USHER_SUBREAPER", "1", |s, v, n| {
+        s.subreaper = boolean(n, v)?;
+        Ok(())
+    })
 };
+static SINGLE_CHILD: Var = Var {
+    peers: &[
+        Peer {
+            var: "TINI_KILL_PROCESS_GROUP",
+            means: |_| Some("0"),
+        },
+        // dumb-init's single-child mode: no new session, signals to the child.
+        Peer {
+            var: "DUMB_INIT_SETSID",
+            means: |v| (v == "0").then_some("1"),
+        },
+    ],
+    ..var("USHER_SINGLE_CHILD", "1", |s, v, n| {
+        s.policy.single_child = boolean(n, v)?;
+        Ok(())
+    })
+};
+static REWRITE: Var = Var {
+    split: Some(','),
+    ..var("USHER_REWRITE", "TERM:QUIT,HUP:0", add_rewrite)
+};
+static PDEATHSIG: Var = var("USHER_PDEATHSIG", "KILL", |s, v, n| {
+    s.pdeathsig = Some(Signal::parse(v).map_err(|e| format!("{n}: {e}"))?);
+    Ok(())
+});
+static REMAP_EXIT: Var = Var {
+    split: Some(','),
+    ..var("USHER_REMAP_EXIT", "143,130", |s, v, n| {
+        s.policy.remap_exit.push(exit_code(n, v)?);
+        Ok(())
+    })
+};
+static DRAIN: Var = var("USHER_DRAIN", "5s", set_drain);
+static GRACE: Var = var("USHER_GRACE_PERIOD", "25s", |s, v, n| {
+    s.policy.grace = Some(parse_duration(n, v)?);
+    s.grace_from = Some(n.to_string());
+    Ok(())
+});
+static STOP_ON: Var = var("USHER_STOP_ON", "QUIT", |s, v, n| {
+    s.policy.stop_on = parse_stop_on(n, v)?;
+    Ok(())
+});
+static PRE_STOP: Var = var("USHER_PRE_STOP", "'/app/deregister'", |s, v, n| {
+    set_hook(s, HookKind::PreStop, v, n)
+});
+static POST_START: Var = var("USHER_POST_START", "http://127.0.0.1/warm", |s, v, n| {
+    set_hook(s, HookKind::PostStart, v, n)
+});
+static POST_STOP: Var = var("USHER_POST_STOP", "/app/cleanup", |s, v, n| {
+    set_hook(s, HookKind::PostStop, v, n)
+});
+static HEADERS: Var = Var {
+    split: Some('\n'),
+    ..var("USHER_HTTP_HEADERS", "'X-Token: abc'", add_header)
+};
+static LOG: Var = Var {
+    peers: &[
+        Peer {
+            var: "TINI_VERBOSITY",
+            means: tini_verbosity,
+        },
+        Peer {
+            var: "DUMB_INIT_DEBUG",
+            means: |v| (v == "1").then_some("debug"),
+        },
+    ],
+    ..var("USHER_LOG", "error|warn|info|debug|trace", |s, v, n| {
+        let level = Level::parse(v)
+            .ok_or_else(|| format!("{n}={v:?} is not one of error, warn, info, debug, trace"))?;
+        s.level = Some(level);
+        Ok(())
+    })
+};
+static LOG_FORMAT: Var = var("USHER_LOG_FORMAT", "json", |s, v, n| {
+    s.format = Some(log_format(n, v)?);
+    Ok(())
+});
+static WARN_ON_REAP: Var = var("USHER_WARN_ON_REAP", "1", |s, v, n| {
+    s.policy.warn_on_reap = boolean(n, v)?;
+    Ok(())
+});
+static TERMINATION_LOG: Var = Var {
+    empty_counts: true,
+    ..var("USHER_TERMINATION_LOG", "/tmp/why", |s, v, _| {
+        s.termination_log = match v.trim() {
+            "" => TerminationLog::Off,
+            _ => TerminationLog::Path(v.into()),
+        };
+        Ok(())
+    })
+};
+
+const fn var(name: &'static str, example: &'static str, read: Read) -> Var {
+    Var {
+        name,
+        example,
+        split: None,
+        read,
+        empty_counts: false,
+        peers: &[],
+    }
+}
+
+/// Every option usher takes, in the order `--help` lists them.
+pub static OPTIONS: &[Opt] = &[
+    Opt {
+        short: Some('s'),
+        long: Some("subreaper"),
+        takes: Takes::Switch(|s| s.subreaper = true),
+        var: Some(&SUBREAPER),
+        help: &["reap orphans when not PID 1 (child subreaper)"],
+    },
+    Opt {
+        short: Some('c'),
+        long: Some("single-child"),
+        takes: Takes::Switch(|s| s.policy.single_child = true),
+        var: Some(&SINGLE_CHILD),
+        help: &[
+            "forward signals to the child only, not its",
+            "process group",
+        ],
+    },
+    Opt {
+        short: Some('g'),
+        long: None,
+        takes: Takes::Switch(|s| s.policy.single_child = false),
+        var: Some(&SINGLE_CHILD),
+        help: &[
+            "forward to the child's process group (tini",
+            "compatibility; this is the default)",
+        ],
+    },
+    Opt {
+        short: Some('r'),
+        long: Some("rewrite"),
+        takes: Takes::Value("FROM:TO", add_rewrite),
+        var: Some(&REWRITE),
+        help: &["forward TO instead of FROM; TO=0 drops FROM;", "repeatable"],
+    },
+    Opt {
+        short: Some('p'),
+        long: Some("pdeathsig"),
+        takes: Takes::Value("SIG", PDEATHSIG.read),
+        var: Some(&PDEATHSIG),
+        help: &["signal usher gets when its parent dies"],
+    },
+    Opt {
+        short: Some('e'),
+        long: Some("remap-exit"),
+        takes: Takes::Value("CODE", REMAP_EXIT.read),
+        var: Some(&REMAP_EXIT),
+        help: &["report the app's exit code CODE as 0;", "repeatable"],
+    },
+    Opt {
+        short: None,
+        long: Some("drain"),
+        takes: Takes::Value("DUR|MIN..MAX", set_drain),
+        var: Some(&DRAIN),
+        help: &[
+            "after the first stop signal, wait this long",
+            "before forwarding it (default 0s); MIN..MAX:",
+            "at least MIN, at most MAX, ending once the",
+            "app's inbound traffic has stopped",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("grace-period"),
+        takes: Takes::Value("DUR", GRACE.read),
+        var: Some(&GRACE),
+        help: &[
+            "from the first stop signal, SIGKILL whatever",
+            "is left after this long (default: never)",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("stop-on"),
+        takes: Takes::Value("SIGNALS", STOP_ON.read),
+        var: Some(&STOP_ON),
+        help: &[
+            "signals that start the shutdown sequence",
+            "(default TERM,INT)",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("pre-stop"),
+        takes: Takes::Value("HOOK", PRE_STOP.read),
+        var: Some(&PRE_STOP),
+        help: &[
+            "when the shutdown starts, run HOOK: a command",
+            "(split into words like a shell, no shell) or",
+            "[METHOD ]http://HOST[:PORT]/PATH; the stop",
+            "signal waits for it, but goes out at the",
+            "latest min(2s, grace/2) before the deadline",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("post-start"),
+        takes: Takes::Value("HOOK", POST_START.read),
+        var: Some(&POST_START),
+        help: &[
+            "run HOOK alongside the app once it started;",
+            "if it fails, stop the app and exit 124",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("post-stop"),
+        takes: Takes::Value("HOOK", POST_STOP.read),
+        var: Some(&POST_STOP),
+        help: &[
+            "run HOOK once the app and all it left are",
+            "gone, before usher exits; within the deadline",
+            "(or 5s without one); a failure is a warning",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("http-header"),
+        takes: Takes::Value("HEADER", add_header),
+        var: Some(&HEADERS),
+        help: &[
+            "send HEADER ('Name: value') with every HTTP",
+            "hook and --check; repeatable (the variable:",
+            "one header per line)",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("termination-log"),
+        takes: Takes::Value("PATH", TERMINATION_LOG.read),
+        var: Some(&TERMINATION_LOG),
+        help: &[
+            "write why usher exited to PATH (default",
+            "/dev/termination-log, only if it exists);",
+            "an empty value: nowhere",
+        ],
+    },
+    Opt {
+        short: Some('v'),
+        long: Some("verbose"),
+        takes: Takes::Switch(|s| s.steps = Some(s.steps.unwrap_or(0) + 1)),
+        var: Some(&LOG),
+        help: &["more log (repeatable); -q, --quiet: less"],
+    },
+    Opt {
+        short: Some('q'),
+        long: Some("quiet"),
+        takes: Takes::Switch(|s| s.steps = Some(s.steps.unwrap_or(0) - 1)),
+        var: Some(&LOG),
+        help: &[],
+    },
+    Opt {
+        short: None,
+        long: Some("log-format"),
+        takes: Takes::Value("FORMAT", LOG_FORMAT.read),
+        var: Some(&LOG_FORMAT),
+        help: &["text or json (one object per line)"],
+    },
+    Opt {
+        short: Some('w'),
+        long: Some("warn-on-reap"),
+        takes: Takes::Switch(|s| s.policy.warn_on_reap = true),
+        var: Some(&WARN_ON_REAP),
+        help: &["warn each time an orphan is reaped"],
+    },
+    Opt {
+        short: None,
+        long: Some("check"),
+        takes: Takes::Switch(|s| s.check = true),
+        var: None,
+        help: &[
+            "not an init: usher --check [OPTIONS] URL makes",
+            "one request; exit 0 for a status 200-399,",
+            "1 otherwise (a health check without curl)",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("ready"),
+        takes: Takes::Switch(|s| s.ready = true),
+        var: None,
+        help: &[
+            "with --check: also fail once the usher running",
+            "the container began its shutdown",
+        ],
+    },
+    Opt {
+        short: None,
+        long: Some("check-timeout"),
+        takes: Takes::Value("DUR", |s, v, n| {
+            s.check_timeout = Some(parse_duration(n, v)?);
+            Ok(())
+        }),
+        var: None,
+        help: &[
+            "with --check: the bound on the connection and",
+            "the answer together (default 2s)",
+        ],
+    },
+    // Internal: the child usher starts for an HTTP hook writes the outcome there.
+    Opt {
+        short: None,
+        long: Some("answer-fd"),
+        takes: Takes::Value("FD", |s, v, n| {
+            let fd = v.trim().parse().ok().filter(|fd| *fd >= 3);
+            let why = || format!("{n} {v:?} is not a descriptor number (3 or more)");
+            s.answer_fd = Some(fd.ok_or_else(why)?);
+            Ok(())
+        }),
+        var: None,
+        help: &[],
+    },
+    Opt {
+        short: Some('h'),
+        long: Some("help"),
+        takes: Takes::Answer(|| Parsed::Help),
+        var: None,
+        help: &["this help"],
+    },
+    Opt {
+        short: Some('V'),
+        long: Some("version"),
+        takes: Takes::Answer(|| Parsed::Version),
+        var: None,
+        help: &["usher's version"],
+    },
+    Opt {
+        short: Some('l'),
+        long: Some("license"),
+        takes: Takes::Answer(|| Parsed::License),
+        var: None,
+        help: &["the license (tini's -l)"],
+    },
+];
 
 /// tini reads its switches by presence, whatever the value.
 fn present(_: &str) -> Option<&'static str> {
@@ -165,211 +539,20 @@ fn tini_verbosity(v: &str) -> Option<&'static str> {
     })
 }
 
-/// Every option usher takes, in the order `--help` lists them.
-pub const OPTIONS: &[Opt] = &[
-    Opt {
-        short: Some('s'),
-        long: Some("subreaper"),
-        setting: Setting::Subreaper,
-        env: Some(("USHER_SUBREAPER", "1")),
-        peers: &[Peer {
-            var: "TINI_SUBREAPER",
-            means: present,
-        }],
-        help: &["reap orphans when not PID 1 (child subreaper)"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('c'),
-        long: Some("single-child"),
-        setting: Setting::SingleChild,
-        env: Some(("USHER_SINGLE_CHILD", "1")),
-        peers: &[
-            Peer {
-                var: "TINI_KILL_PROCESS_GROUP",
-                means: |_| Some("0"),
-            },
-            // dumb-init's single-child mode: no new session, signals to the child.
-            Peer {
-                var: "DUMB_INIT_SETSID",
-                means: |v| (v == "0").then_some("1"),
-            },
-        ],
-        help: &[
-            "forward signals to the child only, not its",
-            "process group",
-        ],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('g'),
-        switch: "0",
-        setting: Setting::SingleChild,
-        help: &[
-            "forward to the child's process group (tini",
-            "compatibility; this is the default)",
-        ],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('r'),
-        long: Some("rewrite"),
-        value: Some("FROM:TO"),
-        setting: Setting::Rewrite,
-        env: Some(("USHER_REWRITE", "TERM:QUIT,HUP:0")),
-        list: true,
-        help: &["forward TO instead of FROM; TO=0 drops FROM;", "repeatable"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('p'),
-        long: Some("pdeathsig"),
-        value: Some("SIG"),
-        setting: Setting::Pdeathsig,
-        env: Some(("USHER_PDEATHSIG", "KILL")),
-        help: &["signal usher gets when its parent dies"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('e'),
-        long: Some("remap-exit"),
-        value: Some("CODE"),
-        setting: Setting::RemapExit,
-        env: Some(("USHER_REMAP_EXIT", "143,130")),
-        list: true,
-        help: &["report the app's exit code CODE as 0;", "repeatable"],
-        ..SWITCH
-    },
-    Opt {
-        long: Some("drain"),
-        value: Some("DURATION"),
-        setting: Setting::Drain,
-        env: Some(("USHER_DRAIN", "5s")),
-        help: &[
-            "after the first stop signal, wait this long",
-            "before forwarding it (default 0s)",
-        ],
-        ..SWITCH
-    },
-    Opt {
-        long: Some("grace-period"),
-        value: Some("DUR"),
-        setting: Setting::GracePeriod,
-        env: Some(("USHER_GRACE_PERIOD", "25s")),
-        help: &[
-            "from the first stop signal, SIGKILL whatever",
-            "is left after this long (default: never)",
-        ],
-        ..SWITCH
-    },
-    Opt {
-        long: Some("stop-on"),
-        value: Some("SIGNALS"),
-        setting: Setting::StopOn,
-        env: Some(("USHER_STOP_ON", "QUIT")),
-        help: &[
-            "signals that start the shutdown sequence",
-            "(default TERM,INT)",
-        ],
-        ..SWITCH
-    },
-    Opt {
-        long: Some("pre-stop"),
-        value: Some("HOOK"),
-        setting: Setting::PreStop,
-        env: Some(("USHER_PRE_STOP", "'/app/deregister'")),
-        help: &[
-            "when the shutdown starts, run HOOK: a command",
-            "(split into words like a shell, no shell) or",
-            "[METHOD ]http://HOST[:PORT]/PATH; the stop",
-            "signal waits for it, but goes out at the",
-            "latest min(2s, grace/2) before the deadline",
-        ],
-        ..SWITCH
-    },
-    Opt {
-        long: Some("post-start"),
-        value: Some("HOOK"),
-        setting: Setting::PostStart,
-        env: Some(("USHER_POST_START", "http://127.0.0.1/warm")),
-        help: &[
-            "run HOOK alongside the app once it started;",
-            "if it fails, stop the app and exit 124",
-        ],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('v'),
-        long: Some("verbose"),
-        switch: "+1",
-        setting: Setting::Verbosity,
-        env: Some(("USHER_LOG", "error|warn|info|debug|trace")),
-        peers: &[
-            Peer {
-                var: "TINI_VERBOSITY",
-                means: tini_verbosity,
-            },
-            Peer {
-                var: "DUMB_INIT_DEBUG",
-                means: |v| (v == "1").then_some("debug"),
-            },
-        ],
-        help: &["more log (repeatable); -q, --quiet: less"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('q'),
-        long: Some("quiet"),
-        switch: "-1",
-        setting: Setting::Verbosity,
-        ..SWITCH
-    },
-    Opt {
-        long: Some("log-format"),
-        value: Some("FORMAT"),
-        setting: Setting::LogFormat,
-        env: Some(("USHER_LOG_FORMAT", "json")),
-        help: &["text or json (one object per line)"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('w'),
-        long: Some("warn-on-reap"),
-        setting: Setting::WarnOnReap,
-        env: Some(("USHER_WARN_ON_REAP", "1")),
-        help: &["warn each time an orphan is reaped"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('h'),
-        long: Some("help"),
-        setting: Setting::Help,
-        help: &["this help"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('V'),
-        long: Some("version"),
-        setting: Setting::Version,
-        help: &["usher's version"],
-        ..SWITCH
-    },
-    Opt {
-        short: Some('l'),
-        long: Some("license"),
-        setting: Setting::License,
-        help: &["the license (tini's -l)"],
-        ..SWITCH
-    },
-];
+/// The variables of the table, each once, in table order.
+pub fn vars() -> Vec<&'static Var> {
+    let mut out: Vec<&'static Var> = Vec::new();
+    for var in OPTIONS.iter().filter_map(|o| o.var) {
+        if !out.iter().any(|v| v.name == var.name) {
+            out.push(var);
+        }
+    }
+    out
+}
 
 /// Every `USHER_*` variable usher reads; another is most likely a typo.
 pub fn env_vars() -> Vec<&'static str> {
-    OPTIONS
-        .iter()
-        .filter_map(|o| o.env)
-        .map(|(name, _)| name)
-        .collect()
+    vars().iter().map(|v| v.name).collect()
 }
 
 /// `USHER_*` variables in `names` that usher does not know.
@@ -381,11 +564,23 @@ pub fn unknown_vars(names: impl Iterator<Item = OsString>) -> Vec<String> {
         .collect()
 }
 
+/// Whether `opt` is the row that shows its variable in the help.
+pub fn owns_var(opt: &Opt) -> bool {
+    let first = |v: &Var| {
+        OPTIONS
+            .iter()
+            .position(|o| o.var.is_some_and(|w| w.name == v.name))
+    };
+    opt.var
+        .is_some_and(|v| first(v).is_some_and(|i| std::ptr::eq(&OPTIONS[i], opt)))
+}
+
 const HELP_HEAD: &str = "\
 usher — a tiny PID 1 for containers: starts your app, reaps zombies,
 forwards signals, and shuts the app down gracefully.
 
 Usage: usher [OPTIONS] [--] COMMAND [ARGS...]
+       usher --check [--ready] [OPTIONS] URL
 
 Everything from COMMAND on is the app's; usher reads nothing after it.
 Every option can also be set by its environment variable; the flag wins.
@@ -403,14 +598,10 @@ In a Dockerfile:
   COPY usher /usr/local/bin/usher
   ENTRYPOINT [\"/usr/local/bin/usher\", \"--drain\", \"5s\", \"--grace-period\", \"25s\", \"--\"]
   CMD [\"/app/server\", \"--port\", \"8080\"]
-
-Exit status: the app's (128+N if killed by signal N; 0 if remapped; 137 if
-usher killed it at the grace period); 2 usage error; 124 the post-start
-hook failed (usher stopped the app); 125 usher failed; 126 the command
-cannot run; 127 the command was not found.
+  HEALTHCHECK CMD [\"/usr/local/bin/usher\", \"--check\", \"http://127.0.0.1:8080/healthz\"]
 ";
 
-/// `usher --help`, built from [`OPTIONS`].
+/// `usher --help`, built from [`OPTIONS`] and the exit codes' table.
 pub fn help() -> String {
     let mut out = String::from(HELP_HEAD);
     for opt in OPTIONS.iter().filter(|o| !o.help.is_empty()) {
@@ -420,15 +611,20 @@ pub fn help() -> String {
             (None, Some(l)) => format!("      --{l}"),
             (None, None) => continue,
         };
-        if let Some(v) = opt.value {
+        if let Some(v) = opt.value() {
             left = format!("{left} {v}");
+        }
+        if left.chars().count() >= 28 {
+            out.push_str(&left);
+            out.push('\n');
+            left = String::new();
         }
         let last = opt.help.len() - 1;
         for (i, text) in opt.help.iter().enumerate() {
             let mut line = format!("{left:<28}{text}");
-            if let (true, Some((var, example))) = (i == last, opt.env) {
+            if let (true, true, Some(var)) = (i == last, owns_var(opt), opt.var) {
                 let at = line.chars().count().max(72) + 3;
-                line = format!("{line:<at$}{var}={example}");
+                line = format!("{line:<at$}{}={}", var.name, var.example);
             }
             out.push_str(line.trim_end());
             out.push('\n');
@@ -436,16 +632,39 @@ pub fn help() -> String {
         }
     }
     out.push_str("\nAlso read, when usher's own variable is not set (tini's and dumb-init's):\n ");
-    for opt in OPTIONS {
-        for peer in opt.peers {
+    for var in vars() {
+        for peer in var.peers {
             out.push(' ');
             out.push_str(peer.var);
         }
     }
     out.push('\n');
     out.push_str(HELP_TAIL);
+    out.push('\n');
+    out.push_str(&wrap(&format!("Exit status: {}.", codes::prose()), 72));
+    out.push('\n');
     out
 }
+
+/// `text` broken into lines of at most `width` characters.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split(' ') {
+        if line > 0 && line + 1 + word.chars().count() > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += word.chars().count();
+    }
+    out
+}
+
+// ------------------------------------------------------------- parsing --
 
 /// Parses `args` (without the program name) with `env` looking up variables.
 pub fn parse<I, E>(args: I, env: E) -> Result<Parsed, Usage>
@@ -453,224 +672,132 @@ where
     I: IntoIterator<Item = OsString>,
     E: Fn(&str) -> Option<OsString>,
 {
-    let mut given = Given::default();
+    let mut s = Settings::default();
+    let mut given: Vec<&'static Opt> = Vec::new();
     let mut args = args.into_iter();
-    let scanned = given.scan(&mut args);
-    let usage = |given: &Given, message: String| Usage {
-        format: given.log_format(&env),
+    let usage = |s: &Settings, message: String| Usage {
+        format: s.usage_format(&env),
         message,
     };
-    let command = match scanned {
-        Ok(Scan::Command(first)) => first.into_iter().chain(args).collect::<Vec<_>>(),
-        Ok(Scan::Early(parsed)) => return Ok(parsed),
-        Err(message) => return Err(usage(&given, message)),
+    let words = match scan(&mut s, &mut given, &mut args) {
+        Ok(Scan::Words(first)) => first.into_iter().chain(args).collect::<Vec<_>>(),
+        Ok(Scan::Answer(parsed)) => return Ok(parsed),
+        Err(message) => return Err(usage(&s, message)),
     };
-    let config = match command.first() {
-        None => Err("no command given: usage is usher [OPTIONS] [--] COMMAND [ARGS...]".into()),
-        Some(first) if first.is_empty() => Err("the command is an empty string".into()),
-        Some(_) => given.to_config(command, &env),
-    };
-    config
-        .map(|c| Parsed::Run(Box::new(c)))
-        .map_err(|message| usage(&given, message))
+    let parsed = read_vars(&mut s, &given, &env).and_then(|()| s.finish(words));
+    parsed.map_err(|message| usage(&s, message))
 }
 
 /// How the scan of usher's own arguments ended.
 enum Scan {
-    /// At the app's first word (`None` after a `--` with nothing after it).
-    Command(Option<OsString>),
-    /// `--help` or `--version`: nothing else matters.
-    Early(Parsed),
+    /// At the first word that is not usher's (`None` after a `--` with
+    /// nothing after it).
+    Words(Option<OsString>),
+    /// `--help`, `--version`, `--license`: nothing else matters.
+    Answer(Parsed),
 }
 
 type Args<'a> = &'a mut dyn Iterator<Item = OsString>;
 
-/// The flags as given, in order: the row and the value (or what the switch stands for).
-#[derive(Default)]
-struct Given(Vec<(&'static Opt, String)>);
-
-impl Given {
-    /// Reads usher's options up to the app's first word.
-    fn scan(&mut self, args: Args) -> Result<Scan, String> {
-        while let Some(arg) = args.next() {
-            let Some(text) = arg.to_str() else {
-                if arg.as_encoded_bytes().starts_with(b"-") {
-                    return Err(format!("option {arg:?} is not valid UTF-8"));
-                }
-                return Ok(Scan::Command(Some(arg)));
-            };
-            if text == "--" {
-                return Ok(Scan::Command(args.next()));
+/// Reads usher's flags up to the first word that is not one, applying each.
+fn scan(s: &mut Settings, given: &mut Vec<&'static Opt>, args: Args) -> Result<Scan, String> {
+    while let Some(arg) = args.next() {
+        let Some(text) = arg.to_str() else {
+            if arg.as_encoded_bytes().starts_with(b"-") {
+                return Err(format!("option {arg:?} is not valid UTF-8"));
             }
-            let found = if let Some(long) = text.strip_prefix("--") {
-                self.long(long, args)?
-            } else if text.len() > 1 && text.starts_with('-') {
-                self.shorts(&text[1..], args)?
-            } else {
-                return Ok(Scan::Command(Some(arg)));
-            };
-            if let Some(early) = found {
-                return Ok(Scan::Early(early));
-            }
+            return Ok(Scan::Words(Some(arg)));
+        };
+        if text == "--" {
+            return Ok(Scan::Words(args.next()));
         }
-        Ok(Scan::Command(None))
+        let answer = if let Some(long) = text.strip_prefix("--") {
+            long_flag(s, given, long, args)?
+        } else if text.len() > 1 && text.starts_with('-') {
+            short_flags(s, given, &text[1..], args)?
+        } else {
+            return Ok(Scan::Words(Some(arg)));
+        };
+        if let Some(parsed) = answer {
+            return Ok(Scan::Answer(parsed));
+        }
     }
+    Ok(Scan::Words(None))
+}
 
-    /// One `--name` or `--name=value`.
-    fn long(&mut self, long: &str, args: Args) -> Result<Option<Parsed>, String> {
-        let (name, inline) = match long.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (long, None),
-        };
-        let Some(opt) = OPTIONS.iter().find(|o| o.long == Some(name)) else {
-            let flag = format!("--{name}");
-            return Err(format!("unknown option {flag:?} (see usher --help)"));
-        };
-        let value = match (opt.value, inline) {
-            (None, Some(_)) => return Err(format!("option --{name} takes no value")),
-            (None, None) => opt.switch.to_string(),
-            (Some(_), Some(v)) => v,
-            (Some(_), None) => value_of(&format!("--{name}"), args)?,
-        };
-        Ok(self.push(opt, value))
-    }
+/// One `--name` or `--name=value`.
+fn long_flag(
+    s: &mut Settings,
+    given: &mut Vec<&'static Opt>,
+    long: &str,
+    args: Args,
+) -> Result<Option<Parsed>, String> {
+    let (name, inline) = match long.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (long, None),
+    };
+    let Some(opt) = OPTIONS.iter().find(|o| o.long == Some(name)) else {
+        return Err(format!(
+            "unknown option {:?} (see usher --help)",
+            format!("--{name}")
+        ));
+    };
+    let flag = format!("--{name}");
+    let value = match (opt.takes, inline) {
+        (Takes::Value(..), Some(v)) => Some(v),
+        (Takes::Value(..), None) => Some(value_of(&flag, args)?),
+        (_, Some(_)) => return Err(format!("option {flag} takes no value")),
+        (_, None) => None,
+    };
+    apply(s, given, opt, value.as_deref())
+}
 
-    /// A bundle of short flags like `-sv` or `-pKILL`.
-    fn shorts(&mut self, bundle: &str, args: Args) -> Result<Option<Parsed>, String> {
-        for (i, c) in bundle.char_indices() {
-            let Some(opt) = OPTIONS.iter().find(|o| o.short == Some(c)) else {
-                let flag = format!("-{bundle}");
-                return Err(match bundle.len() {
-                    1 => format!("unknown option {flag:?} (see usher --help)"),
-                    _ => format!("unknown option {c:?} in {flag:?} (see usher --help)"),
-                });
-            };
-            if opt.value.is_none() {
-                if let Some(early) = self.push(opt, opt.switch.to_string()) {
-                    return Ok(Some(early));
-                }
-                continue;
-            }
+/// A bundle of short flags like `-sv` or `-pKILL`.
+fn short_flags(
+    s: &mut Settings,
+    given: &mut Vec<&'static Opt>,
+    bundle: &str,
+    args: Args,
+) -> Result<Option<Parsed>, String> {
+    for (i, c) in bundle.char_indices() {
+        let Some(opt) = OPTIONS.iter().find(|o| o.short == Some(c)) else {
+            let flag = format!("-{bundle}");
+            return Err(match bundle.len() {
+                1 => format!("unknown option {flag:?} (see usher --help)"),
+                _ => format!("unknown option {c:?} in {flag:?} (see usher --help)"),
+            });
+        };
+        if let Takes::Value(..) = opt.takes {
             // The rest of the bundle is the value, or else the next argument.
             let rest = &bundle[i + c.len_utf8()..];
             let value = match rest {
                 "" => value_of(&format!("-{c}"), args)?,
                 _ => rest.to_string(),
             };
-            return Ok(self.push(opt, value));
+            return apply(s, given, opt, Some(&value));
         }
-        Ok(None)
-    }
-
-    fn push(&mut self, opt: &'static Opt, value: String) -> Option<Parsed> {
-        match opt.setting {
-            Setting::Help => Some(Parsed::Help),
-            Setting::Version => Some(Parsed::Version),
-            Setting::License => Some(Parsed::License),
-            _ => {
-                self.0.push((opt, value));
-                None
-            }
+        if let Some(parsed) = apply(s, given, opt, None)? {
+            return Ok(Some(parsed));
         }
     }
-
-    /// The values given for `setting` by flags, in order.
-    fn flags(&self, setting: Setting) -> Vec<String> {
-        let given = self.0.iter().filter(|(o, _)| o.setting == setting);
-        given.map(|(_, v)| v.clone()).collect()
-    }
-
-    /// The log format, for a usage error: the flag if it was given and is
-    /// valid, else the variable's if valid, else text.
-    fn log_format(&self, env: &dyn Fn(&str) -> Option<OsString>) -> Format {
-        let row = owner(Setting::LogFormat);
-        let valid = |v: Option<String>| parse_format("", &v?).ok();
-        let from_flag = valid(self.flags(Setting::LogFormat).pop());
-        let from_env = || valid(env(row.env?.0)?.into_string().ok());
-        from_flag.or_else(from_env).unwrap_or(Format::Text)
-    }
-
-    fn to_config(
-        &self,
-        command: Vec<OsString>,
-        env: &dyn Fn(&str) -> Option<OsString>,
-    ) -> Result<Config, String> {
-        let mut s = Settings::default();
-        let mut seen = Vec::new();
-        for opt in OPTIONS {
-            if seen.contains(&opt.setting) {
-                continue;
-            }
-            seen.push(opt.setting);
-            let from_flags = self.flags(opt.setting);
-            let (values, from) = if !from_flags.is_empty() {
-                (from_flags, Source::Flag(flag_name(opt)))
-            } else if let Some(v) = opt
-                .env
-                .map(|(var, _)| env_value(env, var))
-                .transpose()?
-                .flatten()
-            {
-                let var = opt.env.map_or("", |(var, _)| var);
-                let values = if opt.list { split_list(&v) } else { vec![v] };
-                (values, Source::Env(var))
-            } else if let Some((value, var)) = peer_value(opt, env) {
-                (vec![value.to_string()], Source::Env(var))
-            } else {
-                continue;
-            };
-            s.apply(opt.setting, &values, from)?;
-        }
-        s.into_config(command)
-    }
+    Ok(None)
 }
 
-/// The first of `opt`'s peer variables that is set and means something.
-fn peer_value(
-    opt: &Opt,
-    env: &dyn Fn(&str) -> Option<OsString>,
-) -> Option<(&'static str, &'static str)> {
-    opt.peers.iter().find_map(|peer| {
-        let value = env(peer.var)?.into_string().ok()?;
-        Some(((peer.means)(&value)?, peer.var))
-    })
-}
-
-/// The row that names a setting in messages and owns its variable.
-fn owner(setting: Setting) -> &'static Opt {
-    let mut rows = OPTIONS.iter().filter(|o| o.setting == setting);
-    let first = rows.next().unwrap_or(&OPTIONS[0]);
-    OPTIONS
-        .iter()
-        .find(|o| o.setting == setting && o.env.is_some())
-        .unwrap_or(first)
-}
-
-/// `--long`, or `-s` for a flag without a long form.
-fn flag_name(opt: &Opt) -> String {
-    let owner = owner(opt.setting);
-    match (owner.long, owner.short) {
-        (Some(l), _) => format!("--{l}"),
-        (None, Some(s)) => format!("-{s}"),
-        (None, None) => String::new(),
+/// What one flag does; messages name the option by its long name.
+fn apply(
+    s: &mut Settings,
+    given: &mut Vec<&'static Opt>,
+    opt: &'static Opt,
+    value: Option<&str>,
+) -> Result<Option<Parsed>, String> {
+    given.push(opt);
+    match (opt.takes, value) {
+        (Takes::Switch(set), _) => set(s),
+        (Takes::Value(_, read), Some(v)) => read(s, v, &opt.name())?,
+        (Takes::Value(..), None) => {}
+        (Takes::Answer(answer), _) => return Ok(Some(answer())),
     }
-}
-
-/// Where a setting's values came from.
-#[derive(Clone, Debug)]
-enum Source {
-    Flag(String),
-    Env(&'static str),
-}
-
-impl Source {
-    /// How messages name it: `--drain` or `USHER_DRAIN`.
-    fn name(&self) -> &str {
-        match self {
-            Source::Flag(f) => f,
-            Source::Env(v) => v,
-        }
-    }
+    Ok(None)
 }
 
 fn value_of(flag: &str, args: Args) -> Result<String, String> {
@@ -681,11 +808,45 @@ fn value_of(flag: &str, args: Args) -> Result<String, String> {
         .map_err(|v| format!("the value of {flag}, {v:?}, is not valid UTF-8"))
 }
 
+/// Every variable no given flag overrides: usher's own, else a peer's.
+fn read_vars(
+    s: &mut Settings,
+    given: &[&'static Opt],
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Result<(), String> {
+    for var in vars() {
+        if given
+            .iter()
+            .any(|o| o.var.is_some_and(|v| v.name == var.name))
+        {
+            continue;
+        }
+        if let Some(value) = env_value(env, var)? {
+            let values: Vec<&str> = match var.split {
+                Some(sep) => value
+                    .split(sep)
+                    .map(str::trim)
+                    .filter(|v| !v.is_empty())
+                    .collect(),
+                None => vec![value.as_str()],
+            };
+            for v in values {
+                (var.read)(s, v, var.name)?;
+            }
+        } else if let Some((value, peer)) = peer_value(var, env) {
+            (var.read)(s, value, peer)?;
+        }
+    }
+    Ok(())
+}
+
 /// A variable's value; an empty one is an unset one (`ENV USHER_DRAIN=` in a
-/// Dockerfile, or `-e USHER_DRAIN=` to clear an image's setting).
-fn env_value(env: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Result<Option<String>, String> {
+/// Dockerfile, or `-e USHER_DRAIN=` to clear an image's setting), but for a
+/// variable whose empty value means something.
+fn env_value(env: &dyn Fn(&str) -> Option<OsString>, var: &Var) -> Result<Option<String>, String> {
+    let name = var.name;
     env(name)
-        .filter(|v| !v.to_string_lossy().trim().is_empty())
+        .filter(|v| var.empty_counts || !v.to_string_lossy().trim().is_empty())
         .map(|v| {
             v.into_string()
                 .map_err(|v| format!("{name}={v:?} is not valid UTF-8"))
@@ -693,139 +854,191 @@ fn env_value(env: &dyn Fn(&str) -> Option<OsString>, name: &str) -> Result<Optio
         .transpose()
 }
 
-fn split_list(v: &str) -> Vec<String> {
-    v.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-/// The settings as they are resolved, before the checks between them.
-#[derive(Default)]
-struct Settings {
-    subreaper: bool,
-    pdeathsig: Option<Signal>,
-    post_start: Option<HookAction>,
-    pre_stop: Option<HookAction>,
-    policy: Policy,
-    drain_from: Option<String>,
-    grace_from: Option<String>,
-    level: Option<Level>,
-    format: Option<Format>,
+/// The first of `var`'s peer variables that is set and means something.
+fn peer_value(
+    var: &Var,
+    env: &dyn Fn(&str) -> Option<OsString>,
+) -> Option<(&'static str, &'static str)> {
+    var.peers.iter().find_map(|peer| {
+        let value = env(peer.var)?.into_string().ok()?;
+        Some(((peer.means)(&value)?, peer.var))
+    })
 }
 
 impl Settings {
-    /// What each option means: `values` as given (the last one counts for
-    /// an option given once), `from` the flag or variable, for messages.
-    fn apply(&mut self, setting: Setting, values: &[String], from: Source) -> Result<(), String> {
-        let name = from.name();
-        let last = values.last().map(String::as_str).unwrap_or_default();
-        let p = &mut self.policy;
-        match setting {
-            Setting::Subreaper => self.subreaper = boolean(&from, last)?,
-            Setting::SingleChild => p.single_child = boolean(&from, last)?,
-            Setting::Rewrite => {
-                for spec in values {
-                    let (sig, to) = Rewrite::parse_spec(spec).map_err(|e| blame(name, e))?;
-                    p.rewrite.set(sig, to);
-                }
-            }
-            Setting::RemapExit => {
-                for code in values {
-                    p.remap_exit.push(parse_exit_code(name, code)?);
-                }
-            }
-            Setting::Pdeathsig => {
-                self.pdeathsig = Some(Signal::parse(last).map_err(|e| blame(name, e))?)
-            }
-            Setting::Drain => {
-                p.drain = parse_duration(name, last)?;
-                self.drain_from = Some(name.to_string());
-            }
-            Setting::GracePeriod => {
-                p.grace = Some(parse_duration(name, last)?);
-                self.grace_from = Some(name.to_string());
-            }
-            Setting::StopOn => p.stop_on = parse_stop_on(name, last)?,
-            Setting::PreStop => {
-                self.pre_stop = Some(HookAction::parse(last).map_err(|e| blame(name, e))?);
-                p.hooks.push(HookKind::PreStop);
-            }
-            Setting::PostStart => {
-                self.post_start = Some(HookAction::parse(last).map_err(|e| blame(name, e))?);
-                p.hooks.push(HookKind::PostStart);
-            }
-            Setting::Verbosity => self.level = Some(level(&from, values)?),
-            Setting::LogFormat => self.format = Some(parse_format(name, last)?),
-            Setting::WarnOnReap => p.warn_on_reap = boolean(&from, last)?,
-            Setting::Help | Setting::Version | Setting::License => {}
-        }
-        Ok(())
+    /// The log format for a usage error: the flag's if one was given and
+    /// valid, else the variable's if valid, else text.
+    fn usage_format(&self, env: &dyn Fn(&str) -> Option<OsString>) -> Format {
+        let from_env = || log_format("", &env(LOG_FORMAT.name)?.into_string().ok()?).ok();
+        self.format.or_else(from_env).unwrap_or(Format::Text)
     }
 
-    fn into_config(self, command: Vec<OsString>) -> Result<Config, String> {
-        let policy = self.policy;
+    fn logger(&self) -> Logger {
+        let level = match self.steps {
+            Some(steps) => Level::Info.shifted(steps),
+            None => self.level.unwrap_or(Level::Info),
+        };
+        Logger {
+            level,
+            format: self.format.unwrap_or(Format::Text),
+        }
+    }
+
+    /// The checks between settings, and what the words after the flags are.
+    fn finish(&mut self, words: Vec<OsString>) -> Result<Parsed, String> {
+        for hook in self.policy.hooks.iter_mut().flatten() {
+            if let HookAction::Http(req) = hook {
+                req.headers.clone_from(&self.headers);
+            }
+        }
+        if self.check {
+            return self.to_check(words).map(|c| Parsed::Check(Box::new(c)));
+        }
+        if self.ready || self.check_timeout.is_some() {
+            let flag = if self.ready {
+                "--ready"
+            } else {
+                "--check-timeout"
+            };
+            return Err(format!(
+                "{flag} goes with --check URL (a health check), not with a command"
+            ));
+        }
+        match words.first() {
+            None => {
+                return Err(
+                    "no command given: usage is usher [OPTIONS] [--] COMMAND [ARGS...]".into(),
+                )
+            }
+            Some(first) if first.is_empty() => return Err("the command is an empty string".into()),
+            Some(_) => {}
+        }
+        let policy = std::mem::take(&mut self.policy);
         if let Some(grace) = policy.grace {
-            if policy.drain >= grace {
+            let max = policy.drain.max();
+            if max >= grace {
                 let drain_from = self.drain_from.as_deref().unwrap_or("the default --drain");
                 let grace_from = self.grace_from.as_deref().unwrap_or_default();
+                let what = match policy.drain {
+                    DrainSpec::Range { .. } => "'s MAX",
+                    DrainSpec::Fixed(_) => "",
+                };
                 return Err(format!(
-                    "{drain_from} {} must be shorter than {grace_from} {}: the grace period counts from the same stop signal and must leave the app time to stop",
-                    crate::log::secs(policy.drain),
+                    "{drain_from}{what} {} must be shorter than {grace_from} {}: the grace period counts from the same stop signal and must leave the app time to stop",
+                    crate::log::secs(max),
                     crate::log::secs(grace)
                 ));
             }
         }
-        Ok(Config {
-            command,
+        Ok(Parsed::Run(Box::new(Config {
+            command: words,
             subreaper: self.subreaper,
             pdeathsig: self.pdeathsig,
-            post_start: self.post_start,
-            pre_stop: self.pre_stop,
             policy,
-            log: Logger {
-                level: self.level.unwrap_or(Level::Info),
-                format: self.format.unwrap_or(Format::Text),
-            },
+            log: self.logger(),
+            termination_log: std::mem::take(&mut self.termination_log),
+        })))
+    }
+
+    fn to_check(&self, words: Vec<OsString>) -> Result<Check, String> {
+        let url = match &words[..] {
+            [url] => url.to_str().ok_or("--check: the URL is not valid UTF-8")?,
+            [] => {
+                return Err("--check needs a URL: usher --check http://127.0.0.1:PORT/PATH".into())
+            }
+            _ => {
+                return Err(
+                    "--check takes one URL and nothing after it (quote \"POST http://...\")".into(),
+                )
+            }
+        };
+        let mut request = Request::parse(url).map_err(|e| format!("--check: {e}"))?;
+        request.headers.clone_from(&self.headers);
+        let patience = match (self.answer_fd, self.check_timeout) {
+            (Some(_), _) => crate::http::HOOK,
+            (None, timeout) => {
+                let t = timeout.unwrap_or(CHECK_TIMEOUT);
+                Patience {
+                    connect: t,
+                    answer: t,
+                    whole: Some(t),
+                    retry_refused: false,
+                }
+            }
+        };
+        Ok(Check {
+            request,
+            ready: self.ready,
+            patience,
+            answer_fd: self.answer_fd,
+            log: self.logger(),
         })
     }
 }
 
-/// An error message prefixed with the flag or variable it is about.
-fn blame(from: &str, e: String) -> String {
-    format!("{from}: {e}")
-}
+/// How long `usher --check` may take, connection and answer together.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A switch's own value, or a variable's `1`/`0` (and their spellings).
-fn boolean(from: &Source, value: &str) -> Result<bool, String> {
+// ------------------------------------------------------------- values --
+
+/// A switch's variable: `1`/`0` and their spellings.
+fn boolean(from: &str, value: &str) -> Result<bool, String> {
     let v = value.trim().to_ascii_lowercase();
     match v.as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
-        _ => Err(format!(
-            "{}={v:?} is not a boolean (use 1 or 0)",
-            from.name()
-        )),
+        _ => Err(format!("{from}={v:?} is not a boolean (use 1 or 0)")),
     }
 }
 
-/// `-v`/`-q` flags move from info one step each; `USHER_LOG` names a level.
-fn level(from: &Source, values: &[String]) -> Result<Level, String> {
-    match from {
-        Source::Flag(_) => {
-            let steps = values.iter().map(|v| if v == "-1" { -1 } else { 1 }).sum();
-            Ok(Level::Info.shifted(steps))
-        }
-        Source::Env(var) => {
-            let v = values.last().map(String::as_str).unwrap_or_default();
-            Level::parse(v)
-                .ok_or_else(|| format!("{var}={v:?} is not one of error, warn, info, debug, trace"))
-        }
-    }
+fn add_rewrite(s: &mut Settings, spec: &str, from: &str) -> Result<(), String> {
+    let (sig, to) = Rewrite::parse_spec(spec).map_err(|e| format!("{from}: {e}"))?;
+    s.policy.rewrite.set(sig, to);
+    Ok(())
 }
 
-fn parse_format(from: &str, v: &str) -> Result<Format, String> {
+fn add_header(s: &mut Settings, text: &str, from: &str) -> Result<(), String> {
+    s.headers
+        .push(hook::parse_header(text).map_err(|e| format!("{from}: {e}"))?);
+    Ok(())
+}
+
+fn set_hook(s: &mut Settings, kind: HookKind, value: &str, from: &str) -> Result<(), String> {
+    s.policy.hooks[kind as usize] =
+        Some(HookAction::parse(value).map_err(|e| format!("{from}: {e}"))?);
+    Ok(())
+}
+
+fn set_drain(s: &mut Settings, value: &str, from: &str) -> Result<(), String> {
+    s.policy.drain = parse_drain(from, value)?;
+    s.drain_from = Some(from.to_string());
+    Ok(())
+}
+
+/// `5s`, or `MIN..MAX` with both bounds and MIN ≤ MAX.
+pub fn parse_drain(from: &str, text: &str) -> Result<DrainSpec, String> {
+    let t = text.trim();
+    let Some((min, max)) = t.split_once("..") else {
+        return parse_duration(from, t).map(DrainSpec::Fixed);
+    };
+    let range =
+        |why: &str| format!("{from} {t:?}: {why} (a range is MIN..MAX, e.g. 1s..15s or 0s..10s)");
+    if min.trim().is_empty() || max.trim().is_empty() {
+        return Err(range("both bounds are needed"));
+    }
+    if max.starts_with('.') {
+        return Err(range("two dots between the bounds, not three"));
+    }
+    let bound =
+        |b: &str| parse_duration(from, b).map_err(|e| range(e.trim_start_matches(from).trim()));
+    let (min, max) = (bound(min)?, bound(max)?);
+    if min > max {
+        return Err(range("MIN is longer than MAX"));
+    }
+    Ok(DrainSpec::Range { min, max })
+}
+
+fn log_format(from: &str, v: &str) -> Result<Format, String> {
     match v.trim() {
         "text" => Ok(Format::Text),
         "json" => Ok(Format::Json),
@@ -833,7 +1046,7 @@ fn parse_format(from: &str, v: &str) -> Result<Format, String> {
     }
 }
 
-fn parse_exit_code(from: &str, text: &str) -> Result<i32, String> {
+fn exit_code(from: &str, text: &str) -> Result<i32, String> {
     match text.trim().parse::<i32>() {
         Ok(n) if (0..=255).contains(&n) => Ok(n),
         _ => Err(format!(
@@ -881,18 +1094,15 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
             "{flag} {t:?}: a duration cannot be negative (e.g. 500ms, 15s, 1m30s)"
         ));
     }
+    let too_long = || format!("{flag} {t:?} is longer than usher allows (at most 365d)");
     let d = duration::parse(t).map_err(|e| match e {
-        duration::Error::Overflow => {
-            format!("{flag} {t:?} is longer than usher allows (at most 365d)")
-        }
+        duration::Error::Overflow => too_long(),
         duration::Error::Bad(why) => {
             format!("{flag} {t:?} is not a duration like 500ms, 15s or 1m30s ({why})")
         }
     })?;
     if d > LONGEST {
-        return Err(format!(
-            "{flag} {t:?} is longer than usher allows (at most 365d)"
-        ));
+        return Err(too_long());
     }
     Ok(d)
 }
@@ -975,14 +1185,11 @@ mod tests {
         assert_eq!(c.policy.rewrite.apply(Signal::TERM), Some(Signal::QUIT));
         assert_eq!(c.policy.remap_exit, [143, 130]);
         assert_eq!((c.log.level, c.log.format), (Level::Debug, Format::Json));
-        assert_eq!(c.policy.drain, Duration::from_secs(2));
+        assert_eq!(c.policy.drain, DrainSpec::Fixed(Duration::from_secs(2)));
         assert_eq!(c.policy.grace, Some(Duration::from_secs(10)));
         assert_eq!(c.policy.stop_on, [Signal::QUIT]);
-        assert_eq!(
-            c.pre_stop,
-            Some(HookAction::Command(vec!["sleep".into(), "1".into()]))
-        );
-        assert_eq!(c.policy.hooks, [HookKind::PreStop]);
+        let sleep = HookAction::Command(vec!["sleep".into(), "1".into()]);
+        assert_eq!(c.policy.hooks, [None, Some(sleep), None]);
         let c = run(
             &[
                 "-q",
@@ -1002,7 +1209,7 @@ mod tests {
             Some(Signal::TERM),
             "flags replace USHER_REWRITE"
         );
-        assert_eq!(c.policy.drain, Duration::from_secs(1));
+        assert_eq!(c.policy.drain, DrainSpec::Fixed(Duration::from_secs(1)));
     }
 
     #[test]
@@ -1302,8 +1509,9 @@ mod tests {
             if let Some(long) = opt.long {
                 assert!(help.contains(&format!("--{long}")), "--{long}");
             }
-            if let Some((var, example)) = opt.env {
-                assert!(help.contains(&format!("{var}={example}")), "{var}");
+            if let (true, Some(var)) = (owns_var(opt), opt.var) {
+                let shown = format!("{}={}", var.name, var.example);
+                assert!(help.contains(&shown), "{shown}");
             }
         }
         assert!(help.lines().all(|l| l.chars().count() <= 120), "{help}");

@@ -1,9 +1,12 @@
-//! The thin loop around the state machine: system calls become events, actions become system calls.
+//! The real world around the state machine: system calls become events, actions become system calls.
 //!
 //! One process, one thread, two file descriptors: a signalfd for every
-//! signal usher handles and a timerfd for the machine's next deadline. With
+//! signal usher handles and a timerfd for the machine's next timer. With
 //! no timer armed the loop blocks in the signalfd's own `read`; with one, in
 //! `poll` on both. Either way an idle usher makes no system call at all.
+//! Children are reaped one `waitpid` per event, so that what the machine
+//! decides about one child is carried out before the next is reaped (a pid
+//! stays reserved until its zombie is reaped).
 //!
 //! The error rule: usher exits 125 only when it can no longer see what
 //! happens — the signalfd or the timerfd cannot be made, read or armed, or
@@ -11,38 +14,20 @@
 //! handing over the terminal, a hook that cannot start) is logged and
 //! survived: the app keeps its init.
 
+use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
 
-use crate::cli::{Config, HookAction};
+use crate::cgroup::Cgroup;
+use crate::cli::{Config, TerminationLog};
+use crate::event_loop::{Blind, EventLoop, World};
+use crate::hook::{HookAction, HookKind};
 use crate::log::{Level, Logger};
-use crate::machine::{Action, Event, Found, HookKind, Machine, Start, Target};
-use crate::process::Pid;
+use crate::machine::{Action, Census, Ending, Errand, Event, Machine, Scope, Start, Target, Time};
+use crate::process::{Pid, Status, Traffic};
 use crate::signals::Signal;
 use crate::sys::{self, Reap};
-use crate::{procs, report, spawn};
-
-/// usher's own failure.
-pub const EXIT_USHER: i32 = 125;
-
-struct Driver {
-    cfg: Config,
-    machine: Machine,
-    signals: OwnedFd,
-    timer: OwnedFd,
-    /// What the timerfd is set to.
-    armed: Option<Duration>,
-    start: Start,
-    /// The pipes HTTP hooks write their outcome into, by the hook's pid.
-    answers: Vec<(Pid, File)>,
-}
-
-/// Which of the two fds has something to read.
-struct Ready {
-    signals: bool,
-    timer: bool,
-}
+use crate::{codes, procs, report, spawn, traffic};
 
 /// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
 /// Every catchable signal must already be blocked (see `main`).
@@ -56,6 +41,8 @@ pub fn run(cfg: Config) -> i32 {
     };
     crate::log::use_nonblocking_stderr();
     let terminal = sys::stdin_is_terminal();
+    let cgroup = Cgroup::find();
+    let memory = cgroup.as_ref().and_then(Cgroup::read);
     let app = match spawn::spawn(&cfg.command, terminal) {
         Ok(pid) => pid,
         Err(e) => {
@@ -68,18 +55,34 @@ pub fn run(cfg: Config) -> i32 {
         "started",
         &[("pid", app.into()), ("cmd", cmd.join(" ").into())],
     );
-    let start = Start { app, me, terminal };
+    let start = Start {
+        app,
+        me,
+        terminal,
+        memory,
+    };
     let machine = Machine::new(cfg.policy.clone(), start, sys::now());
-    let mut driver = Driver {
-        cfg,
-        machine,
+    let world = Real {
+        log: cfg.log,
         signals,
         timer,
         armed: None,
         start,
+        batch: Vec::with_capacity(32),
+        next: 0,
+        reaping: false,
+        timer_due: false,
+        held: None,
         answers: Vec::new(),
+        cgroup,
+        sampler: None,
+        me: Vec::new(),
     };
-    driver.run()
+    let mut event_loop = EventLoop::new(machine, world);
+    match event_loop.run() {
+        Ok(ending) => finish(&cfg.log, &cfg.termination_log, &ending),
+        Err(Blind) => codes::USHER,
+    }
 }
 
 /// Subreaper, parent-death signal, and the one warning about orphans.
@@ -119,127 +122,206 @@ fn prepare(cfg: &Config, pid1: bool) {
 /// Logs a failure that ends usher, and gives its exit code.
 fn fatal(log: &Logger, what: &str, e: &std::io::Error) -> i32 {
     log.error(what, &[("error", e.into())]);
-    EXIT_USHER
+    codes::USHER
 }
 
-impl Driver {
-    fn run(&mut self) -> i32 {
-        let mut batch = Vec::new();
+/// Writes the termination message where it goes; a failure is one warning
+/// and never changes the exit code.
+fn finish(log: &Logger, to: &TerminationLog, ending: &Ending) -> i32 {
+    let (path, create) = match to {
+        TerminationLog::Off => return ending.code,
+        TerminationLog::Default => (std::ffi::OsStr::new("/dev/termination-log"), false),
+        TerminationLog::Path(p) => (p.as_os_str(), true),
+    };
+    if let Err(e) = write_file(path, report::summary(ending).as_bytes(), create) {
+        if create || e.kind() != std::io::ErrorKind::NotFound {
+            let path = path.to_string_lossy().into_owned();
+            log.warn(
+                "cannot write the termination message",
+                &[("path", path.into()), ("error", (&e).into())],
+            );
+        }
+    }
+    ending.code
+}
+
+/// Writes `bytes` to the file at `path` (created only with `create`).
+/// Non-blocking: a FIFO with no reader is an error (ENXIO), never a wait.
+fn write_file(path: &std::ffi::OsStr, bytes: &[u8], create: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .create(create)
+        .mode(0o644)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// The world of a real usher: its two fds, its children, /proc.
+struct Real {
+    log: Logger,
+    signals: OwnedFd,
+    timer: OwnedFd,
+    /// What the timerfd is set to.
+    armed: Option<Time>,
+    start: Start,
+    /// The last batch read from the signalfd, and the next one to hand out.
+    batch: Vec<(Signal, Option<Pid>)>,
+    next: usize,
+    /// A SIGCHLD came: reap until nothing more is ready.
+    reaping: bool,
+    /// The timer fired; handed out after the signals read with it.
+    timer_due: bool,
+    /// An event held back for the next call (a hook's reaping, after its answer).
+    held: Option<Event>,
+    /// The pipes HTTP hooks write their outcome into, by the hook's pid.
+    answers: Vec<(Pid, File)>,
+    cgroup: Option<Cgroup>,
+    /// The traffic sampler of an adaptive drain, from its first look.
+    sampler: Option<traffic::Sampler>,
+    /// Where usher's own binary is (for HTTP hooks), found at the first.
+    me: Vec<CString>,
+}
+
+impl World for Real {
+    fn now(&mut self) -> Time {
+        sys::now()
+    }
+
+    fn next(&mut self, until: Option<Time>) -> Result<Event, Blind> {
         loop {
-            if let Some(code) = self.perform() {
-                return code;
+            if let Some(event) = self.held.take() {
+                return Ok(event);
             }
-            if let Err(e) = self.arm_timer() {
-                return fatal(&self.cfg.log, "cannot arm the timer", &e);
+            if self.reaping {
+                return Ok(self.reap_one());
             }
-            let ready = match self.wait() {
-                Ok(ready) => ready,
-                Err(e) => return fatal(&self.cfg.log, "poll failed", &e),
-            };
-            if ready.signals {
-                batch.clear();
-                if let Err(e) = sys::read_signals(&self.signals, &mut batch) {
-                    return fatal(&self.cfg.log, "reading signals failed", &e);
+            if let Some(&(signal, sender)) = self.batch.get(self.next) {
+                self.next += 1;
+                if self.log.enabled(Level::Trace) {
+                    self.log.log(
+                        Level::Trace,
+                        None,
+                        "received",
+                        &[("signal", signal.to_string().into())],
+                    );
                 }
-                self.on_signals(&batch);
+                return Ok(Event::Signal { signal, sender });
             }
-            if ready.timer {
-                self.on_timer();
+            if std::mem::take(&mut self.timer_due) {
+                return Ok(Event::Timer);
             }
+            self.wait(until)?;
         }
     }
 
-    /// With no timer armed, only a signal can come: block in the
-    /// signalfd's own read, one system call per wake-up instead of two.
-    fn wait(&self) -> std::io::Result<Ready> {
-        if self.armed.is_none() {
-            return Ok(Ready {
-                signals: true,
-                timer: false,
-            });
-        }
-        let [signals, timer] = sys::wait_readable([&self.signals, &self.timer])?;
-        Ok(Ready { signals, timer })
-    }
-
-    /// Reaps first when SIGCHLD is among them, so that a signal arriving
-    /// with the app's exit is judged knowing the app is gone.
-    fn on_signals(&mut self, batch: &[(Signal, Option<Pid>)]) {
-        if batch.iter().any(|(s, _)| *s == Signal::CHLD) {
-            self.reap();
-        }
-        for &(signal, sender) in batch.iter().filter(|(s, _)| *s != Signal::CHLD) {
-            let log = &self.cfg.log;
-            if log.enabled(Level::Trace) {
-                log.log(
-                    Level::Trace,
-                    None,
-                    "received",
-                    &[("signal", signal.to_string().into())],
-                );
-            }
-            self.machine
-                .handle(Event::Signal { signal, sender }, sys::now());
-        }
-    }
-
-    fn on_timer(&mut self) {
-        match sys::timer_fired(&self.timer) {
-            Ok(true) => {
-                self.armed = None;
-                self.machine.handle(Event::Timer, sys::now());
-            }
-            Ok(false) => {}
-            Err(e) => self.survive("reading the timer failed", &e),
-        }
-    }
-
-    /// Reaps every ended child, then tells the machine whether any is left.
-    fn reap(&mut self) {
-        loop {
-            let event = match sys::reap_one() {
-                Ok(Reap::Child(pid, status)) => {
-                    self.collect_answer(pid);
-                    Event::Reaped { pid, status }
-                }
-                Ok(Reap::Stopped(pid)) => Event::Stopped { pid },
-                Ok(Reap::Continued(pid)) => Event::Continued { pid },
-                Ok(Reap::Running) => Event::ReapDone {
-                    children_left: true,
-                },
-                Ok(Reap::None) => Event::ReapDone {
-                    children_left: false,
-                },
-                Err(e) => return self.survive("waitpid failed", &e),
-            };
-            let done = matches!(event, Event::ReapDone { .. });
-            self.machine.handle(event, sys::now());
-            if done {
-                return;
-            }
-        }
-    }
-
-    /// Carries out every queued action; `Some(code)` when usher must exit.
-    fn perform(&mut self) -> Option<i32> {
-        while let Some(action) = self.machine.poll_action() {
-            match action {
-                Action::Note(n) => report::note(&self.cfg.log, &n),
-                Action::Send { signal, to } => self.send(signal, to),
-                Action::StartHook(kind) => self.start_hook(kind),
-                Action::FindLeftovers(scope) => {
-                    let found = Found {
-                        list: procs::find(scope, self.start.me),
-                        group_alive: sys::exists(-self.start.app),
-                    };
-                    self.machine.handle(Event::Leftovers(found), sys::now());
-                }
-                Action::Exit(code) => return Some(code),
-                Action::StopSelf => sys::stop_self(),
-                Action::Foreground => self.foreground(),
-            }
+    fn perform(&mut self, action: Action) -> Option<Event> {
+        match action {
+            Action::Note(n) => report::note(&self.log, &n),
+            Action::Send { signal, to } => self.send(signal, to),
+            Action::StartHook(kind, hook) => return Some(self.start_hook(kind, &hook)),
+            Action::Census(errand) => return Some(self.census(errand)),
+            Action::Look => return Some(Event::Traffic(self.look())),
+            Action::Suspend => sys::stop_self(),
+            Action::Foreground => self.foreground(),
+            Action::ShowStopping => sys::set_name(c"usher:stopping"),
+            Action::Exit(_) => {}
         }
         None
+    }
+}
+
+impl Real {
+    /// Arms the timer for `until`, waits, reads what came: a batch of
+    /// signals (SIGCHLD among them starts a reaping round, handed out
+    /// first, so that a signal arriving with the app's exit is judged
+    /// knowing the app is gone) and whether the timer fired.
+    fn wait(&mut self, until: Option<Time>) -> Result<(), Blind> {
+        if until != self.armed {
+            if let Err(e) = sys::timer_set(&self.timer, until) {
+                fatal(&self.log, "cannot arm the timer", &e);
+                return Err(Blind);
+            }
+            self.armed = until;
+        }
+        // With no timer armed, only a signal can come: block in the
+        // signalfd's own read, one system call per wake-up instead of two.
+        let [signals, timer] = match self.armed {
+            None => [true, false],
+            Some(_) => sys::wait_readable([&self.signals, &self.timer]).map_err(|e| {
+                fatal(&self.log, "poll failed", &e);
+                Blind
+            })?,
+        };
+        if signals {
+            self.batch.clear();
+            self.next = 0;
+            if let Err(e) = sys::read_signals(&self.signals, &mut self.batch) {
+                fatal(&self.log, "reading signals failed", &e);
+                return Err(Blind);
+            }
+            let before = self.batch.len();
+            self.batch.retain(|(s, _)| *s != Signal::CHLD);
+            self.reaping |= self.batch.len() < before;
+        }
+        if timer {
+            match sys::timer_fired(&self.timer) {
+                Ok(fired) => {
+                    self.timer_due = fired;
+                    if fired {
+                        self.armed = None;
+                    }
+                }
+                Err(e) => self.survive("reading the timer failed", &e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One `waitpid`: a child that ended, stopped or resumed, or the end of
+    /// the round. An HTTP hook's answer comes just before its reaping.
+    fn reap_one(&mut self) -> Event {
+        let reaped = match sys::reap_one() {
+            Ok(reaped) => reaped,
+            Err(e) => {
+                self.survive("waitpid failed", &e);
+                self.reaping = false;
+                return Event::ReapDone {
+                    children_left: true,
+                };
+            }
+        };
+        match reaped {
+            Reap::Child(pid, status) => {
+                let memory = match status {
+                    Status::Signaled(Signal::KILL) => self.cgroup.as_ref().and_then(Cgroup::read),
+                    _ => None,
+                };
+                let reaped = Event::Reaped {
+                    pid,
+                    status,
+                    memory,
+                };
+                match self.collect_answer(pid) {
+                    Some(answer) => {
+                        self.held = Some(reaped);
+                        answer
+                    }
+                    None => reaped,
+                }
+            }
+            Reap::Stopped(pid) => Event::Suspended { pid },
+            Reap::Continued(pid) => Event::Resumed { pid },
+            Reap::Running | Reap::None => {
+                self.reaping = false;
+                Event::ReapDone {
+                    children_left: matches!(reaped, Reap::Running),
+                }
+            }
+        }
     }
 
     fn send(&self, signal: Signal, to: Target) {
@@ -256,48 +338,70 @@ impl Driver {
                 Some(libc::ESRCH) => Level::Debug,
                 _ => Level::Warn,
             };
-            let to = report::target(to).into();
             let fields = [
                 ("signal", signal.to_string().into()),
-                ("to", to),
+                ("to", report::target(to).into()),
                 ("error", (&e).into()),
             ];
-            self.cfg.log.log(level, None, "forward failed", &fields);
+            self.log.log(level, None, "forward failed", &fields);
         }
     }
 
-    fn start_hook(&mut self, kind: HookKind) {
-        let started = match self.cfg.hook(kind) {
-            None => Err("no hook configured".to_string()),
-            Some(HookAction::Command(words)) => {
+    fn start_hook(&mut self, kind: HookKind, hook: &HookAction) -> Event {
+        let started = match hook {
+            HookAction::Command(words) => {
                 let argv: Vec<_> = words.iter().map(Into::into).collect();
                 spawn::spawn(&argv, false).map_err(|e| e.message(&argv[0]))
             }
-            Some(HookAction::Http(req)) => match spawn::request(req) {
-                Ok((pid, answer)) => {
-                    self.answers.push((pid, answer));
-                    Ok(pid)
+            HookAction::Http(req) => {
+                if self.me.is_empty() {
+                    self.me = spawn::own_binary();
                 }
-                Err(e) => Err(e.message(req.show().as_ref())),
-            },
+                match spawn::request(req, &self.me) {
+                    Ok((pid, answer)) => {
+                        self.answers.push((pid, answer));
+                        Ok(pid)
+                    }
+                    Err(e) => Err(e.message(std::ffi::OsStr::new("usher --check"))),
+                }
+            }
         };
-        let event = match started {
+        match started {
             Ok(pid) => Event::HookStarted { kind, pid },
             Err(reason) => Event::HookFailed { kind, reason },
-        };
-        self.machine.handle(event, sys::now());
+        }
     }
 
-    /// An HTTP hook's child was reaped: tell the machine what it wrote.
-    fn collect_answer(&mut self, pid: Pid) {
-        let Some(i) = self.answers.iter().position(|(p, _)| *p == pid) else {
-            return;
-        };
+    /// An HTTP hook's child was reaped: what it wrote, as an event.
+    fn collect_answer(&mut self, pid: Pid) -> Option<Event> {
+        let i = self.answers.iter().position(|(p, _)| *p == pid)?;
         let (_, pipe) = self.answers.swap_remove(i);
-        if let Some(outcome) = spawn::answer(pipe) {
-            let event = Event::HookAnswered { pid, outcome };
-            self.machine.handle(event, sys::now());
+        let outcome = spawn::answer(pipe)?;
+        Some(Event::HookAnswered { pid, outcome })
+    }
+
+    fn census(&self, errand: Errand) -> Event {
+        let scope = errand.situation().scope();
+        let census = Census {
+            list: match scope {
+                Scope::Group => Some(Vec::new()),
+                _ => procs::find(scope, self.start.me),
+            },
+            group_alive: sys::exists(-self.start.app),
+        };
+        Event::Census { errand, census }
+    }
+
+    /// A look at the app's traffic; the first finds its listening sockets.
+    fn look(&mut self) -> Result<Traffic, String> {
+        if let Some(sampler) = &mut self.sampler {
+            return sampler.sample();
         }
+        let owners = procs::tree(self.start.me).ok_or("/proc cannot be read")?;
+        let mut sampler = traffic::Sampler::start(&owners)?;
+        let look = sampler.sample();
+        self.sampler = Some(sampler);
+        look
     }
 
     /// After `fg`: the terminal came back to usher's group; pass it to the app.
@@ -310,17 +414,8 @@ impl Driver {
         }
     }
 
-    fn arm_timer(&mut self) -> std::io::Result<()> {
-        let want = self.machine.poll_timeout();
-        if want != self.armed {
-            sys::timer_set(&self.timer, want)?;
-            self.armed = want;
-        }
-        Ok(())
-    }
-
     /// Logs a failure that usher lives with (see the module doc).
     fn survive(&self, what: &str, e: &std::io::Error) {
-        self.cfg.log.error(what, &[("error", e.into())]);
+        self.log.error(what, &[("error", e.into())]);
     }
 }

@@ -1,13 +1,18 @@
 //! usher: a tiny PID 1 for containers — spawns the app, reaps zombies, forwards signals, shuts down gracefully.
 //!
 //! The binary is `src/main.rs`; this library holds its parts so that tests
-//! (and fuzzers) can drive them directly. Start reading at [`machine`].
-//! Only [`sys`] may use `unsafe`.
+//! (and fuzzers) can drive them directly. Start reading at [`machine`], then
+//! [`event_loop`]. Only [`sys`] may use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod cgroup;
+pub mod check;
 pub mod cli;
+pub mod codes;
 pub mod driver;
 pub mod duration;
+pub mod event_loop;
+pub mod hook;
 pub mod http;
 pub mod log;
 pub mod machine;
@@ -18,4 +23,5 @@ pub mod report;
 pub mod signals;
 pub mod spawn;
 pub mod sys;
+pub mod traffic;
 pub mod words;

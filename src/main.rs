@@ -1,21 +1,18 @@
-//! usher's entry point: block signals first, read the command line, run the app, exit with its code.
+//! usher's entry point: block signals first, read the command line, run the app (or a check), exit with its code.
 
 use std::process::ExitCode;
 
 use usher::cli::{self, Parsed};
 use usher::log::{self, Format, Level, Logger};
 use usher::signals::{SigSet, Signal};
-use usher::{driver, sys};
-
-/// Exit code for a usage error.
-const EXIT_USAGE: u8 = 2;
+use usher::{check, codes, driver, sys};
 
 fn main() -> ExitCode {
     // Before anything else, so no signal can arrive unhandled and be lost:
     // blocked signals wait in the kernel until the signalfd reads them.
     if let Err(e) = sys::set_sigmask(Signal::blocked_set()) {
         log::plain(&format!("error: cannot block signals: {e}"));
-        return ExitCode::from(driver::EXIT_USHER as u8);
+        return ExitCode::from(codes::USHER as u8);
     }
     // Of usher's own dispositions only SIGCHLD matters: an inherited SIG_IGN
     // there would make the kernel reap children and lose their exit codes.
@@ -28,12 +25,17 @@ fn main() -> ExitCode {
     let parsed = cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name));
     let config = match parsed {
         Ok(Parsed::Run(config)) => config,
+        Ok(Parsed::Check(c)) => {
+            // Not an init: a stop signal ends a check as it ends any command.
+            let _ = sys::set_sigmask(SigSet::EMPTY);
+            return ExitCode::from(check::run(&c));
+        }
         Ok(Parsed::Help) => return say(&cli::help()),
         Ok(Parsed::Version) => return say(&format!("usher {}\n", cli::VERSION)),
         Ok(Parsed::License) => return say(cli::LICENSE),
         Err(usage) => {
             usage_error(&usage);
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(codes::USAGE);
         }
     };
     ExitCode::from(driver::run(*config).clamp(0, 255) as u8)

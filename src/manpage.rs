@@ -29,19 +29,20 @@ pub fn render() -> String {
         let _ = writeln!(out, ".TP\n{}", flags(opt));
         out.push_str(&escape(&opt.help.join(" ")));
         out.push('\n');
-        if let Some((var, example)) = opt.env {
+        if let (true, Some(var)) = (crate::cli::owns_var(opt), opt.var) {
             let _ = writeln!(
                 out,
-                ".br\nVariable: \\fB{var}\\fR (e.g. {})",
-                escape(example)
+                ".br\nVariable: \\fB{}\\fR (e.g. {})",
+                var.name,
+                escape(var.example)
             );
         }
     }
     out.push_str(
         ".SH ENVIRONMENT\ntini's and dumb-init's variables are read when usher's own is not set:\n",
     );
-    for opt in OPTIONS {
-        for peer in opt.peers {
+    for opt in OPTIONS.iter().filter(|o| crate::cli::owns_var(o)) {
+        for peer in opt.var.map_or(&[][..], |v| v.peers) {
             let _ = writeln!(out, ".TP\n.B {}\nas {}", peer.var, flags(opt));
         }
     }
@@ -66,7 +67,7 @@ fn flags(opt: &Opt) -> String {
         names.push(format!("\\fB\\-\\-{}\\fR", escape(l)));
     }
     let mut text = names.join(", ");
-    if let Some(v) = opt.value {
+    if let Some(v) = opt.value() {
         let _ = write!(text, " \\fI{}\\fR", escape(v));
     }
     text

@@ -1,7 +1,8 @@
-//! What usher knows of a process: the pid that names it and how it ended.
+//! What usher observes of processes: the pid that names one, how it ended, its memory cgroup, its traffic.
 //!
-//! The lowest layer's vocabulary: the syscall module reports in these terms
-//! and the state machine decides in them, so neither depends on the other.
+//! The lowest layer's vocabulary: the syscall and I/O modules report in
+//! these terms and the state machine decides in them, so neither depends on
+//! the other.
 
 use crate::signals::Signal;
 
@@ -29,4 +30,28 @@ impl Status {
 pub struct Leftover {
     pub pid: Pid,
     pub group: Pid,
+}
+
+/// What the memory cgroup usher runs in says (read at start, and again only
+/// when a process died of SIGKILL).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Memory {
+    /// The kernel's OOM-kill counter.
+    pub oom_kills: u64,
+    /// The limit in bytes, when one is set.
+    pub limit: Option<u64>,
+    /// The peak usage in bytes, where the cgroup records it.
+    pub peak: Option<u64>,
+}
+
+/// One look at the app's inbound traffic (during an adaptive drain).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Traffic {
+    /// Listening TCP sockets owned by the app's processes.
+    pub listeners: u32,
+    /// Arrivals (new connections, and connections that received bytes
+    /// since the last look) counted since the first look, cumulative.
+    pub arrivals: u64,
+    /// Connections to the listeners now.
+    pub connections: u32,
 }

@@ -29,6 +29,31 @@ pub fn find(scope: Scope, me: Pid) -> Option<Vec<Leftover>> {
     }
 }
 
+/// The pids of the app's process tree: as PID 1 every process but usher,
+/// otherwise usher's descendants (hooks included; they rarely listen).
+pub fn tree(me: Pid) -> Option<Vec<Pid>> {
+    let scope = if me == 1 {
+        Scope::Namespace
+    } else {
+        Scope::Descendants
+    };
+    Some(find(scope, me)?.into_iter().map(|p| p.pid).collect())
+}
+
+/// An usher of this PID namespace that began its shutdown: it names itself
+/// `usher:stopping` then (`/proc/PID/comm`, readable by any process of the
+/// namespace, even from a read-only root and without privileges). PID 1 is
+/// looked at first, then every other process.
+pub fn stopping_usher() -> Option<Pid> {
+    let stopping = |pid: Pid| {
+        fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_ascii_end() == b"usher:stopping")
+    };
+    if stopping(1) {
+        return Some(1);
+    }
+    pids_in_proc()?.find(|&pid| pid != 1 && stopping(pid))
+}
+
 /// Every process in /proc but `me`.
 fn namespace(me: Pid) -> Option<Vec<Leftover>> {
     Some(
@@ -41,20 +66,32 @@ fn namespace(me: Pid) -> Option<Vec<Leftover>> {
 
 /// `me`'s descendants, walked down through each task's `children` file;
 /// `None` when the kernel has no such file (CONFIG_PROC_CHILDREN).
+///
+/// A process that dies during the walk hands its children to usher (a
+/// subreaper) after usher's own `children` was read: they would be missed.
+/// So the walk is repeated, keeping what earlier walks found, until one
+/// finds nobody new — three walks at most.
 fn descendants(me: Pid) -> Option<Vec<Leftover>> {
-    let mut found = Vec::new();
-    let mut todo = children(me)?;
-    // Bounded: a pid can be listed once per walk, however the tree changes.
-    let mut budget = 1 << 20;
-    while let Some(pid) = todo.pop() {
-        budget -= 1;
-        if budget == 0 || found.iter().any(|p: &Leftover| p.pid == pid) {
-            continue;
-        }
-        // Gone between the listing and now: skip it.
-        if let Some(p) = leftover(pid) {
-            found.push(p);
+    let mut found: Vec<Leftover> = Vec::new();
+    for _ in 0..3 {
+        let before = found.len();
+        let mut todo = children(me)?;
+        let mut seen: Vec<Pid> = Vec::new();
+        while let Some(pid) = todo.pop() {
+            if seen.contains(&pid) {
+                continue; // listed twice while the tree changed
+            }
+            seen.push(pid);
+            if !found.iter().any(|p| p.pid == pid) {
+                match leftover(pid) {
+                    Some(p) => found.push(p),
+                    None => continue, // gone between the listing and now
+                }
+            }
             todo.extend(children(pid).unwrap_or_default());
+        }
+        if found.len() == before {
+            break;
         }
     }
     Some(found)

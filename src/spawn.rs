@@ -1,4 +1,4 @@
-//! Starting the app and the hooks: fork, a clean signal state, exec (or an HTTP request), and an honest error.
+//! Starting the app and the hooks: a command (or usher itself for an HTTP request) in a clean signal state, and an honest error.
 //!
 //! The child gets its own process group, the terminal's foreground if asked,
 //! default dispositions and an empty signal mask. An exec failure travels
@@ -8,13 +8,13 @@
 use std::env;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::http;
+use crate::codes;
+use crate::hook::{Outcome, Request};
 use crate::process::Pid;
-use crate::signals::SigSet;
 use crate::sys;
 
 /// The PATH execvp falls back to when none is set.
@@ -34,9 +34,9 @@ pub enum SpawnError {
 impl SpawnError {
     pub fn exit_code(&self) -> i32 {
         match self {
-            SpawnError::Usher(..) => 125,
-            SpawnError::NotFound => 127,
-            SpawnError::CannotRun(_) => 126,
+            SpawnError::Usher(..) => codes::USHER,
+            SpawnError::NotFound => codes::NOT_FOUND,
+            SpawnError::CannotRun(_) => codes::CANNOT_RUN,
         }
     }
 
@@ -90,110 +90,76 @@ fn find_in_path(name: &OsStr) -> Option<std::path::PathBuf> {
 /// Starts `argv` as a child in a new process group; with `foreground`, that
 /// group takes over the terminal on stdin. Returns once the exec succeeded.
 pub fn spawn(argv: &[OsString], foreground: bool) -> Result<Pid, SpawnError> {
-    let args = c_strings(argv)?;
-    let candidates = candidates(&argv[0])?;
-    let mut ptrs: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();
-    ptrs.push(std::ptr::null());
+    let exec = sys::Exec {
+        paths: candidates(&argv[0])?,
+        argv: c_strings(argv)?,
+        foreground,
+        // Only SIG_IGN survives exec, so only the ignored signals need a
+        // reset in the child: a handful of syscalls instead of one per signal.
+        reset: sys::ignored_signals(),
+        fd3: None,
+    };
+    start(&exec)
+}
 
-    // Only SIG_IGN survives exec, so only the ignored signals need a reset
-    // in the child: a handful of syscalls instead of one per signal.
-    let ignored = sys::ignored_signals();
-    let (errors_in, errors_out) = sys::pipe(false).map_err(|e| SpawnError::Usher("pipe", e))?;
-    let (mut errors_in, errors_out) = (File::from(errors_in), File::from(errors_out));
-    let pid = sys::fork().map_err(|e| SpawnError::Usher("fork", e))?;
-    if pid == 0 {
-        drop(errors_in);
-        let err = become_command(&candidates, &ptrs, foreground, ignored);
-        let code = err.raw_os_error().unwrap_or(libc::EINVAL);
-        // Four bytes into an empty pipe: one write, whole or not at all.
-        let _ = (&errors_out).write(&code.to_ne_bytes());
-        sys::exit_now(127);
-    }
-    drop(errors_out);
-
-    let mut buf = [0u8; 4];
-    let got = read_retrying(&mut errors_in, &mut buf)
-        .map_err(|e| SpawnError::Usher("reading the exec status", e))?;
-    if got == 0 {
-        return Ok(pid); // the pipe closed on exec: the command runs
-    }
-    // The child could not exec; collect it so no zombie is left behind.
-    let _ = sys::reap_pid(pid);
-    let errno = i32::from_ne_bytes(buf);
-    match errno {
-        libc::ENOENT | libc::ENOTDIR => Err(SpawnError::NotFound),
-        _ => Err(SpawnError::CannotRun(io::Error::from_raw_os_error(errno))),
+fn start(exec: &sys::Exec) -> Result<Pid, SpawnError> {
+    match sys::spawn(exec) {
+        Ok(Ok(pid)) => Ok(pid),
+        Ok(Err(e)) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+            Err(SpawnError::NotFound)
+        }
+        Ok(Err(e)) => Err(SpawnError::CannotRun(e)),
+        Err(e) => Err(SpawnError::Usher("fork", e)),
     }
 }
 
-/// Starts an HTTP hook: a child of usher in a process group of its own
-/// that makes the request (every wait bounded), writes the outcome into the
-/// returned pipe and exits 0 on success. usher reads the pipe once it has
-/// reaped the child: the bytes are there by then, or never will be.
-pub fn request(req: &http::Request) -> Result<(Pid, File), SpawnError> {
+/// Starts an HTTP hook: usher itself, run again as `usher --check` in a
+/// process group of its own, makes the request (every wait bounded) and
+/// writes the outcome into the returned pipe, which usher reads once it has
+/// reaped the child: the bytes are there by then, or never will be. A fresh
+/// usher rather than a forked copy: between fork and exec nothing but
+/// async-signal-safe calls (see [`sys::spawn`]).
+pub fn request(req: &Request, me: &[CString]) -> Result<(Pid, File), SpawnError> {
     let (answer_in, answer_out) = sys::pipe(true).map_err(|e| SpawnError::Usher("pipe", e))?;
-    let pid = sys::fork().map_err(|e| SpawnError::Usher("fork", e))?;
-    if pid == 0 {
-        drop(answer_in);
-        let _ = sys::setpgid_self();
-        // Unblocked, so that a stop signal for leftovers ends it too.
-        let _ = sys::set_sigmask(SigSet::EMPTY);
-        let outcome = http::request(req);
-        // Under PIPE_BUF into an empty pipe: one write, whole.
-        let _ = File::from(answer_out).write(&outcome.encode());
-        sys::exit_now(if outcome.ok() { 0 } else { 1 });
+    let mut argv = vec!["usher".to_string(), "--answer-fd".into(), "3".into()];
+    for h in &req.headers {
+        argv.extend(["--http-header".into(), h.clone()]);
     }
-    drop(answer_out);
+    argv.extend(["--check".into(), req.show()]);
+    let argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
+    let exec = sys::Exec {
+        paths: me.to_vec(),
+        argv: c_strings(&argv)?,
+        foreground: false,
+        reset: sys::ignored_signals(),
+        fd3: Some(answer_out),
+    };
+    let pid = start(&exec)?;
+    drop(exec);
     Ok((pid, File::from(answer_in)))
 }
 
+/// Where usher's own binary is, for [`request`]: /proc/self/exe (the very
+/// file, even if replaced since), else how it was started (`argv[0]`,
+/// searched in PATH like a command).
+pub fn own_binary() -> Vec<CString> {
+    let mut paths = vec![CString::from(c"/proc/self/exe")];
+    if let Some(arg0) = env::args_os().next() {
+        paths.extend(candidates(&arg0).unwrap_or_default());
+    }
+    paths
+}
+
 /// What an HTTP hook's child wrote before it ended, if anything.
-pub fn answer(mut pipe: File) -> Option<http::Outcome> {
+pub fn answer(mut pipe: File) -> Option<Outcome> {
     let mut buf = [0u8; 512];
-    let got = read_retrying(&mut pipe, &mut buf).ok()?;
-    http::Outcome::decode(&buf[..got])
-}
-
-/// One read, again after an interrupting signal; 0 at end of file.
-fn read_retrying(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        match file.read(buf) {
+    let got = loop {
+        match pipe.read(&mut buf) {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            got => return got,
+            got => break got.ok()?,
         }
-    }
-}
-
-/// In the forked child: set up the process and exec; returns the error that
-/// stopped every attempt.
-fn become_command(
-    candidates: &[CString],
-    argv: &[*const libc::c_char],
-    foreground: bool,
-    ignored: SigSet,
-) -> io::Error {
-    // Errors here are not fatal: a child in usher's group still runs.
-    let _ = sys::setpgid_self();
-    if foreground {
-        let _ = sys::take_terminal(libc::STDIN_FILENO);
-    }
-    sys::reset_dispositions(ignored);
-    if let Err(e) = sys::set_sigmask(SigSet::EMPTY) {
-        return e;
-    }
-    // Like execvp: try each PATH entry; EACCES is remembered but the search
-    // goes on; any error other than "not here" ends it. Unlike glibc's
-    // execvp, a file without a #! line is an error, not a shell script.
-    let mut denied = None;
-    for path in candidates {
-        let err = sys::execve(path, argv);
-        match err.raw_os_error() {
-            Some(libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT) => {}
-            Some(libc::EACCES) => denied = Some(err),
-            _ => return err,
-        }
-    }
-    denied.unwrap_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+    };
+    Outcome::decode(&buf[..got])
 }
 
 fn c_strings(argv: &[OsString]) -> Result<Vec<CString>, SpawnError> {

@@ -6,7 +6,7 @@
 //! nothing above it.
 #![allow(unsafe_code)]
 
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::time::Duration;
@@ -541,51 +541,125 @@ pub fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
-/// `fork()`: `Ok(0)` in the child, the child's pid in the parent.
-///
-/// Safe to call, and the child may then do anything the parent could
-/// (allocate, build strings, open sockets), because usher never starts a
-/// second thread: the child is a copy of the only thread there is, so no
-/// lock (malloc's among them) can be left held by a thread that did not
-/// come along. `tests/core.rs` checks that a running usher has one thread.
-/// Calling this from a multi-threaded process would not be sound.
-pub fn fork() -> io::Result<Pid> {
-    // SAFETY: see above: usher has one thread at every fork.
-    check(unsafe { libc::fork() })
+/// A command to start, with everything its child needs prepared before the
+/// fork, so that between fork and exec the child only makes
+/// async-signal-safe system calls on memory nobody else writes: [`spawn`]
+/// is sound in any process, with one thread or many.
+pub struct Exec {
+    /// The files to try, in order (like execvp over PATH).
+    pub paths: Vec<CString>,
+    pub argv: Vec<CString>,
+    /// Make the child's new process group the foreground of the terminal on stdin.
+    pub foreground: bool,
+    /// Signals to put back to their default action (the ignored ones: only
+    /// SIG_IGN survives exec).
+    pub reset: SigSet,
+    /// Becomes the child's fd 3 (an HTTP hook's answer pipe).
+    pub fd3: Option<OwnedFd>,
 }
 
-// ---- Used only in a freshly forked child, between fork and exec. ----
-
-/// Puts the calling process in a new process group of its own.
-pub fn setpgid_self() -> io::Result<()> {
-    // SAFETY: setpgid(0, 0) affects only the calling process.
-    check(unsafe { libc::setpgid(0, 0) }).map(drop)
+/// Starts `exec` in a new process group with default dispositions and an
+/// empty signal mask. `Ok(Ok(pid))` once the exec succeeded; `Ok(Err(e))`
+/// with the error that stopped every exec attempt (the child is reaped);
+/// `Err` when usher itself failed (pipe, fork).
+pub fn spawn(exec: &Exec) -> io::Result<Result<Pid, io::Error>> {
+    let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let (status_in, status_out) = pipe(false)?;
+    // SAFETY: the child only runs `become_exec`, which makes async-signal-safe
+    // system calls on data prepared above and never returns; nothing it
+    // touches can be locked or half-written by another thread.
+    let pid = check(unsafe { libc::fork() })?;
+    if pid == 0 {
+        become_exec(exec, &argv, status_out.as_raw_fd());
+    }
+    drop(status_out);
+    let mut errno = [0u8; 4];
+    let got = loop {
+        // SAFETY: reads at most 4 bytes into `errno`.
+        let n = unsafe { libc::read(status_in.as_raw_fd(), errno.as_mut_ptr().cast(), 4) };
+        match n {
+            -1 if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => continue,
+            n => break n,
+        }
+    };
+    if got <= 0 {
+        return Ok(Ok(pid)); // the pipe closed on exec: the command runs
+    }
+    // The child could not exec; collect it so no zombie is left behind.
+    let _ = reap_pid(pid);
+    Ok(Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno))))
 }
 
-/// Makes the calling process's group the foreground group of the terminal on `fd`.
-pub fn take_terminal(fd: RawFd) -> io::Result<()> {
-    // SAFETY: plain syscalls on an fd; SIGTTOU is blocked in the caller.
-    check(unsafe { libc::tcsetpgrp(fd, libc::getpgrp()) }).map(drop)
-}
-
-/// `execve` with usher's own environment; returns only on failure, with the error.
-pub fn execve(path: &CStr, argv: &[*const libc::c_char]) -> io::Error {
+/// The child's side of [`spawn`]: set up the process, try each path; on
+/// failure write the errno into `status` (four bytes into an empty pipe: one
+/// write, whole) and exit 127.
+fn become_exec(exec: &Exec, argv: &[*const libc::c_char], status: RawFd) -> ! {
     extern "C" {
         static environ: *const *const libc::c_char;
     }
-    if argv.last().is_none_or(|p| !p.is_null()) {
-        return io::Error::from_raw_os_error(libc::EINVAL);
+    // SAFETY (the whole block): setpgid, tcsetpgrp, getpgrp, sigaction
+    // (through `reset_dispositions`), rt_sigprocmask, fcntl, dup2, execve,
+    // write and _exit are async-signal-safe; `argv` is NULL-terminated and
+    // its strings, like `exec.paths`, outlive the calls; `environ` is the C
+    // library's environment, which usher never modifies.
+    unsafe {
+        // Errors here are not fatal: a child in usher's group still runs.
+        libc::setpgid(0, 0);
+        if exec.foreground {
+            libc::tcsetpgrp(libc::STDIN_FILENO, libc::getpgrp());
+        }
+        reset_dispositions(exec.reset);
+        let mut err = set_sigmask(SigSet::EMPTY)
+            .err()
+            .and_then(|e| e.raw_os_error());
+        if let (None, Some(fd)) = (err, &exec.fd3) {
+            let fd = fd.as_raw_fd();
+            let ok = match fd {
+                3 => libc::fcntl(3, libc::F_SETFD, 0) == 0,
+                _ => libc::dup2(fd, 3) == 3,
+            };
+            if !ok {
+                err = Some(*libc::__errno_location());
+            }
+        }
+        // Like execvp: try each path; EACCES is remembered but the search
+        // goes on; any error other than "not here" ends it. Unlike glibc's
+        // execvp, a file without a #! line is an error, not a shell script.
+        let mut denied = false;
+        for path in &exec.paths {
+            if err.is_some() {
+                break;
+            }
+            libc::execve(path.as_ptr(), argv.as_ptr(), environ);
+            match *libc::__errno_location() {
+                libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT => {}
+                libc::EACCES => denied = true,
+                e => err = Some(e),
+            }
+        }
+        let errno = err.unwrap_or(if denied { libc::EACCES } else { libc::ENOENT });
+        libc::write(status, errno.to_ne_bytes().as_ptr().cast(), 4);
+        libc::_exit(127)
     }
-    // SAFETY: `path` is NUL-terminated; `argv` is NULL-terminated (checked
-    // above) and its strings outlive the call; `environ` is the C library's
-    // environment, which usher never modifies, and usher is single-threaded.
-    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), environ) };
-    io::Error::last_os_error()
 }
 
-/// Ends the child at once, without running Rust or C exit handlers that
-/// belong to the parent.
-pub fn exit_now(code: i32) -> ! {
-    // SAFETY: _exit never returns and touches no shared state.
-    unsafe { libc::_exit(code) }
+/// Names usher's own thread (`/proc/PID/comm`, at most 15 bytes): how a
+/// process that cannot talk to usher (a `docker exec` probe) sees its state.
+pub fn set_name(name: &CStr) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes;
+    // longer names are cut by the kernel.
+    unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0) };
+}
+
+/// One `write` of `bytes` to descriptor `fd`, which this process inherited
+/// (the answer pipe of an HTTP hook's child, named on its command line).
+pub fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
+    // SAFETY: the kernel reads `bytes.len()` bytes from a live slice; a bad
+    // fd is an error (EBADF), not a memory access.
+    let n = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }

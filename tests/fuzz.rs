@@ -5,10 +5,11 @@
 //! - `cli::parse` gets random argv (known flags, `--`, `=` forms, values that
 //!   are nearly right, random text, random bytes) and random USHER_*
 //!   variables: it returns Ok or Err, and what it accepts is consistent.
-//! - `Machine` gets random policies and random event sequences: pids that
-//!   are not the child, Stopped events, repeated exits of the main child,
-//!   timers at any time, time going backwards. It never panics, emits at
-//!   most one Exit and nothing after it.
+//! - The machine, in the very loop usher runs (with the tests' in-memory
+//!   world), gets random policies and random event sequences: pids that are
+//!   not the child, suspensions, repeated exits of the main child, answers
+//!   to questions never asked, timers at any time, time going backwards. It
+//!   never panics, emits at most one Exit and nothing after it.
 //! - Both chained: whatever `cli::parse` accepts drives a machine.
 //!
 //! Cases per property: 10,000 by default (about ten seconds for all three
@@ -25,10 +26,15 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
+mod common;
+use common::sim::Sim;
+
 use usher::cli::{self, Parsed};
-use usher::http::Outcome;
-use usher::machine::{Action, Event, Found, HookKind, Machine, Policy, Start, Target};
-use usher::process::{Leftover, Pid, Status};
+use usher::hook::{HookAction, HookKind, Outcome};
+use usher::machine::{
+    Action, Census, DrainSpec, Errand, Event, KillCause, Policy, Situation, Start, Target,
+};
+use usher::process::{Leftover, Memory, Pid, Status, Traffic};
 use usher::signals::{Rewrite, Signal};
 
 /// Cases per property: `USHERTEST_FUZZ_CASES`, or 10,000.
@@ -229,30 +235,32 @@ fn parse_checked(
             prop_assert!(!cfg.command.is_empty(), "a run without a command");
             prop_assert!(!cfg.command[0].is_empty(), "an empty command");
             let p = &cfg.policy;
-            prop_assert!(p.drain <= cli::LONGEST, "drain {:?}", p.drain);
+            let max = p.drain.max();
+            prop_assert!(max <= cli::LONGEST, "drain {:?}", p.drain);
+            if let DrainSpec::Range { min, max } = p.drain {
+                prop_assert!(min <= max, "{:?}", p.drain);
+            }
             if let Some(g) = p.grace {
                 prop_assert!(g <= cli::LONGEST, "grace {g:?}");
-                prop_assert!(p.drain < g, "drain {:?} >= grace {g:?}", p.drain);
+                prop_assert!(max < g, "drain {:?} >= grace {g:?}", p.drain);
             }
             prop_assert!(!p.stop_on.is_empty());
             prop_assert!(p.stop_on.iter().all(|s| s.forwardable()), "{:?}", p.stop_on);
             prop_assert!(p.remap_exit.iter().all(|c| (0..=255).contains(c)));
-            prop_assert_eq!(p.hooks.contains(&HookKind::PreStop), cfg.pre_stop.is_some());
-            for hook in [&cfg.pre_stop, &cfg.post_start].into_iter().flatten() {
-                if let cli::HookAction::Command(words) = hook {
-                    prop_assert!(!words.is_empty());
+            for hook in p.hooks.iter().flatten() {
+                match hook {
+                    HookAction::Command(words) => prop_assert!(!words.is_empty()),
+                    HookAction::Http(req) => {
+                        prop_assert!(req.headers.iter().all(|h| !h.contains(['\r', '\n'])))
+                    }
                 }
             }
-            prop_assert_eq!(
-                p.hooks.contains(&HookKind::PostStart),
-                cfg.post_start.is_some()
-            );
             // The app's words are passed on untouched, in order.
             let tail = &args[args.len() - cfg.command.len()..];
             prop_assert_eq!(tail, &cfg.command[..]);
             Ok(Some(*cfg))
         }
-        Ok(Parsed::Help | Parsed::Version | Parsed::License) => Ok(None),
+        Ok(Parsed::Help | Parsed::Version | Parsed::License | Parsed::Check(_)) => Ok(None),
         Err(usage) => {
             let msg = usage.message;
             prop_assert!(!msg.trim().is_empty(), "an empty error message");
@@ -298,14 +306,21 @@ fn duration() -> impl Strategy<Value = Duration> {
 }
 
 fn policy() -> impl Strategy<Value = Policy> {
+    let drain = prop_oneof![
+        duration().prop_map(DrainSpec::Fixed),
+        (duration(), duration()).prop_map(|(a, b)| DrainSpec::Range {
+            min: a.min(b),
+            max: a.max(b)
+        }),
+    ];
     (
         any::<bool>(),
         prop::collection::vec((signal(), prop::option::of(signal())), 0..4),
         prop::collection::vec(prop_oneof![0..=255i32, any::<i32>()], 0..3),
         prop::collection::vec(signal(), 0..4),
-        duration(),
+        drain,
         prop::option::of(duration()),
-        prop::sample::subsequence(HookKind::ALL.to_vec(), 0..=2),
+        prop::collection::vec(any::<bool>(), 3),
         any::<bool>(),
     )
         .prop_map(
@@ -314,16 +329,20 @@ fn policy() -> impl Strategy<Value = Policy> {
                 for (from, to) in rewrites {
                     rewrite.set(from, to);
                 }
-                Policy {
+                let mut policy = Policy {
                     single_child,
                     rewrite,
                     remap_exit,
                     stop_on,
                     drain,
                     grace,
-                    hooks,
                     warn_on_reap,
+                    ..Policy::default()
+                };
+                for (kind, on) in HookKind::ALL.into_iter().zip(hooks) {
+                    policy.hooks[kind as usize] = on.then(|| HookAction::Command(vec!["x".into()]));
                 }
+                policy
             },
         )
 }
@@ -392,7 +411,7 @@ impl Digits {
         HookKind::ALL[self.take(HookKind::ALL.len() as u128) as usize]
     }
 
-    fn found(&mut self) -> Found {
+    fn census(&mut self) -> Census {
         let list = match self.take(4) {
             0 => None,
             n => Some(
@@ -404,14 +423,35 @@ impl Digits {
                     .collect(),
             ),
         };
-        Found {
+        Census {
             list,
             group_alive: self.take(2) == 1,
         }
     }
 
+    /// An answer to a census nobody asked for, or to one asked long ago.
+    fn errand(&mut self) -> Errand {
+        let at = Situation {
+            pid1: self.take(2) == 1,
+            app: self.pid(),
+            app_alive: self.take(2) == 1,
+            spare_group: self.take(2) == 1,
+            children_left: self.take(2) == 1,
+        };
+        match self.take(2) {
+            0 => Errand::Ask {
+                signal: self.signal(),
+                at,
+            },
+            _ => Errand::Kill {
+                cause: KillCause::Deadline,
+                at,
+            },
+        }
+    }
+
     fn event(&mut self) -> Event {
-        match self.take(18) {
+        match self.take(19) {
             0..=3 => Event::Signal {
                 signal: self.signal(),
                 sender: match self.take(3) {
@@ -422,9 +462,14 @@ impl Digits {
             4..=6 => Event::Reaped {
                 pid: self.pid(),
                 status: self.status(),
+                memory: (self.take(3) == 0).then(|| Memory {
+                    oom_kills: self.take(4) as u64,
+                    limit: None,
+                    peak: Some(1),
+                }),
             },
-            7 => Event::Stopped { pid: self.pid() },
-            14 => Event::Continued { pid: self.pid() },
+            7 => Event::Suspended { pid: self.pid() },
+            14 => Event::Resumed { pid: self.pid() },
             8 | 9 => Event::ReapDone {
                 children_left: self.take(2) == 1,
             },
@@ -443,7 +488,18 @@ impl Digits {
                     _ => Outcome::Status(self.take(1000) as u16),
                 },
             },
-            12 => Event::Leftovers(self.found()),
+            12 => Event::Census {
+                errand: self.errand(),
+                census: self.census(),
+            },
+            15 => Event::Traffic(match self.take(3) {
+                0 => Err("gone".into()),
+                _ => Ok(Traffic {
+                    listeners: self.take(3) as u32,
+                    arrivals: self.take(1 << 20) as u64,
+                    connections: 0,
+                }),
+            }),
             _ => Event::Timer,
         }
     }
@@ -472,35 +528,30 @@ fn events(max: usize) -> impl Strategy<Value = Vec<(When, Event)>> {
     })
 }
 
-/// Feeds `events` to a machine with `policy` and checks, after every event,
-/// that it emitted at most one Exit, nothing after it, and nothing odd.
+/// Feeds `events` to a machine with `policy`, in the loop usher runs, and
+/// checks, after every event, that it emitted at most one Exit, nothing
+/// after it, and nothing odd.
 fn run_machine(
     policy: Policy,
     at: Start,
     start: Duration,
     events: &[(When, Event)],
 ) -> Result<(), TestCaseError> {
-    let mut m = Machine::new(policy, at, start);
-    let mut now = start;
+    let mut s = Sim::at_start(policy, at);
+    s.l.world.now = start;
     let mut exit: Option<i32> = None;
+    let mut actions = s.take();
     for (i, (when, event)) in events.iter().enumerate() {
-        now = match when {
-            When::Same => now,
-            When::Later(ms) => now + Duration::from_millis(*ms),
-            When::Earlier(ms) => now.saturating_sub(Duration::from_millis(*ms)),
-            When::AtTimeout => m.poll_timeout().unwrap_or(now),
-            When::Anytime(s) => Duration::from_secs(*s),
-        };
-        m.handle(event.clone(), now);
-        while let Some(action) = m.poll_action() {
-            prop_assert!(
-                exit.is_none(),
-                "event {i} {event:?}: {action:?} after Exit({exit:?})"
-            );
+        for action in actions.drain(..) {
+            prop_assert!(exit.is_none(), "event {i}: {action:?} after Exit({exit:?})");
             match action {
-                Action::Exit(code) => {
-                    prop_assert!((0..=255).contains(&code), "exit code {code}");
-                    exit = Some(code);
+                Action::Exit(ending) => {
+                    prop_assert!(
+                        (0..=255).contains(&ending.code),
+                        "exit code {}",
+                        ending.code
+                    );
+                    exit = Some(ending.code);
                 }
                 Action::Send { to, .. } => {
                     prop_assert!(
@@ -511,20 +562,39 @@ fn run_machine(
                 _ => {}
             }
         }
-        prop_assert_eq!(m.exited(), exit.is_some(), "exited() after event {}", i);
+        prop_assert_eq!(s.m().exited(), exit.is_some(), "exited() after event {}", i);
         if exit.is_some() {
-            prop_assert_eq!(m.poll_timeout(), None, "a timer after Exit");
+            prop_assert_eq!(s.m().poll_timeout(), None, "a timer after Exit");
         }
+        let now = s.now();
+        s.l.world.now = match when {
+            When::Same => now,
+            When::Later(ms) => now + Duration::from_millis(*ms),
+            When::Earlier(ms) => now.saturating_sub(Duration::from_millis(*ms)),
+            When::AtTimeout => s.m().poll_timeout().unwrap_or(now),
+            When::Anytime(secs) => Duration::from_secs(*secs),
+        };
+        actions = s.feed(event.clone());
     }
     Ok(())
 }
 
 fn start() -> impl Strategy<Value = Start> {
-    (prop::sample::select(vec![1, 2, CHILD + 1]), any::<bool>()).prop_map(|(me, terminal)| Start {
-        app: CHILD,
-        me,
-        terminal,
-    })
+    (
+        prop::sample::select(vec![1, 2, CHILD + 1]),
+        any::<bool>(),
+        prop::option::of(0u64..3),
+    )
+        .prop_map(|(me, terminal, oom)| Start {
+            app: CHILD,
+            me,
+            terminal,
+            memory: oom.map(|oom_kills| Memory {
+                oom_kills,
+                limit: None,
+                peak: None,
+            }),
+        })
 }
 
 proptest! {
@@ -567,13 +637,18 @@ proptest! {
 /// The edges the random search may take long to hit, spelled out.
 #[test]
 fn edge_cases_do_not_panic() {
-    let longest = Policy {
-        drain: cli::LONGEST,
+    let mut longest = Policy {
+        drain: DrainSpec::Range {
+            min: cli::LONGEST,
+            max: cli::LONGEST,
+        },
         grace: Some(cli::LONGEST),
-        hooks: HookKind::ALL.to_vec(),
         stop_on: Vec::new(),
         ..Policy::default()
     };
+    for kind in HookKind::ALL {
+        longest.hooks[kind as usize] = Some(HookAction::Command(vec!["x".into()]));
+    }
     let at = Duration::from_secs(CENTURY);
     let term = Event::Signal {
         signal: Signal::TERM,
@@ -584,12 +659,18 @@ fn edge_cases_do_not_panic() {
         Event::Reaped {
             pid: CHILD,
             status: Status::Exited(-1),
+            memory: Some(Memory {
+                oom_kills: u64::MAX,
+                limit: Some(u64::MAX),
+                peak: None,
+            }),
         },
         Event::Reaped {
             pid: CHILD,
             status: Status::Exited(i32::MAX),
+            memory: None,
         },
-        Event::Stopped { pid: CHILD },
+        Event::Suspended { pid: CHILD },
         Event::HookStarted {
             kind: HookKind::PreStop,
             pid: CHILD,
@@ -598,10 +679,11 @@ fn edge_cases_do_not_panic() {
             kind: HookKind::PreStop,
             reason: String::new(),
         },
-        Event::Leftovers(Found {
-            list: None,
-            group_alive: true,
-        }),
+        Event::Traffic(Ok(Traffic {
+            listeners: u32::MAX,
+            arrivals: u64::MAX,
+            connections: 0,
+        })),
         Event::ReapDone {
             children_left: true,
         },
@@ -620,6 +702,7 @@ fn edge_cases_do_not_panic() {
             app: CHILD,
             me,
             terminal: true,
+            memory: Some(Memory::default()),
         };
         run_machine(longest.clone(), start, at, &storm).unwrap();
         run_machine(Policy::default(), start, Duration::ZERO, &storm).unwrap();

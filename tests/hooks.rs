@@ -510,7 +510,7 @@ fn a_server_that_never_answers_never_stalls_usher() {
 }
 
 /// A bad URL is a usage error naming the flag (the table of every bad URL
-/// is in src/http.rs's unit tests): exit 2, one line, nothing run.
+/// is in src/hook.rs's unit tests): exit 2, one line, nothing run.
 #[test]
 fn a_bad_hook_url_is_a_usage_error() {
     let s = Scratch::new("http-bad");
@@ -521,7 +521,11 @@ fn a_bad_hook_url_is_a_usage_error() {
             "https://127.0.0.1/ready",
             "https is not supported",
         ),
-        ("--pre-stop", "POST", "a method needs a URL"),
+        (
+            "--pre-stop",
+            "GET ftp://127.0.0.1/",
+            "must start with http://",
+        ),
         ("--pre-stop", "http://:8080/", "no host"),
         ("--post-start", "http://127.0.0.1:99999/", "from 1 to 65535"),
     ] {

@@ -1,223 +1,57 @@
-//! The state machine driven directly: every rule of forwarding, hooks, shutdown and exit, without processes or clocks.
+//! The state machine in the very loop usher runs, against an in-memory world: every rule of forwarding, hooks, the drain, shutdown and exit, without processes or clocks.
+
+mod common;
+use common::sim::*;
 
 use std::time::Duration;
 
-use usher::http::Outcome;
+use usher::hook::{HookAction, HookEnd, HookKind, Outcome};
 use usher::machine::{
-    Action, Event, Found, HookEnd, HookKind, KillCause, Machine, NoteKind, Phase, Policy, Scope,
-    Start, StopCause, Target, Timer, Whom, Why, EXIT_POST_START,
+    Action, Cause, DrainEnd, DrainSpec, Event, HookTrouble, KillCause, Life, Named, NoteKind,
+    Policy, Purpose, Start, Target, Timer,
 };
-use usher::process::{Leftover, Status};
+use usher::process::{Memory, Status, Traffic};
 use usher::signals::Signal;
 
-const APP: i32 = 7;
-const HOOK: i32 = 9;
-/// A process the app left behind in its own group, and one outside it.
-const IN_GROUP: i32 = 40;
-const OUTSIDE: i32 = 41;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// A machine plus a clock; collects the actions of each step and answers
-/// `FindLeftovers` the way the driver would, from `self.left`.
-struct Sim {
-    m: Machine,
-    now: Duration,
-    /// What a search for leftovers finds.
-    left: Found,
-}
-
-impl Sim {
-    /// usher as PID 1.
-    fn new(policy: Policy) -> Sim {
-        Sim::started(policy, 1, false)
-    }
-
-    /// usher as a plain process (with a subreaper's view of its descendants).
-    fn not_pid1(policy: Policy) -> Sim {
-        Sim::started(policy, 3, false)
-    }
-
-    fn started(policy: Policy, me: i32, terminal: bool) -> Sim {
-        let start = Start {
-            app: APP,
-            me,
-            terminal,
-        };
-        Sim {
-            m: Machine::new(policy, start, ms(1000)),
-            now: ms(1000),
-            left: nothing_left(),
-        }
-    }
-
-    fn at(&mut self, t_ms: u64) -> &mut Self {
-        self.now = ms(1000 + t_ms);
-        self
-    }
-
-    fn feed(&mut self, e: Event) -> Vec<Action> {
-        self.m.handle(e, self.now);
-        let mut out = Vec::new();
-        while let Some(a) = self.m.poll_action() {
-            if let Action::FindLeftovers(_) = a {
-                self.m.handle(Event::Leftovers(self.left.clone()), self.now);
-            }
-            out.push(a);
-        }
-        out
-    }
-
-    /// The hook of `kind` is running as `pid`.
-    fn hook_runs(&mut self, kind: HookKind, pid: i32) -> Vec<Action> {
-        self.feed(Event::HookStarted { kind, pid })
-    }
-
-    fn sig(&mut self, signal: Signal) -> Vec<Action> {
-        self.feed(Event::Signal {
-            signal,
-            sender: Some(100),
-        })
-    }
-
-    /// Advances to the machine's own timeout and fires it.
-    fn fire_timer(&mut self) -> Vec<Action> {
-        let t = self.m.poll_timeout().expect("a timer should be armed");
-        self.now = self.now.max(t);
-        self.feed(Event::Timer)
-    }
-
-    /// The app is reaped; `left`: processes remain (one in its group, one outside).
-    fn app_exits(&mut self, status: Status, left: bool) -> Vec<Action> {
-        if left {
-            self.left = leftovers(&[(IN_GROUP, APP), (OUTSIDE, OUTSIDE)]);
-        }
-        let mut out = self.feed(Event::Reaped { pid: APP, status });
-        out.extend(self.feed(Event::ReapDone {
-            children_left: left,
-        }));
-        out
-    }
-
-    /// The last leftover is reaped.
-    fn all_gone(&mut self) -> Vec<Action> {
-        self.left = nothing_left();
-        self.feed(Event::ReapDone {
-            children_left: false,
-        })
+fn grace(drain: u64, grace: Option<u64>) -> Policy {
+    Policy {
+        drain: DrainSpec::Fixed(ms(drain)),
+        grace: grace.map(ms),
+        ..Policy::default()
     }
 }
 
-fn nothing_left() -> Found {
-    Found {
-        list: Some(Vec::new()),
-        group_alive: false,
-    }
+fn with(mut policy: Policy, kind: HookKind) -> Policy {
+    policy.hooks[kind as usize] = Some(HookAction::Command(vec![kind.name().into()]));
+    policy
 }
 
-fn leftovers(pids: &[(i32, i32)]) -> Found {
-    let list = pids
-        .iter()
-        .map(|&(pid, group)| Leftover { pid, group })
-        .collect();
-    let group_alive = pids.iter().any(|&(_, g)| g == APP);
-    Found {
-        list: Some(list),
-        group_alive,
-    }
-}
-
-/// Every signal sent, with its target.
-fn sent(actions: &[Action]) -> Vec<(Signal, Target)> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Send { signal, to } => Some((*signal, *to)),
-            _ => None,
-        })
-        .collect()
-}
-
-/// Signals sent other than the SIGCONT that follows a stop signal.
-fn forwards(actions: &[Action]) -> Vec<(Signal, Target)> {
-    let mut all = sent(actions);
-    all.retain(|(s, _)| *s != Signal::CONT);
-    all
-}
-
-fn exit_code(actions: &[Action]) -> Option<i32> {
-    actions.iter().find_map(|a| match a {
-        Action::Exit(c) => Some(*c),
-        _ => None,
-    })
-}
-
-fn notes(actions: &[Action]) -> Vec<&NoteKind> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Note(n) => Some(&n.kind),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The elapsed time on each note, in order.
-fn elapsed(actions: &[Action]) -> Vec<Option<Duration>> {
-    actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Note(n) => Some(n.elapsed),
-            _ => None,
-        })
-        .collect()
-}
-
-/// The kind and fatality of the first note, if it says a hook could not start.
-fn hook_failed(actions: &[Action]) -> Option<(HookKind, bool)> {
-    notes(actions).into_iter().find_map(|n| match n {
-        NoteKind::HookFailed { kind, fatal, .. } => Some((*kind, *fatal)),
-        _ => None,
-    })
-}
-
-fn killed(actions: &[Action]) -> bool {
-    sent(actions).iter().any(|(s, _)| *s == Signal::KILL)
+fn is_draining(s: &Sim) -> bool {
+    matches!(s.m().life(), Life::Draining { .. })
 }
 
 fn kill_cause(actions: &[Action]) -> Option<KillCause> {
     notes(actions).into_iter().find_map(|n| match n {
         NoteKind::Signalled {
-            why: Why::Kill { cause, .. },
+            purpose: Purpose::Kill { cause, .. },
             ..
         } => Some(*cause),
         _ => None,
     })
 }
 
-fn grace(drain: u64, grace: Option<u64>) -> Policy {
-    Policy {
-        drain: ms(drain),
-        grace: grace.map(ms),
-        ..Policy::default()
-    }
+fn ending(actions: &[Action]) -> &usher::machine::Ending {
+    actions
+        .iter()
+        .find_map(|a| {
+            if let Action::Exit(e) = a {
+                Some(e)
+            } else {
+                None
+            }
+        })
+        .expect("an exit")
 }
-
-fn with_pre_stop(mut policy: Policy) -> Policy {
-    policy.hooks.push(HookKind::PreStop);
-    policy
-}
-
-const TO_APP: Target = Target::Group(APP);
-
-/// usher as PID 1, no terminal.
-const PID1: Start = Start {
-    app: APP,
-    me: 1,
-    terminal: false,
-};
 
 // ---- the core: forwarding and exit codes ----
 
@@ -260,16 +94,12 @@ fn sigpipe_raised_by_usher_own_write_stays_with_usher() {
             sender: Some(3),
         });
         assert!(own.is_empty(), "raised in usher (pid 3): {own:?}");
-        let from_outside = s.feed(Event::Signal {
-            signal,
-            sender: Some(55),
-        });
-        assert_eq!(sent(&from_outside), [(signal, TO_APP)]);
-        let from_kernel = s.feed(Event::Signal {
-            signal,
-            sender: None,
-        });
-        assert_eq!(sent(&from_kernel), [(signal, TO_APP)]);
+        for sender in [Some(55), None] {
+            assert_eq!(
+                sent(&s.feed(Event::Signal { signal, sender })),
+                [(signal, TO_APP)]
+            );
+        }
     }
 }
 
@@ -296,11 +126,12 @@ fn a_stop_signal_rewritten_to_0_is_dropped_and_starts_nothing() {
     policy.rewrite.set(Signal::INT, None);
     let mut s = Sim::new(policy);
     let a = s.sig(Signal::INT);
-    assert!(sent(&a).is_empty(), "{a:?}");
-    assert!(matches!(notes(&a)[..], [NoteKind::Dropped { .. }]), "{a:?}");
-    assert_eq!(s.m.phase(), Phase::Running);
-    assert_eq!(s.m.poll_timeout(), None, "no deadline was started");
-    // TERM, not rewritten, still starts the sequence.
+    assert!(
+        sent(&a).is_empty() && matches!(notes(&a)[..], [NoteKind::Dropped { .. }]),
+        "{a:?}"
+    );
+    assert_eq!(s.m().life(), &Life::Running);
+    assert_eq!(s.m().poll_timeout(), None, "no deadline was started");
     assert!(matches!(
         notes(&s.sig(Signal::TERM))[0],
         NoteKind::StopReceived { .. }
@@ -314,56 +145,44 @@ fn a_signal_rewritten_to_a_stop_signal_is_forwarded_at_once() {
     policy.rewrite.set(Signal::HUP, Some(Signal::TERM));
     let mut s = Sim::new(policy);
     assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::TERM, TO_APP)]);
-    assert_eq!(s.m.phase(), Phase::Running);
+    assert_eq!(s.m().life(), &Life::Running);
 }
 
 #[test]
-fn exit_codes_follow_the_app() {
-    for (status, code) in [
-        (Status::Exited(0), 0),
-        (Status::Exited(3), 3),
-        (Status::Signaled(Signal::TERM), 143),
-        (Status::Signaled(Signal::KILL), 137),
+fn exit_codes_follow_the_app_and_remapped_codes_become_zero() {
+    for (status, remap, code) in [
+        (Status::Exited(0), vec![], 0),
+        (Status::Exited(3), vec![], 3),
+        (Status::Signaled(Signal::TERM), vec![], 143),
+        (Status::Signaled(Signal::KILL), vec![], 137),
+        (Status::Signaled(Signal::TERM), vec![143, 3], 0),
+        (Status::Exited(4), vec![143, 3], 4),
     ] {
-        let mut s = Sim::new(Policy::default());
+        let mut s = Sim::new(Policy {
+            remap_exit: remap,
+            ..Policy::default()
+        });
         let a = s.app_exits(status, false);
         assert_eq!(exit_code(&a), Some(code), "{status:?}");
-        assert!(s.m.exited());
+        assert!(s.m().exited());
     }
-}
-
-#[test]
-fn remapped_codes_become_zero() {
-    let policy = Policy {
-        remap_exit: vec![143, 3],
-        ..Policy::default()
-    };
-    let mut s = Sim::new(policy.clone());
-    let a = s.app_exits(Status::Signaled(Signal::TERM), false);
-    assert_eq!(exit_code(&a), Some(0));
-    let mut s = Sim::new(policy);
-    assert_eq!(exit_code(&s.app_exits(Status::Exited(4), false)), Some(4));
 }
 
 #[test]
 fn orphans_are_reaped_without_exiting() {
     let mut s = Sim::new(Policy::default());
-    let a = s.feed(Event::Reaped {
-        pid: 123,
-        status: Status::Exited(0),
-    });
+    let a = s.reaped(123, Status::Exited(0));
     assert!(matches!(notes(&a)[0], NoteKind::Reaped { pid: 123, .. }));
     let a = s.feed(Event::ReapDone {
         children_left: true,
     });
-    assert!(exit_code(&a).is_none());
-    assert!(!s.m.exited());
+    assert!(exit_code(&a).is_none() && !s.m().exited());
 }
 
-// ---- the shutdown sequence ----
+// ---- the shutdown sequence, in order ----
 
 #[test]
-fn step1_stop_logs_and_arms_the_drain_and_the_deadline() {
+fn a_stop_logs_and_arms_the_drain_and_the_deadline() {
     let mut s = Sim::new(grace(1000, Some(5000)));
     let a = s.sig(Signal::TERM);
     assert!(sent(&a).is_empty(), "nothing forwarded during the drain");
@@ -375,114 +194,124 @@ fn step1_stop_logs_and_arms_the_drain_and_the_deadline() {
         }
     ));
     assert_eq!(elapsed(&a)[0], Some(Duration::ZERO));
-    assert_eq!(s.m.phase(), Phase::Draining);
-    assert_eq!(s.m.timer(Timer::Drain), Some(ms(2000)));
-    assert_eq!(s.m.timer(Timer::Deadline), Some(ms(6000)));
-    assert_eq!(s.m.poll_timeout(), Some(ms(2000)), "the drain ends first");
+    assert!(
+        a.contains(&Action::ShowStopping),
+        "--check --ready can tell"
+    );
+    assert!(is_draining(&s));
+    assert_eq!(s.m().timer(Timer::Drain), Some(ms(2000)));
+    assert_eq!(s.m().timer(Timer::Deadline), Some(ms(6000)));
+    assert_eq!(s.m().poll_timeout(), Some(ms(2000)), "the drain ends first");
 }
 
 #[test]
-fn step2_forwards_when_the_drain_ends() {
+fn the_stop_signal_goes_out_when_the_drain_ends() {
     let mut s = Sim::new(grace(1000, Some(5000)));
     s.sig(Signal::TERM);
     s.at(999);
-    let early = s.feed(Event::Timer);
-    assert!(sent(&early).is_empty(), "an early timer forwards nothing");
+    assert!(
+        sent(&s.feed(Event::Timer)).is_empty(),
+        "an early timer forwards nothing"
+    );
     let a = s.fire_timer();
     assert_eq!(sent(&a), [(Signal::TERM, TO_APP)]);
     assert_eq!(elapsed(&a)[0], Some(ms(1000)));
-    assert_eq!(s.m.phase(), Phase::Stopping);
-    assert_eq!(s.m.poll_timeout(), Some(ms(6000)), "then the deadline");
+    assert!(matches!(s.m().life(), Life::Stopping { .. }));
+    assert_eq!(s.m().poll_timeout(), Some(ms(6000)), "then the deadline");
 }
 
 #[test]
-fn step2_forwarding_waits_for_the_pre_stop_hook() {
-    let mut s = Sim::new(with_pre_stop(grace(500, Some(5000))));
+fn the_stop_signal_waits_for_the_pre_stop_hook() {
+    let mut s = Sim::new(with(grace(500, Some(5000)), HookKind::PreStop));
     let a = s.sig(Signal::TERM);
-    assert!(a.contains(&Action::StartHook(HookKind::PreStop)));
-    s.hook_runs(HookKind::PreStop, HOOK);
-    let a = s.fire_timer();
-    assert!(sent(&a).is_empty(), "the drain is over, the hook is not");
+    assert!(started(&a, HookKind::PreStop));
+    assert!(matches!(
+        notes(&a)[1],
+        NoteKind::HookStarted {
+            kind: HookKind::PreStop,
+            pid: HOOK
+        }
+    ));
+    assert!(
+        sent(&s.fire_timer()).is_empty(),
+        "the drain is over, the hook is not"
+    );
     assert_eq!(
-        s.m.poll_timeout(),
+        s.m().poll_timeout(),
         Some(ms(4000)),
         "then the reserve point, 2 s before the deadline"
     );
     s.at(1500);
-    let a = s.feed(Event::Reaped {
-        pid: HOOK,
-        status: Status::Exited(0),
-    });
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500)
-    ));
+    let a = s.reaped(HOOK, Status::Exited(0));
+    assert!(
+        matches!(notes(&a)[0], NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500))
+    );
     assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
-    assert_eq!(s.m.poll_timeout(), Some(ms(6000)), "only the deadline left");
+    assert_eq!(
+        s.m().poll_timeout(),
+        Some(ms(6000)),
+        "only the deadline left"
+    );
 }
 
 #[test]
-fn step2_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
-    let mut s = Sim::new(with_pre_stop(grace(1000, None)));
+fn a_pre_stop_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
+    let mut s = Sim::new(with(grace(1000, None), HookKind::PreStop));
     s.sig(Signal::TERM);
-    s.hook_runs(HookKind::PreStop, HOOK);
     s.at(100);
-    let a = s.feed(Event::Reaped {
-        pid: HOOK,
-        status: Status::Exited(0),
-    });
-    assert!(sent(&a).is_empty());
+    assert!(sent(&s.reaped(HOOK, Status::Exited(0))).is_empty());
     assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
 }
 
 #[test]
-fn step2_a_hook_that_cannot_start_is_logged_and_does_not_block() {
-    let mut s = Sim::new(with_pre_stop(grace(0, None)));
-    s.sig(Signal::TERM);
-    let a = s.feed(Event::HookFailed {
-        kind: HookKind::PreStop,
-        reason: "cannot run \"x\": command not found in PATH".into(),
-    });
-    assert_eq!(hook_failed(&a), Some((HookKind::PreStop, false)));
+fn a_pre_stop_hook_that_cannot_start_is_logged_and_does_not_block() {
+    let mut s = Sim::refusing_hooks(with(grace(0, None), HookKind::PreStop));
+    let a = s.sig(Signal::TERM);
+    assert!(notes(&a).iter().any(|n| matches!(
+        n,
+        NoteKind::HookFailed {
+            kind: HookKind::PreStop,
+            fatal: false,
+            ..
+        }
+    )));
     assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
 }
 
 #[test]
-fn step2_hanging_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signal() {
+fn a_hanging_pre_stop_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signal() {
     // grace 3 s: the reserve is min(2 s, 1.5 s), so at 1.5 s the hook is
     // killed with its group and TERM goes out; SIGKILL waits for 3 s.
-    let mut s = Sim::new(with_pre_stop(grace(500, Some(3000))));
+    let mut s = Sim::new(with(grace(500, Some(3000)), HookKind::PreStop));
     s.sig(Signal::TERM);
-    s.hook_runs(HookKind::PreStop, HOOK);
     s.fire_timer(); // the drain
     let a = s.fire_timer();
-    assert_eq!(s.now, ms(2500));
+    assert_eq!(s.now(), ms(2500));
     assert_eq!(
         sent(&a),
         [(Signal::KILL, Target::Group(HOOK)), (Signal::TERM, TO_APP)]
     );
+    assert!(
+        matches!(notes(&a)[0], NoteKind::HookCut { kind: HookKind::PreStop, pid: HOOK, took } if *took == ms(1500))
+    );
+    assert_eq!(s.m().poll_timeout(), Some(ms(4000)), "the deadline");
     assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookCut { kind: HookKind::PreStop, pid: HOOK, took } if *took == ms(1500)
-    ));
-    assert_eq!(s.m.poll_timeout(), Some(ms(4000)), "the deadline");
-    let a = s.feed(Event::Reaped {
-        pid: HOOK,
-        status: Status::Signaled(Signal::KILL),
-    });
-    assert!(matches!(
-        notes(&a)[..],
+        notes(&s.reaped(HOOK, Status::Signaled(Signal::KILL)))[..],
         [NoteKind::Reaped { pid: HOOK, .. }]
     ));
-    s.left = leftovers(&[(APP, APP)]);
-    let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::KILL, Target::Everyone)]);
+    s.l.world.left = leftovers(&[(APP, APP)]);
+    assert_eq!(sent(&s.fire_timer()), [(Signal::KILL, Target::Everyone)]);
     let a = s.app_exits(Status::Signaled(Signal::KILL), false);
     assert_eq!(exit_code(&a), Some(137));
+    assert_eq!(
+        ending(&a).hooks,
+        [(HookKind::PreStop, HookTrouble::Cut)],
+        "the termination message says so"
+    );
 }
 
 #[test]
-fn step3_second_stop_cuts_the_drain() {
+fn a_second_stop_cuts_the_drain_and_later_ones_go_through() {
     let mut s = Sim::new(grace(10_000, None));
     s.sig(Signal::TERM);
     s.at(300);
@@ -494,64 +323,60 @@ fn step3_second_stop_cuts_the_drain() {
         }
     ));
     assert_eq!(forwards(&a), [(Signal::INT, TO_APP)]);
-    assert_eq!(s.m.poll_timeout(), None, "nothing left to time");
+    assert_eq!(s.m().poll_timeout(), None, "nothing left to time");
     s.at(500);
-    let again = s.sig(Signal::TERM);
-    assert_eq!(
-        forwards(&again),
-        [(Signal::TERM, TO_APP)],
-        "later stops go through"
-    );
+    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
 }
 
 #[test]
-fn step4_other_signals_pass_during_the_drain() {
+fn other_signals_pass_during_the_drain() {
     let mut s = Sim::new(grace(10_000, None));
     s.sig(Signal::TERM);
     assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::HUP, TO_APP)]);
-    assert_eq!(s.m.poll_timeout(), Some(ms(11_000)), "the drain goes on");
+    assert_eq!(s.m().poll_timeout(), Some(ms(11_000)), "the drain goes on");
 }
 
 #[test]
-fn step5_app_exiting_during_the_drain_ends_it() {
+fn an_app_exiting_during_the_drain_ends_it() {
     let mut s = Sim::new(grace(10_000, Some(20_000)));
     s.sig(Signal::TERM);
     s.at(200);
     let a = s.app_exits(Status::Exited(0), false);
     assert!(sent(&a).is_empty());
     assert_eq!(exit_code(&a), Some(0));
-    assert_eq!(s.m.poll_timeout(), None);
+    assert_eq!(s.m().poll_timeout(), None);
 }
 
 #[test]
-fn step6_leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
+fn leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
     let mut s = Sim::new(grace(0, Some(2000)));
     let a = s.app_exits(Status::Exited(7), true);
     assert_eq!(sent(&a), [(Signal::TERM, Target::Everyone)]);
     assert!(notes(&a).contains(&&NoteKind::Signalled {
         signal: Signal::TERM,
-        whom: Whom::Pids(vec![IN_GROUP, OUTSIDE]),
-        why: Why::Ask {
-            except_group: false
+        named: Named::Pids(vec![IN_GROUP, OUTSIDE]),
+        purpose: Purpose::Ask {
+            spared_group: false
         },
     }));
     assert_eq!(exit_code(&a), None, "leftovers still running");
     assert_eq!(
-        s.m.poll_timeout(),
+        s.m().poll_timeout(),
         Some(ms(3000)),
         "the deadline counts from the app's exit"
     );
-    let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::KILL, Target::Everyone)]);
+    assert_eq!(sent(&s.fire_timer()), [(Signal::KILL, Target::Everyone)]);
+    let a = s.all_gone();
+    assert_eq!(exit_code(&a), Some(7), "the app's own code, not 137");
     assert_eq!(
-        exit_code(&s.all_gone()),
-        Some(7),
-        "the app's own code, not 137"
+        ending(&a).deadline,
+        Some(vec![IN_GROUP, OUTSIDE]),
+        "whom the deadline killed"
     );
 }
 
 #[test]
-fn step6_without_a_grace_period_leftovers_are_killed_at_once() {
+fn without_a_grace_period_leftovers_are_killed_at_once_and_again_while_any_is_left() {
     let mut s = Sim::new(Policy::default());
     let a = s.app_exits(Status::Exited(0), true);
     assert_eq!(kill_cause(&a), Some(KillCause::NoGrace));
@@ -563,7 +388,7 @@ fn step6_without_a_grace_period_leftovers_are_killed_at_once() {
     assert!(notes(&a).iter().any(|n| matches!(
         n,
         NoteKind::Signalled {
-            why: Why::Kill { round: 2, .. },
+            purpose: Purpose::Kill { round: 2, .. },
             ..
         }
     )));
@@ -571,63 +396,66 @@ fn step6_without_a_grace_period_leftovers_are_killed_at_once() {
 }
 
 #[test]
-fn step6_leftovers_get_the_stop_signal_that_was_received_rewritten() {
+fn leftovers_get_the_stop_signal_that_was_received_rewritten() {
     let mut policy = grace(0, Some(5000));
     policy.stop_on = vec![Signal::QUIT];
     policy.rewrite.set(Signal::QUIT, Some(Signal::USR1));
     let mut s = Sim::new(policy);
-    let a = s.app_exits(Status::Exited(0), true);
-    assert_eq!(forwards(&a), [(Signal::USR1, Target::Everyone)]);
+    assert_eq!(
+        forwards(&s.app_exits(Status::Exited(0), true)),
+        [(Signal::USR1, Target::Everyone)]
+    );
 }
 
 #[test]
-fn step6_an_app_that_exited_alone_costs_no_search_as_pid1() {
+fn an_app_that_exited_alone_costs_no_census_as_pid1() {
     let mut s = Sim::new(grace(0, Some(5000)));
     let a = s.app_exits(Status::Exited(0), false);
-    assert!(!a.iter().any(|a| matches!(a, Action::FindLeftovers(_))));
+    assert!(!a.iter().any(|a| matches!(a, Action::Census(_))));
     assert_eq!(exit_code(&a), Some(0));
 }
 
 #[test]
-fn sigcont_follows_a_stop_signal_only_while_something_is_stopped() {
+fn sigcont_follows_a_stop_signal_only_while_something_is_suspended() {
     // An app with a SIGCONT handler must not see a CONT it was never sent
-    // (dumb-init's and tini's behaviour); a stopped one must still get its
+    // (dumb-init's and tini's behaviour); a suspended one must still get its
     // stop signal now rather than at the deadline.
     let mut s = Sim::new(grace(0, Some(5000)));
-    s.feed(Event::Stopped { pid: APP });
+    s.feed(Event::Suspended { pid: APP });
     assert_eq!(
         sent(&s.sig(Signal::TERM)),
         [(Signal::TERM, TO_APP), (Signal::CONT, TO_APP)]
     );
     let mut s = Sim::new(grace(0, Some(5000)));
-    s.feed(Event::Stopped { pid: APP });
-    s.feed(Event::Continued { pid: APP });
+    s.feed(Event::Suspended { pid: APP });
+    s.feed(Event::Resumed { pid: APP });
     assert_eq!(
         sent(&s.sig(Signal::TERM)),
         [(Signal::TERM, TO_APP)],
         "resumed since"
     );
     let mut s = Sim::new(grace(0, Some(5000)));
-    s.feed(Event::Stopped { pid: OUTSIDE });
+    s.feed(Event::Suspended { pid: OUTSIDE });
     let a = s.app_exits(Status::Exited(0), true);
+    let want = [
+        (Signal::TERM, Target::Everyone),
+        (Signal::CONT, Target::Everyone),
+    ];
     assert_eq!(
         sent(&a),
-        [
-            (Signal::TERM, Target::Everyone),
-            (Signal::CONT, Target::Everyone)
-        ],
-        "a stopped leftover sees its stop signal too"
+        want,
+        "a suspended leftover sees its stop signal too"
     );
 }
 
 #[test]
-fn step7_app_ignoring_term_is_killed_at_the_deadline() {
+fn an_app_ignoring_term_is_killed_at_the_deadline_sigkill_before_the_census() {
     let mut s = Sim::new(grace(1000, Some(4000)));
     s.sig(Signal::TERM);
     assert!(!killed(&s.fire_timer()), "drain end forwards, no kill");
     s.at(3999);
     assert!(!killed(&s.feed(Event::Timer)));
-    s.left = leftovers(&[(APP, APP)]);
+    s.l.world.left = leftovers(&[(APP, APP), (IN_GROUP, APP)]);
     let a = s.fire_timer();
     assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
     let kill = a.iter().position(|a| {
@@ -639,28 +467,71 @@ fn step7_app_ignoring_term_is_killed_at_the_deadline() {
             }
         )
     });
-    let search = a.iter().position(|a| matches!(a, Action::FindLeftovers(_)));
+    let census = a.iter().position(|a| matches!(a, Action::Census(_)));
     assert!(
-        kill < search,
+        kill < census,
         "SIGKILL first, the list (for the log) after: {a:?}"
+    );
+    let named = notes(&a).into_iter().find_map(|n| match n {
+        NoteKind::Signalled { named, .. } => Some(named.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        named,
+        Some(Named::Pids(vec![APP, IN_GROUP])),
+        "every process alive at the deadline"
     );
     assert_eq!(elapsed(&a).last(), Some(&Some(ms(4000))));
     s.at(4010);
-    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
-    assert_eq!(exit_code(&a), Some(137));
+    assert_eq!(
+        exit_code(&s.app_exits(Status::Signaled(Signal::KILL), false)),
+        Some(137)
+    );
 }
 
 #[test]
-fn deadline_exit_is_137_even_when_remapped_code_would_be_zero() {
-    let policy = Policy {
+fn not_pid1_the_deadline_names_every_descendant_alive_then() {
+    let mut s = Sim::not_pid1(grace(0, Some(1500)));
+    s.sig(Signal::TERM);
+    s.l.world.left = leftovers(&[(APP, APP), (IN_GROUP, APP), (OUTSIDE, OUTSIDE)]);
+    let a = s.fire_timer();
+    assert_eq!(
+        sent(&a),
+        [
+            (Signal::KILL, TO_APP),
+            (Signal::KILL, Target::Process(OUTSIDE))
+        ]
+    );
+    assert!(notes(&a).iter().any(|n| matches!(n, NoteKind::Signalled { named: Named::Pids(p), .. } if p == &[APP, IN_GROUP, OUTSIDE])));
+}
+
+#[test]
+fn a_late_timer_past_the_reserve_and_the_deadline_asks_before_it_kills() {
+    let mut s = Sim::new(with(grace(9000, Some(10_000)), HookKind::PreStop));
+    s.sig(Signal::TERM);
+    s.at(30_000);
+    let a = s.feed(Event::Timer);
+    let order: Vec<Signal> = forwards(&a).into_iter().map(|(sig, _)| sig).collect();
+    assert_eq!(
+        order,
+        [Signal::KILL, Signal::TERM, Signal::KILL],
+        "the hook cut, the app asked, then killed"
+    );
+    assert_eq!(forwards(&a)[1], (Signal::TERM, TO_APP));
+}
+
+#[test]
+fn the_deadline_exit_is_137_even_when_the_remapped_code_would_be_zero() {
+    let mut s = Sim::new(Policy {
         remap_exit: vec![137],
         ..grace(0, Some(1000))
-    };
-    let mut s = Sim::new(policy);
+    });
     s.sig(Signal::TERM);
     s.fire_timer();
-    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
-    assert_eq!(exit_code(&a), Some(137));
+    assert_eq!(
+        exit_code(&s.app_exits(Status::Signaled(Signal::KILL), false)),
+        Some(137)
+    );
 }
 
 #[test]
@@ -678,7 +549,7 @@ fn stop_on_quit_makes_term_an_ordinary_signal() {
 }
 
 #[test]
-fn timeline_notes_carry_time_since_the_stop() {
+fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
     let mut s = Sim::new(grace(1000, Some(5000)));
     assert_eq!(elapsed(&s.sig(Signal::HUP)), [None], "before any stop");
     s.sig(Signal::TERM);
@@ -686,61 +557,48 @@ fn timeline_notes_carry_time_since_the_stop() {
     s.at(1500);
     let a = s.app_exits(Status::Exited(0), false);
     assert!(elapsed(&a).iter().all(|t| *t == Some(ms(1500))), "{a:?}");
+    let NoteKind::Exiting {
+        ending,
+        notable: true,
+    } = notes(&a).last().copied().unwrap()
+    else {
+        panic!("{a:?}")
+    };
     assert_eq!(
-        notes(&a).last(),
-        Some(&&NoteKind::Exiting {
-            code: 0,
-            notable: true
-        })
+        (ending.code, ending.cause, ending.app),
+        (0, Cause::Signal(Signal::TERM), Status::Exited(0))
     );
 }
 
-// ---- hooks: post-start, HTTP answers, the stop reserve ----
-
-const POST: i32 = 10;
-
-fn with_post_start(mut policy: Policy) -> Policy {
-    policy.hooks.push(HookKind::PostStart);
-    policy
-}
-
-/// A machine whose post-start hook is running as POST.
-fn post_start_running(policy: Policy) -> Sim {
-    let mut s = Sim::new(with_post_start(policy));
-    s.hook_runs(HookKind::PostStart, POST);
-    s
-}
+// ---- hooks: post-start, HTTP answers, post-stop ----
 
 #[test]
 fn post_start_runs_alongside_the_app_from_the_start() {
-    let mut m = Machine::new(with_post_start(Policy::default()), PID1, ms(0));
-    assert_eq!(
-        m.poll_action(),
-        Some(Action::StartHook(HookKind::PostStart)),
-        "the hook is asked for at once, and nothing waits for it"
+    let mut s = Sim::new(with(Policy::default(), HookKind::PostStart));
+    let a = s.take();
+    assert!(
+        started(&a, HookKind::PostStart),
+        "asked for at once, and nothing waits for it"
     );
-    assert_eq!(m.poll_action(), None);
-    assert_eq!(m.phase(), Phase::Running);
+    assert_eq!(s.m().life(), &Life::Running);
 }
 
 #[test]
 fn post_start_success_is_exit_0_or_http_200_to_399() {
-    for (answer, status) in [
-        (None, Status::Exited(0)),
-        (Some(Outcome::Status(200)), Status::Exited(0)),
-        (Some(Outcome::Status(302)), Status::Exited(0)),
-    ] {
-        let mut s = post_start_running(Policy::default());
-        if let Some(outcome) = answer {
-            s.feed(Event::HookAnswered { pid: POST, outcome });
+    for (answer, status) in [(None, 0), (Some(200), 0), (Some(302), 0)] {
+        let mut s = Sim::new(with(Policy::default(), HookKind::PostStart));
+        s.take();
+        if let Some(code) = answer {
+            s.feed(Event::HookAnswered {
+                pid: POST,
+                outcome: Outcome::Status(code),
+            });
         }
         s.at(300);
-        let a = s.feed(Event::Reaped { pid: POST, status });
-        assert!(
-            matches!(notes(&a)[..], [NoteKind::HookEnded { kind: HookKind::PostStart, fatal: false, took, .. }] if *took == ms(300)),
-            "{a:?}"
-        );
-        assert_eq!(s.m.phase(), Phase::Running, "the app goes on");
+        let a = s.reaped(POST, Status::Exited(status));
+        let ok = matches!(notes(&a)[..], [NoteKind::HookEnded { kind: HookKind::PostStart, fatal: false, took, .. }] if *took == ms(300));
+        assert!(ok, "{a:?}");
+        assert_eq!(s.m().life(), &Life::Running, "the app goes on");
     }
 }
 
@@ -749,23 +607,22 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
     let failures = [
         (None, Status::Exited(1)),
         (None, Status::Signaled(Signal::KILL)),
-        (Some(Outcome::Status(500)), Status::Exited(1)),
         (Some(Outcome::Status(503)), Status::Exited(1)),
         (
             Some(Outcome::Failed("cannot connect: Connection refused".into())),
             Status::Exited(1),
         ),
-        (
-            Some(Outcome::Failed("no status line within 10s".into())),
-            Status::Exited(1),
-        ),
     ];
     for (answer, status) in failures {
-        let mut s = post_start_running(with_pre_stop(grace(1000, Some(5000))));
+        let mut s = Sim::new(with(
+            with(grace(1000, Some(5000)), HookKind::PreStop),
+            HookKind::PostStart,
+        ));
+        s.take();
         if let Some(outcome) = answer.clone() {
             s.feed(Event::HookAnswered { pid: POST, outcome });
         }
-        let a = s.feed(Event::Reaped { pid: POST, status });
+        let a = s.reaped(POST, status);
         let n = notes(&a);
         assert!(
             matches!(
@@ -782,24 +639,17 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
             n[1],
             NoteKind::StopReceived {
                 signal: Signal::TERM,
-                cause: StopCause::PostStartFailed,
+                cause: Cause::PostStartFailed,
                 ..
             }
         ));
-        assert!(
-            a.contains(&Action::StartHook(HookKind::PreStop)),
-            "pre-stop hook first"
-        );
+        assert!(started(&a, HookKind::PreStop), "pre-stop hook first");
         assert!(sent(&a).is_empty(), "then the drain");
-        s.feed(Event::HookFailed {
-            kind: HookKind::PreStop,
-            reason: "x".into(),
-        });
+        s.reaped(HOOK, Status::Exited(0));
         assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
-        let a = s.app_exits(Status::Exited(0), false);
         assert_eq!(
-            exit_code(&a),
-            Some(EXIT_POST_START),
+            exit_code(&s.app_exits(Status::Exited(0), false)),
+            Some(124),
             "not 0: the start failed"
         );
     }
@@ -807,28 +657,28 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
 
 #[test]
 fn post_start_that_cannot_start_stops_the_container_too() {
-    let mut m = Machine::new(with_post_start(Policy::default()), PID1, ms(0));
-    while m.poll_action().is_some() {}
-    m.handle(
-        Event::HookFailed {
-            kind: HookKind::PostStart,
-            reason: "cannot run \"/warm\": no such file".into(),
-        },
-        ms(5),
-    );
-    let a: Vec<Action> = std::iter::from_fn(|| m.poll_action()).collect();
-    assert_eq!(hook_failed(&a), Some((HookKind::PostStart, true)));
+    let mut s = Sim::refusing_hooks(with(Policy::default(), HookKind::PostStart));
+    let a = s.take();
+    let failed = notes(&a).iter().any(|n| {
+        matches!(
+            n,
+            NoteKind::HookFailed {
+                kind: HookKind::PostStart,
+                fatal: true,
+                ..
+            }
+        )
+    });
+    assert!(failed, "{a:?}");
     assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(exit_code(&s.app_exits(Status::Exited(0), false)), Some(124));
 }
 
 #[test]
 fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
-    let mut s = post_start_running(grace(0, Some(5000)));
+    let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStart));
     s.sig(Signal::TERM);
-    let a = s.feed(Event::Reaped {
-        pid: POST,
-        status: Status::Exited(1),
-    });
+    let a = s.reaped(POST, Status::Exited(1));
     assert!(matches!(
         notes(&a)[..],
         [NoteKind::HookEnded { fatal: false, .. }]
@@ -842,27 +692,13 @@ fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
 
 #[test]
 fn post_start_still_running_when_the_app_exits_is_a_leftover() {
-    let mut s = post_start_running(grace(0, Some(5000)));
-    s.m = Machine::new(
-        with_post_start(grace(0, Some(5000))),
-        Start {
-            app: APP,
-            me: 3,
-            terminal: false,
-        },
-        s.now,
-    );
-    s.hook_runs(HookKind::PostStart, POST);
-    s.left = leftovers(&[(POST, POST)]);
-    s.feed(Event::Reaped {
-        pid: APP,
-        status: Status::Exited(0),
-    });
+    let mut s = Sim::not_pid1(with(grace(0, Some(5000)), HookKind::PostStart));
+    s.l.world.left = leftovers(&[(POST, POST)]);
+    s.reaped(APP, Status::Exited(0));
     let a = s.feed(Event::ReapDone {
         children_left: true,
     });
     assert_eq!(forwards(&a), [(Signal::TERM, Target::Process(POST))]);
-    s.left = leftovers(&[(POST, POST)]);
     assert_eq!(
         sent(&s.fire_timer()),
         [(Signal::KILL, Target::Process(POST))]
@@ -875,26 +711,111 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
         (None, Status::Exited(3)),
         (Some(Outcome::Status(503)), Status::Exited(1)),
     ] {
-        let mut s = Sim::new(with_pre_stop(grace(0, Some(5000))));
+        let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PreStop));
         s.sig(Signal::TERM);
-        s.hook_runs(HookKind::PreStop, HOOK);
         if let Some(outcome) = answer {
             s.feed(Event::HookAnswered { pid: HOOK, outcome });
         }
-        let a = s.feed(Event::Reaped { pid: HOOK, status });
-        let end = match notes(&a)[0] {
-            NoteKind::HookEnded {
-                end, fatal: false, ..
-            } => end.clone(),
-            other => panic!("{other:?}"),
+        let a = s.reaped(HOOK, status);
+        let NoteKind::HookEnded {
+            end, fatal: false, ..
+        } = notes(&a)[0]
+        else {
+            panic!("{a:?}")
         };
-        assert!(!end.ok());
-        assert!(matches!(
-            end,
-            HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
-        ));
+        assert!(
+            !end.ok()
+                && matches!(
+                    end,
+                    HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
+                )
+        );
         assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+        let e = s.app_exits(Status::Exited(0), false);
+        assert!(matches!(
+            ending(&e).hooks[..],
+            [(HookKind::PreStop, HookTrouble::Ended(_))]
+        ));
     }
+}
+
+#[test]
+fn post_stop_runs_last_and_its_failure_keeps_the_code() {
+    let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStop));
+    s.sig(Signal::TERM);
+    let a = s.app_exits(Status::Exited(3), true);
+    assert!(!started(&a, HookKind::PostStop), "not while leftovers live");
+    let a = s.all_gone();
+    assert!(
+        started(&a, HookKind::PostStop) && exit_code(&a).is_none(),
+        "once all are gone: {a:?}"
+    );
+    assert_eq!(
+        s.m().poll_timeout(),
+        Some(ms(6000)),
+        "bounded by the deadline"
+    );
+    let a = s.reaped(LAST, Status::Exited(1));
+    assert!(matches!(
+        notes(&a)[0],
+        NoteKind::HookEnded {
+            kind: HookKind::PostStop,
+            fatal: false,
+            ..
+        }
+    ));
+    let a = s.all_gone();
+    assert_eq!(exit_code(&a), Some(3), "the app's code, not the hook's");
+    assert!(matches!(
+        ending(&a).hooks[..],
+        [(HookKind::PostStop, HookTrouble::Ended(_))]
+    ));
+}
+
+#[test]
+fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
+    // No grace period: the documented bound; and a hook that cannot start.
+    let mut s = Sim::not_pid1(with(Policy::default(), HookKind::PostStop));
+    let a = s.app_exits(Status::Exited(0), false);
+    assert!(started(&a, HookKind::PostStop));
+    assert_eq!(
+        s.m().poll_timeout(),
+        Some(s.now() + usher::machine::POST_STOP_BOUND)
+    );
+    let a = s.fire_timer();
+    assert_eq!(sent(&a), [(Signal::KILL, Target::Group(LAST))]);
+    assert!(matches!(
+        notes(&a)[0],
+        NoteKind::HookCut {
+            kind: HookKind::PostStop,
+            ..
+        }
+    ));
+    s.reaped(LAST, Status::Signaled(Signal::KILL));
+    assert_eq!(exit_code(&s.all_gone()), Some(0));
+    let mut s = Sim::refusing_hooks(with(Policy::default(), HookKind::PostStop));
+    let a = s.app_exits(Status::Exited(5), false);
+    assert_eq!(
+        exit_code(&a),
+        Some(5),
+        "a post-stop that cannot start does not hold the exit"
+    );
+}
+
+#[test]
+fn post_stop_after_a_deadline_kill_gets_the_stop_reserve() {
+    let mut s = Sim::new(with(grace(0, Some(3000)), HookKind::PostStop));
+    s.sig(Signal::TERM);
+    s.fire_timer(); // the deadline: SIGKILL
+    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
+    assert!(started(&a, HookKind::PostStop));
+    assert_eq!(
+        s.m().poll_timeout(),
+        Some(s.now() + ms(1500)),
+        "R = min(2 s, grace/2)"
+    );
+    s.reaped(LAST, Status::Exited(0));
+    assert_eq!(exit_code(&s.all_gone()), Some(137));
 }
 
 #[test]
@@ -902,10 +823,10 @@ fn the_reserve_is_two_seconds_or_half_the_grace_period() {
     for (grace_ms, reserve_ms) in [(30_000, 2000), (4000, 2000), (3000, 1500), (1000, 500)] {
         let p = grace(0, Some(grace_ms));
         assert_eq!(p.reserve(), Some(ms(reserve_ms)), "grace {grace_ms}ms");
-        let mut s = Sim::new(with_pre_stop(p));
+        let mut s = Sim::new(with(p, HookKind::PreStop));
         s.sig(Signal::TERM);
         assert_eq!(
-            s.m.timer(Timer::Reserve),
+            s.m().timer(Timer::Reserve),
             Some(ms(1000 + grace_ms - reserve_ms))
         );
     }
@@ -914,31 +835,201 @@ fn the_reserve_is_two_seconds_or_half_the_grace_period() {
 
 #[test]
 fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
-    let mut m = Machine::new(grace(9000, Some(10_000)), PID1, ms(0));
-    assert_eq!(
-        m.poll_action(),
-        Some(Action::Note(usher::machine::Note {
-            elapsed: None,
-            kind: NoteKind::DrainShortened {
-                asked: ms(9000),
-                to: ms(8000),
-                grace: ms(10_000),
-                reserve: ms(2000),
-            }
-        }))
-    );
     let mut s = Sim::new(grace(9000, Some(10_000)));
+    let warned = NoteKind::DrainShortened {
+        asked: ms(9000),
+        to: ms(8000),
+        grace: ms(10_000),
+        reserve: ms(2000),
+    };
+    assert_eq!(notes(&s.take()), [&warned]);
     s.sig(Signal::TERM);
     let a = s.fire_timer();
-    assert_eq!(s.now, ms(9000), "8 s after the stop");
+    assert_eq!(s.now(), ms(9000), "8 s after the stop");
     assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
     let mut s = Sim::new(grace(5000, Some(10_000)));
-    assert!(s.sig(Signal::HUP).iter().all(
-        |a| !matches!(a, Action::Note(n) if matches!(n.kind, NoteKind::DrainShortened { .. }))
-    ));
+    assert!(s.take().is_empty());
 }
 
-// ---- whom leftovers are signalled: PID 1 or not, and what /proc shows ----
+// ---- the adaptive drain: MIN..MAX, ending when the traffic does ----
+
+fn range(min: u64, max: u64, grace_ms: Option<u64>) -> Policy {
+    Policy {
+        drain: DrainSpec::Range {
+            min: ms(min),
+            max: ms(max),
+        },
+        grace: grace_ms.map(ms),
+        ..Policy::default()
+    }
+}
+
+/// Traffic arriving at `per_look` arrivals per 100 ms until `stop` ms after the start.
+fn traffic(s: &mut Sim, listeners: u32, per_look: u64, stop: u64) {
+    s.l.world.traffic = Box::new(move |now| {
+        let t = now.as_millis() as u64 - 1000;
+        let arrivals = per_look * (t.min(stop) / 100);
+        Ok(Traffic {
+            listeners,
+            arrivals,
+            connections: 1,
+        })
+    });
+}
+
+fn drain_over(a: &[Action]) -> Option<DrainEnd> {
+    notes(a).into_iter().find_map(|n| {
+        if let NoteKind::DrainOver { end } = n {
+            Some(*end)
+        } else {
+            None
+        }
+    })
+}
+
+/// Fires timers until the stop signal goes out; when it did, and the drain's end.
+fn until_forwarded(s: &mut Sim) -> (u64, Option<DrainEnd>) {
+    let mut end = None;
+    for _ in 0..1000 {
+        let a = s.fire_timer();
+        end = end.or(drain_over(&a));
+        if !forwards(&a).is_empty() {
+            return (s.now().as_millis() as u64 - 1000, end);
+        }
+    }
+    panic!("never forwarded");
+}
+
+#[test]
+fn an_adaptive_drain_ends_soon_after_the_traffic_stops() {
+    let mut s = Sim::new(range(0, 10_000, None));
+    traffic(&mut s, 1, 3, 3000);
+    let a = s.sig(Signal::TERM);
+    assert!(a.contains(&Action::Look), "the first look comes at once");
+    let (t, end) = until_forwarded(&mut s);
+    assert!((3300..=3600).contains(&t), "forwarded at {t} ms");
+    assert!(
+        matches!(end, Some(DrainEnd::Quiet { arrivals: 90, .. })),
+        "{end:?}"
+    );
+}
+
+#[test]
+fn an_adaptive_drain_holds_at_least_min_and_at_most_max() {
+    let mut s = Sim::new(range(2000, 10_000, None));
+    traffic(&mut s, 1, 0, 0);
+    s.sig(Signal::TERM);
+    assert_eq!(until_forwarded(&mut s).0, 2000, "a quiet server: MIN");
+    let mut s = Sim::new(range(0, 4000, None));
+    traffic(&mut s, 1, 2, u64::MAX);
+    s.sig(Signal::TERM);
+    let (t, end) = until_forwarded(&mut s);
+    assert_eq!(t, 4000, "steady traffic: MAX");
+    assert!(matches!(end, Some(DrainEnd::Max { .. })), "{end:?}");
+}
+
+#[test]
+fn an_app_without_a_listening_socket_drains_min_and_says_so() {
+    let mut s = Sim::new(range(1500, 10_000, None));
+    traffic(&mut s, 0, 0, 0);
+    s.sig(Signal::TERM);
+    assert_eq!(until_forwarded(&mut s), (1500, Some(DrainEnd::NoListener)));
+}
+
+#[test]
+fn unseen_traffic_holds_to_max_with_one_warning() {
+    let mut s = Sim::new(range(0, 3000, Some(10_000)));
+    s.l.world.traffic = Box::new(|_| Err("no sock_diag".into()));
+    let a = s.sig(Signal::TERM);
+    assert!(notes(&a)
+        .iter()
+        .any(|n| matches!(n, NoteKind::TrafficUnseen { .. })));
+    assert_eq!(until_forwarded(&mut s), (3000, Some(DrainEnd::Unseen)));
+}
+
+#[test]
+fn a_second_signal_and_the_reserve_end_an_adaptive_drain() {
+    let mut s = Sim::new(range(0, 60_000, None));
+    traffic(&mut s, 1, 3, u64::MAX);
+    s.sig(Signal::TERM);
+    s.fire_timer();
+    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
+    assert_eq!(s.m().poll_timeout(), None, "no more looks");
+    let mut s = Sim::new(range(0, 9000, Some(10_000)));
+    traffic(&mut s, 1, 3, u64::MAX);
+    s.sig(Signal::TERM);
+    assert_eq!(
+        until_forwarded(&mut s).0,
+        8000,
+        "MAX cut to the reserve point"
+    );
+}
+
+// ---- OOM kills named ----
+
+#[test]
+fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
+    let memory = |oom_kills| {
+        Some(Memory {
+            oom_kills,
+            limit: Some(32 << 20),
+            peak: Some(32 << 20),
+        })
+    };
+    let start = Start {
+        app: APP,
+        me: 1,
+        terminal: false,
+        memory: memory(2),
+    };
+    let mut s = Sim::at_start(Policy::default(), start);
+    let killed = Status::Signaled(Signal::KILL);
+    let a = s.feed(Event::Reaped {
+        pid: 50,
+        status: killed,
+        memory: memory(2),
+    });
+    assert!(
+        !notes(&a)
+            .iter()
+            .any(|n| matches!(n, NoteKind::OomKilled { .. })),
+        "the counter did not grow"
+    );
+    let a = s.feed(Event::Reaped {
+        pid: APP,
+        status: killed,
+        memory: memory(3),
+    });
+    assert!(matches!(notes(&a)[0], NoteKind::OomKilled { pid: APP, .. }));
+    let a = s.feed(Event::ReapDone {
+        children_left: false,
+    });
+    let e = ending(&a);
+    assert!(
+        e.app_oom.is_some() && e.oom.is_empty() && e.code == 137,
+        "{e:?}"
+    );
+    let mut s = Sim::at_start(
+        Policy::default(),
+        Start {
+            memory: None,
+            ..start
+        },
+    );
+    let a = s.feed(Event::Reaped {
+        pid: APP,
+        status: killed,
+        memory: memory(9),
+    });
+    assert!(
+        !notes(&a)
+            .iter()
+            .any(|n| matches!(n, NoteKind::OomKilled { .. })),
+        "no cgroup at start: nothing said"
+    );
+}
+
+// ---- whom leftovers are signalled, and the loop's protocol ----
 
 #[test]
 fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
@@ -948,89 +1039,33 @@ fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
     assert_eq!(
         forwards(&a),
         [(Signal::TERM, Target::Process(OUTSIDE))],
-        "the group got TERM already; a second can cut its cleanup short"
+        "a second TERM can cut its cleanup short"
     );
-    assert!(notes(&a).contains(&&NoteKind::Signalled {
-        signal: Signal::TERM,
-        whom: Whom::Pids(vec![OUTSIDE]),
-        why: Why::Ask { except_group: true },
-    }));
     // With -c only the app itself was told.
     let mut s = Sim::new(Policy {
         single_child: true,
         ..grace(0, Some(5000))
     });
     s.sig(Signal::TERM);
-    let a = s.app_exits(Status::Exited(0), true);
-    assert_eq!(forwards(&a), [(Signal::TERM, Target::Everyone)]);
-}
-
-#[test]
-fn as_pid1_without_proc_everyone_is_signalled_rather_than_no_one() {
-    let mut s = Sim::new(grace(0, Some(5000)));
-    s.sig(Signal::TERM);
-    s.left = Found {
-        list: None,
-        group_alive: true,
-    };
-    s.feed(Event::Reaped {
-        pid: APP,
-        status: Status::Exited(0),
-    });
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
-    assert_eq!(forwards(&a), [(Signal::TERM, Target::Everyone)]);
-    assert!(notes(&a).iter().any(|n| matches!(
-        n,
-        NoteKind::Signalled {
-            whom: Whom::Unknown,
-            ..
-        }
-    )));
-}
-
-#[test]
-fn not_pid1_the_group_and_the_descendants_outside_it_never_kill_minus_1() {
-    let mut s = Sim::not_pid1(grace(0, Some(5000)));
-    let a = s.app_exits(Status::Exited(0), true);
-    assert!(a.contains(&Action::FindLeftovers(Scope::Descendants)));
     assert_eq!(
-        forwards(&a),
-        [
-            (Signal::TERM, Target::Group(APP)),
-            (Signal::TERM, Target::Process(OUTSIDE))
-        ]
+        forwards(&s.app_exits(Status::Exited(0), true)),
+        [(Signal::TERM, Target::Everyone)]
     );
-    s.left = leftovers(&[(IN_GROUP, APP)]);
-    let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::KILL, Target::Group(APP))]);
-    assert!(!sent(&a).iter().any(|(_, t)| *t == Target::Everyone));
 }
 
 #[test]
-fn not_pid1_an_app_group_with_members_outside_usher_tree_is_still_told() {
+fn not_pid1_without_children_only_the_group_is_probed_and_usher_exits() {
     // Without -s, orphans leave usher's tree, but kill(-group) reaches them.
     let mut s = Sim::not_pid1(grace(0, Some(5000)));
-    s.left = Found {
+    s.l.world.left = usher::machine::Census {
         list: Some(Vec::new()),
         group_alive: true,
     };
-    s.feed(Event::Reaped {
-        pid: APP,
-        status: Status::Exited(0),
-    });
+    s.reaped(APP, Status::Exited(0));
     let a = s.feed(Event::ReapDone {
         children_left: false,
     });
-    assert_eq!(forwards(&a), [(Signal::TERM, Target::Group(APP))]);
-    assert!(notes(&a).iter().any(|n| matches!(
-        n,
-        NoteKind::Signalled {
-            whom: Whom::Group(APP),
-            ..
-        }
-    )));
+    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
     assert_eq!(
         exit_code(&a),
         Some(0),
@@ -1039,45 +1074,57 @@ fn not_pid1_an_app_group_with_members_outside_usher_tree_is_still_told() {
 }
 
 #[test]
-fn a_search_that_found_nothing_is_not_repeated_before_the_next_reap() {
-    let mut s = Sim::not_pid1(Policy::default());
-    s.feed(Event::Reaped {
-        pid: APP,
-        status: Status::Exited(0),
-    });
+fn a_census_that_found_nobody_is_not_repeated_before_the_next_reap() {
+    let mut s = Sim::not_pid1(grace(0, Some(5000)));
+    s.reaped(APP, Status::Exited(0));
     let a = s.feed(Event::ReapDone {
         children_left: true,
     });
-    let searches = a
-        .iter()
-        .filter(|a| matches!(a, Action::FindLeftovers(_)))
-        .count();
     assert_eq!(
-        searches, 1,
-        "the stop signal and the SIGKILL share one: {a:?}"
+        a.iter().filter(|a| matches!(a, Action::Census(_))).count(),
+        1
     );
-    assert!(sent(&a).is_empty());
+    let a = s.sig(Signal::TERM);
+    assert!(
+        !a.iter().any(|a| matches!(a, Action::Census(_))) && sent(&a).is_empty(),
+        "{a:?}"
+    );
+}
+
+#[test]
+fn an_answer_is_handled_before_anything_else_and_nothing_runs_in_between() {
+    // The census the app's exit asks for is answered as the very next event:
+    // its signals follow the ask, before the loop waits for anything.
+    let mut s = Sim::new(grace(0, Some(5000)));
+    let a = s.app_exits(Status::Exited(0), true);
+    let census = a
+        .iter()
+        .position(|a| matches!(a, Action::Census(_)))
+        .unwrap();
+    let named = a
+        .iter()
+        .position(|a| matches!(a, Action::Note(n) if matches!(n.kind, NoteKind::Signalled { .. })));
+    assert_eq!(named, Some(census + 1), "{a:?}");
 }
 
 // ---- terminal job control (not PID 1) ----
 
 #[test]
-fn job_control_stops_with_the_app_and_hands_back_the_terminal() {
+fn job_control_suspends_with_the_app_and_hands_back_the_terminal() {
     let mut s = Sim::started(Policy::default(), 3, true);
-    assert_eq!(s.feed(Event::Stopped { pid: APP }), [Action::StopSelf]);
+    assert_eq!(s.feed(Event::Suspended { pid: APP }), [Action::Suspend]);
     assert!(
-        s.feed(Event::Stopped { pid: 99 }).is_empty(),
-        "other children stopping do not matter"
+        s.feed(Event::Suspended { pid: 99 }).is_empty(),
+        "other children do not matter"
     );
     let a = s.sig(Signal::CONT);
     assert_eq!(a[0], Action::Foreground, "terminal first, then CONT");
     assert_eq!(sent(&a), [(Signal::CONT, TO_APP)]);
-}
-
-#[test]
-fn as_pid1_usher_never_stops() {
     let mut s = Sim::started(Policy::default(), 1, true);
-    assert!(s.feed(Event::Stopped { pid: APP }).is_empty());
+    assert!(
+        s.feed(Event::Suspended { pid: APP }).is_empty(),
+        "as PID 1 usher never suspends"
+    );
     assert!(!s.sig(Signal::CONT).contains(&Action::Foreground));
 }
 
@@ -1086,18 +1133,15 @@ fn as_pid1_usher_never_stops() {
 mod props {
     use super::*;
     use proptest::prelude::*;
-
-    /// The post-start hook's pid (the pre-stop hook is HOOK).
-    const POST: i32 = 10;
+    use proptest::test_runner::TestCaseError;
 
     #[derive(Clone, Debug)]
     enum Step {
         Wait(u64),
         Stop(bool), // TERM or INT
         Other,
-        AppExit(i32),
-        HookExit(i32),
-        PostStartExit(i32),
+        AppExit(i32), // 256: killed by SIGKILL
+        HookExit(i32, i32),
         Orphan,
         ReapDone(bool),
         Timer,
@@ -1108,46 +1152,53 @@ mod props {
             (0u64..3000).prop_map(Step::Wait),
             any::<bool>().prop_map(Step::Stop),
             Just(Step::Other),
-            (0i32..257).prop_map(Step::AppExit), // 256: killed by SIGKILL
-            (0i32..2).prop_map(Step::HookExit),
-            (0i32..2).prop_map(Step::PostStartExit),
+            (0i32..257).prop_map(Step::AppExit),
+            (prop::sample::select(vec![HOOK, POST, LAST]), 0i32..2)
+                .prop_map(|(p, c)| Step::HookExit(p, c)),
             Just(Step::Orphan),
             any::<bool>().prop_map(Step::ReapDone),
             Just(Step::Timer),
         ]
     }
 
-    fn policy() -> impl Strategy<Value = Policy> {
+    fn policy() -> impl Strategy<Value = (Policy, u64, u64)> {
+        let drain = prop_oneof![
+            (0u64..6000).prop_map(|d| DrainSpec::Fixed(ms(d))),
+            (0u64..3000, 0u64..6000).prop_map(|(min, more)| DrainSpec::Range {
+                min: ms(min),
+                max: ms(min + more)
+            }),
+        ];
+        let hooks = prop::collection::vec(any::<bool>(), 3);
+        // The traffic an adaptive drain sees: arrivals a look, until when.
+        let traffic = (0u64..4, 0u64..8000);
         (
-            0u64..6000,
+            drain,
             proptest::option::of(1u64..6000),
-            any::<bool>(),
-            any::<bool>(),
+            hooks,
             proptest::option::of(0i32..256),
+            traffic,
         )
-            .prop_map(|(drain, grace, pre_stop, post_start, remap)| {
-                let grace = grace.map(|g| g + drain); // drain < grace, as the CLI enforces
-                let mut hooks = Vec::new();
-                if pre_stop {
-                    hooks.push(HookKind::PreStop);
-                }
-                if post_start {
-                    hooks.push(HookKind::PostStart);
-                }
-                Policy {
-                    drain: ms(drain),
-                    grace: grace.map(ms),
-                    hooks,
+            .prop_map(|(drain, grace, hooks, remap, (rate, until))| {
+                let grace = grace.map(|g| ms(g) + drain.max()); // drain < grace, as the CLI enforces
+                let mut policy = Policy {
+                    drain,
+                    grace,
                     remap_exit: remap.into_iter().collect(),
                     ..Policy::default()
+                };
+                for (kind, on) in HookKind::ALL.into_iter().zip(hooks) {
+                    if on {
+                        policy = with(policy, kind);
+                    }
                 }
+                (policy, rate, until)
             })
     }
 
     /// What the test knows of the world, to check the machine against.
     #[derive(Default)]
-    struct World {
-        now: Duration,
+    struct Known {
         t0: Option<Duration>,
         stops: u32,
         forwarded_stop: bool,
@@ -1165,140 +1216,127 @@ mod props {
 
         #[test]
         fn shutdown_invariants(
-            policy in policy(),
+            (policy, rate, until) in policy(),
             pid1 in any::<bool>(),
             steps in proptest::collection::vec(step(), 0..40),
         ) {
-            let me = if pid1 { 1 } else { 3 };
-            let mut w = World { now: ms(1000), ..World::default() };
-            let mut m = Machine::new(policy.clone(), Start { app: APP, me, terminal: false }, w.now);
-            check(&policy, pid1, &mut m, &mut w, Vec::new())?;
+            let mut s = if pid1 { Sim::new(policy.clone()) } else { Sim::not_pid1(policy.clone()) };
+            s.l.world.traffic = Box::new(move |now| {
+                let t = now.as_millis() as u64 - 1000;
+                Ok(Traffic { listeners: 1, arrivals: rate * (t.min(until) / 100), connections: 1 })
+            });
+            let mut k = Known::default();
+            let a = s.take();
+            check(&policy, pid1, &s, &mut k, a)?;
             for step in steps {
+                let now = s.now();
                 let event = match step {
-                    Step::Wait(d) => { w.now += ms(d); continue; }
-                    Step::Stop(term) => Event::Signal {
-                        signal: if term { Signal::TERM } else { Signal::INT },
-                        sender: Some(100),
-                    },
+                    Step::Wait(d) => { s.l.world.now += ms(d); continue; }
+                    Step::Stop(term) => {
+                        k.stops += 1;
+                        if k.t0.is_none() && k.app.is_none() { k.t0 = Some(now); }
+                        let signal = if term { Signal::TERM } else { Signal::INT };
+                        Event::Signal { signal, sender: Some(100) }
+                    }
                     Step::Other => Event::Signal { signal: Signal::HUP, sender: None },
                     Step::AppExit(c) => {
-                        if w.app.is_some() { continue; }
+                        if k.app.is_some() { continue; }
                         let status = if c == 256 { Status::Signaled(Signal::KILL) } else { Status::Exited(c) };
-                        Event::Reaped { pid: APP, status }
+                        k.app = Some(status);
+                        k.t0 = k.t0.or(Some(now));
+                        Event::Reaped { pid: APP, status, memory: None }
                     }
-                    Step::HookExit(c) => Event::Reaped { pid: HOOK, status: Status::Exited(c) },
-                    Step::PostStartExit(c) => Event::Reaped { pid: POST, status: Status::Exited(c) },
-                    Step::Orphan => Event::Reaped { pid: 77, status: Status::Exited(1) },
+                    Step::HookExit(pid, c) => {
+                        if !k.running.contains(&pid) { continue; }
+                        k.running.retain(|p| *p != pid);
+                        // A failed post-start hook, while the app runs and no
+                        // stop was asked for, stops the container.
+                        if pid == POST && c != 0 && k.app.is_none() && k.t0.is_none() {
+                            k.start_failed = true;
+                            k.t0 = Some(now);
+                            k.stops += 1;
+                        }
+                        Event::Reaped { pid, status: Status::Exited(c), memory: None }
+                    }
+                    Step::Orphan => Event::Reaped { pid: 77, status: Status::Exited(1), memory: None },
+                    // The driver never says "no children" while the app or a hook lives.
                     Step::ReapDone(left) => {
-                        // The driver never says "no children" while the app lives.
-                        Event::ReapDone { children_left: left || w.app.is_none() }
+                        Event::ReapDone { children_left: left || k.app.is_none() || !k.running.is_empty() }
                     }
-                    Step::Timer => match m.poll_timeout() {
-                        Some(t) => { w.now = w.now.max(t); Event::Timer }
+                    Step::Timer => match s.m().poll_timeout() {
+                        Some(t) => { s.l.world.now = now.max(t); Event::Timer }
                         None => continue,
                     },
                 };
-                match &event {
-                    Event::Signal { signal, .. } if *signal == Signal::TERM || *signal == Signal::INT => {
-                        w.stops += 1;
-                        if w.t0.is_none() && w.app.is_none() { w.t0 = Some(w.now); }
-                    }
-                    Event::Reaped { pid: APP, status } => {
-                        w.app = Some(*status);
-                        if w.t0.is_none() { w.t0 = Some(w.now); }
-                    }
-                    Event::Reaped { pid, status } if w.running.contains(pid) => {
-                        w.running.retain(|p| p != pid);
-                        // A failed post-start hook, while the app runs and no
-                        // stop was asked for, stops the container.
-                        if *pid == POST && *status != Status::Exited(0) && w.app.is_none() && w.t0.is_none() {
-                            w.start_failed = true;
-                            w.t0 = Some(w.now);
-                            w.stops += 1;
-                        }
-                    }
-                    _ => {}
-                }
+                let mut list = vec![(OUTSIDE, OUTSIDE)];
+                list.extend(k.app.is_none().then_some((APP, APP)));
+                list.extend(k.running.iter().map(|&h| (h, h)));
+                s.l.world.left = leftovers(&list);
                 let is_timer = event == Event::Timer;
-                check(&policy, pid1, &mut m, &mut w, vec![event])?;
+                let a = s.feed(event);
+                check(&policy, pid1, &s, &mut k, a)?;
+                let now = s.now();
                 if is_timer {
                     // Firing the timer makes progress: it never asks to be
                     // fired again at once (no spinning).
-                    prop_assert!(m.poll_timeout().is_none_or(|t| t > w.now), "timer spins at {:?}", w.now);
-                }
-                // The stop reserve: by R before the deadline the app has been
-                // asked to stop, whatever the drain and the pre-stop hook.
-                if let (Some(t0), Some(g), Some(r), None) = (w.t0, policy.grace, policy.reserve(), w.app) {
-                    if is_timer && w.now >= t0 + g - r && w.exited_with.is_none() {
-                        prop_assert!(w.forwarded_stop, "no stop signal by the reserve point at {:?}", w.now - t0);
+                    prop_assert!(s.m().poll_timeout().is_none_or(|t| t > now), "timer spins at {:?}", now);
+                    // By the drain's end, and by R before the deadline, the
+                    // app has been asked to stop, whatever the pre-stop hook.
+                    if let (Some(t0), None, None) = (k.t0, k.app, k.exited_with) {
+                        let reserve = policy.grace.zip(policy.reserve()).map(|(g, r)| t0 + g - r);
+                        let drained = policy.drain().max() + t0;
+                        let hook_holds = k.running.contains(&HOOK);
+                        prop_assert!(
+                            k.forwarded_stop || now < drained || hook_holds && reserve.is_none_or(|p| now < p),
+                            "no stop signal at {:?} after the stop", now - t0
+                        );
                     }
                 }
             }
         }
     }
 
-    /// Feeds `events` (and what the machine's own actions lead to) and checks every action.
+    /// Checks every action of one step against what the test knows.
     fn check(
         policy: &Policy,
         pid1: bool,
-        m: &mut Machine,
-        w: &mut World,
-        mut queue: Vec<Event>,
+        s: &Sim,
+        k: &mut Known,
+        actions: Vec<Action>,
     ) -> Result<(), TestCaseError> {
-        let mut deadline_kill = false;
-        loop {
-            if let Some(event) = queue.pop() {
-                m.handle(event, w.now);
-            }
-            let Some(a) = m.poll_action() else {
-                if !queue.is_empty() {
-                    continue;
-                }
-                if deadline_kill {
-                    prop_assert!(
-                        w.running.is_empty(),
-                        "hooks {:?} outlive the deadline",
-                        w.running
-                    );
-                }
-                return Ok(());
-            };
-            prop_assert!(w.exited_with.is_none(), "no action after Exit: {:?}", a);
+        let now = s.now();
+        for a in actions {
+            prop_assert!(k.exited_with.is_none(), "no action after Exit: {:?}", a);
             match a {
                 Action::Send { signal, to } if signal == Signal::TERM || signal == Signal::INT => {
                     prop_assert!(
                         pid1 || to != Target::Everyone,
                         "kill(-1) outside a namespace"
                     );
-                    if w.app.is_none() && !w.forwarded_stop {
-                        let t0 = w.t0.expect("stop forwarded before any stop");
+                    if k.app.is_none() && !k.forwarded_stop {
+                        let t0 = k.t0.expect("stop forwarded before any stop");
                         let reserve_point =
                             policy.grace.zip(policy.reserve()).map(|(g, r)| t0 + g - r);
+                        let min = match policy.drain() {
+                            DrainSpec::Fixed(d) => d,
+                            DrainSpec::Range { min, .. } => min,
+                        };
                         prop_assert!(
-                            w.now >= t0 + policy.drain()
-                                || w.stops >= 2
-                                || reserve_point.is_some_and(|p| w.now >= p),
-                            "stop forwarded at {:?}, before the drain ended at {:?}, with one stop",
-                            w.now - t0,
-                            policy.drain()
+                            now >= t0 + min
+                                || k.stops >= 2
+                                || reserve_point.is_some_and(|p| now >= p),
+                            "stop forwarded at {:?}, before the drain's {:?}, with one stop",
+                            now - t0,
+                            min
                         );
-                        w.forwarded_stop = true;
+                        k.forwarded_stop = true;
                     }
                 }
                 Action::Send {
                     signal: Signal::KILL,
-                    to: Target::Group(HOOK),
-                } => {
-                    let (t0, g, r) = (
-                        w.t0.unwrap(),
-                        policy.grace.unwrap(),
-                        policy.reserve().unwrap(),
-                    );
-                    prop_assert!(
-                        w.now >= t0 + g - r,
-                        "the hook was cut before the reserve point"
-                    );
-                    w.running.retain(|&p| p != HOOK);
+                    to: Target::Group(pid),
+                } if pid == HOOK || pid == LAST => {
+                    k.running.retain(|&p| p != pid);
                 }
                 Action::Send {
                     signal: Signal::KILL,
@@ -1308,62 +1346,56 @@ mod props {
                         pid1 || to != Target::Everyone,
                         "kill(-1) outside a namespace"
                     );
-                    match policy.grace {
-                        Some(g) => {
-                            prop_assert!(w.now >= w.t0.unwrap() + g, "SIGKILL before the deadline");
-                            deadline_kill = true;
+                    // What a finished post-stop hook leaves goes at once: nothing outlives it.
+                    let post_stop_over =
+                        k.started.contains(&HookKind::PostStop) && !k.running.contains(&LAST);
+                    match (policy.grace, k.t0) {
+                        _ if post_stop_over => {}
+                        (Some(g), Some(t0)) => {
+                            prop_assert!(now >= t0 + g, "SIGKILL before the deadline")
                         }
-                        None => prop_assert!(
-                            w.app.is_some(),
+                        _ => prop_assert!(
+                            k.app.is_some(),
                             "SIGKILL while the app lives, without a grace period"
                         ),
                     }
-                    if w.app.is_none() {
-                        w.killed_while_alive = true;
-                    }
-                    // No hook outlives the SIGKILL round.
-                    if matches!(to, Target::Everyone) {
-                        w.running.clear();
-                    }
-                    if let Target::Process(p) = to {
-                        w.running.retain(|&h| h != p);
+                    k.killed_while_alive |= k.app.is_none();
+                    match to {
+                        Target::Everyone => k.running.clear(),
+                        Target::Process(p) | Target::Group(p) => k.running.retain(|&h| h != p),
                     }
                 }
-                Action::StartHook(kind) => {
-                    prop_assert!(policy.hooks.contains(&kind) && !w.started.contains(&kind));
-                    w.started.push(kind);
-                    let pid = if kind == HookKind::PreStop {
-                        HOOK
-                    } else {
-                        POST
-                    };
-                    w.running.push(pid);
-                    queue.push(Event::HookStarted { kind, pid });
+                Action::StartHook(kind, _) => {
+                    prop_assert!(policy.hook(kind).is_some() && !k.started.contains(&kind));
+                    k.started.push(kind);
+                    k.running.push(match kind {
+                        HookKind::PreStop => HOOK,
+                        HookKind::PostStart => POST,
+                        HookKind::PostStop => LAST,
+                    });
                 }
-                Action::FindLeftovers(_) => {
-                    let mut list = vec![(OUTSIDE, OUTSIDE)];
-                    if w.app.is_none() {
-                        list.push((APP, APP));
-                    }
-                    list.extend(w.running.iter().map(|&h| (h, h)));
-                    queue.push(Event::Leftovers(leftovers(&list)));
-                }
-                Action::Exit(code) => {
-                    let status = w.app.expect("exit before the app was reaped");
-                    let want = if w.start_failed {
-                        EXIT_POST_START
-                    } else if w.killed_while_alive && status == Status::Signaled(Signal::KILL) {
+                Action::Exit(ending) => {
+                    let status = k.app.expect("exit before the app was reaped");
+                    let want = if k.start_failed {
+                        124
+                    } else if k.killed_while_alive && status == Status::Signaled(Signal::KILL) {
                         137
                     } else if policy.remap_exit.contains(&status.code()) {
                         0
                     } else {
                         status.code()
                     };
-                    prop_assert_eq!(code, want);
-                    w.exited_with = Some(code);
+                    prop_assert_eq!(ending.code, want);
+                    prop_assert!(
+                        k.running.iter().all(|p| *p == POST),
+                        "hooks {:?} outlive the exit",
+                        k.running
+                    );
+                    k.exited_with = Some(ending.code);
                 }
                 _ => {}
             }
         }
+        Ok(())
     }
 }

@@ -1,6 +1,8 @@
 //! The harness every integration test shares: start usher hermetically (as PID 1 of a new PID namespace or as a plain process), wait with bounds, read its log, assert on timing, clean up by pid.
 #![allow(dead_code)]
 
+pub mod sim;
+
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
