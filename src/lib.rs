@@ -18,4 +18,5 @@ pub mod report;
 pub mod signals;
 pub mod spawn;
 pub mod sys;
+pub mod traffic;
 pub mod words;
