@@ -414,27 +414,27 @@ enum Next {
     Done,
 }
 
-/// The next thing in the datagram `d` from `at` on (which moves past it);
-/// other messages are skipped. Anything malformed is an error, and so is
-/// the kernel's refusal of the dump.
+/// The next message in the datagram `d` from `at` on (which moves past it).
+/// Anything malformed or unexpected (NLMSG_OVERRUN, say) is an error, and
+/// so is the kernel's refusal of the dump.
 fn next(d: &[u8], at: &mut usize) -> io::Result<Next> {
     let bad = || io::Error::from(io::ErrorKind::InvalidData);
-    while let Some(rest) = d.get(*at..).filter(|r| !r.is_empty()) {
-        let len = u32::from_ne_bytes(field(rest, 0).ok_or_else(bad)?) as usize;
-        let kind = u16::from_ne_bytes(field(rest, 4).ok_or_else(bad)?);
-        let body = rest.get(HDR..len).ok_or_else(bad)?;
-        *at += len.next_multiple_of(4);
-        match kind {
-            NLMSG_DONE => return Ok(Next::Done),
-            NLMSG_ERROR => {
-                let code = i32::from_ne_bytes(field(body, 0).ok_or_else(bad)?);
-                return Err(io::Error::from_raw_os_error(code.wrapping_neg()));
-            }
-            SOCK_DIAG_BY_FAMILY => return socket(body).map(Next::Socket).ok_or_else(bad),
-            _ => {}
+    let Some(rest) = d.get(*at..).filter(|r| !r.is_empty()) else {
+        return Ok(Next::More);
+    };
+    let len = u32::from_ne_bytes(field(rest, 0).ok_or_else(bad)?) as usize;
+    let kind = u16::from_ne_bytes(field(rest, 4).ok_or_else(bad)?);
+    let body = rest.get(HDR..len).ok_or_else(bad)?;
+    *at += len.next_multiple_of(4);
+    match kind {
+        SOCK_DIAG_BY_FAMILY => socket(body).map(Next::Socket).ok_or_else(bad),
+        NLMSG_DONE => Ok(Next::Done),
+        NLMSG_ERROR => {
+            let code = i32::from_ne_bytes(field(body, 0).ok_or_else(bad)?);
+            Err(io::Error::from_raw_os_error(code.wrapping_neg()))
         }
+        _ => Err(bad()),
     }
-    Ok(Next::More)
 }
 
 /// One `struct inet_diag_msg` and its attributes.
@@ -898,10 +898,7 @@ mod tests {
         short_attr[HDR + MSG] = 3; // attribute length below its own header
         assert!(parsed(&short_attr).is_err());
         assert!(parsed(&datagram(&[(SOCK_DIAG_BY_FAMILY, vec![0; 71])])).is_err());
-        assert_eq!(
-            parsed(&datagram(&[(99, vec![1, 2])])).expect("skipped").1,
-            []
-        );
+        assert!(parsed(&datagram(&[(4, vec![])])).is_err(), "NLMSG_OVERRUN");
     }
 
     proptest::proptest! {
