@@ -663,3 +663,48 @@ pub fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
     }
     Ok(n as usize)
 }
+
+// ---- sock_diag: the app's TCP sockets, for the adaptive drain (traffic.rs). ----
+
+/// A close-on-exec NETLINK_SOCK_DIAG socket. Dumping the namespace's TCP
+/// sockets, with their tcp_info, needs no privilege.
+pub fn sock_diag() -> io::Result<OwnedFd> {
+    let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
+    // SAFETY: plain syscall with constant arguments.
+    let fd = check(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_SOCK_DIAG) })?;
+    // SAFETY: the kernel just returned this fd to us; we are its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Sends one netlink message to the kernel (an unconnected netlink socket's
+/// default destination), without waiting.
+pub fn netlink_send(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
+    // SAFETY: `msg` is valid for reading msg.len() bytes.
+    let sent = unsafe {
+        libc::send(
+            fd.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    match sent {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n if n as usize == msg.len() => Ok(()),
+        _ => Err(io::ErrorKind::WriteZero.into()),
+    }
+}
+
+/// Receives one netlink datagram into `buf` without waiting: WouldBlock
+/// when none is queued; one larger than `buf` is an error, not a silent cut.
+pub fn netlink_recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_TRUNC;
+    // SAFETY: `buf` is valid for writing buf.len() bytes; with MSG_TRUNC the
+    // kernel still writes at most that, and returns the datagram's real length.
+    let got = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags) };
+    match got {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n if n as usize <= buf.len() => Ok(n as usize),
+        _ => Err(io::ErrorKind::InvalidData.into()),
+    }
+}
