@@ -5,6 +5,7 @@
 //! Only [`sys`] may use `unsafe`.
 #![deny(unsafe_code)]
 
+pub mod cgroup;
 pub mod cli;
 pub mod driver;
 pub mod duration;
