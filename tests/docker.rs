@@ -1835,3 +1835,121 @@ fn podman_run_init_path_runs_usher() {
         "init_path in containers.conf makes usher Podman's --init: {out:?}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// Why the container ended: usher names an OOM kill in its log (a warn line),
+// and writes a summary to the termination message file, /dev/termination-log,
+// when there is one (the kubelet bind-mounts it; here a host temp file is);
+// where there is none, it creates none.
+
+/// A fresh empty host file, and the `-v` value that mounts it at
+/// /dev/termination-log.
+fn termination_file(s: &Setup, case: &str) -> (PathBuf, String) {
+    let file = s
+        .work
+        .join(format!("termination-{case}-{}", std::process::id()));
+    std::fs::write(&file, "").expect("creating the termination file");
+    let mount = format!("{}:/dev/termination-log", file.display());
+    (file, mount)
+}
+
+/// Asserts the termination file's first line starts `exit code CODE` (not
+/// CODE followed by more digits), the file holds every one of `has` and none
+/// of `lacks`.
+fn assert_termination(file: &Path, code: i32, has: &[&str], lacks: &[&str], log: &str) {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let first = text.lines().next().unwrap_or_default();
+    let rest = first.strip_prefix(&format!("exit code {code}"));
+    assert!(
+        rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit()))
+            && has.iter().all(|h| text.contains(h))
+            && !lacks.iter().any(|l| text.contains(l)),
+        "termination file: {text:?} (first line: exit code {code}; has {has:?}; lacks {lacks:?})\nlog:\n{log}"
+    );
+}
+
+/// The kernel's OOM killer kills the app (32 MiB, no swap): exit 137, the
+/// engine saw an OOM kill (so a plain SIGKILL cannot pass), usher warns that
+/// the OOM killer killed the app's pid, and the summary says so.
+fn ended_by_the_oom_killer(s: &Setup) {
+    let (file, mount) = termination_file(s, "oom");
+    let limits = ["--memory", "32m", "--memory-swap", "32m", "-v", &mount];
+    let c = container(
+        s,
+        &[&limits[..], &[s.image("usher"), "/app/oom-app"]].concat(),
+    );
+    let code = c.wait_code(secs(60));
+    let text = c.logs_text();
+    let ready = c.find_log("oom-app: ready");
+    let ready = ready.unwrap_or_else(|| panic!("the app never started:\n{text}"));
+    let pid = number(&ready.text, "pid").expect("the app prints its pid");
+    assert_eq!(code, 137, "the app died of SIGKILL:\n{text}");
+    let oom = docker_ok(&["inspect", "-f", "{{.State.OOMKilled}}", &c.id], secs(30));
+    assert_eq!(oom, "true", "the kernel's OOM killer did it:\n{text}");
+    let warn = text
+        .lines()
+        .find(|l| l.contains("warn: ") && l.contains("OOM killer"));
+    let warn = warn.unwrap_or_else(|| panic!("no warn line naming the OOM killer:\n{text}"));
+    assert_eq!(number(warn, "pid"), Some(pid), "the app's pid: {warn}");
+    assert_termination(&file, 137, &["OOM"], &[], &text);
+}
+
+/// An app ignoring TERM, killed at usher's deadline (`--grace-period 1s`):
+/// exit 137, and the summary says deadline, not OOM.
+fn ended_at_the_deadline(s: &Setup) {
+    let (file, mount) = termination_file(s, "deadline");
+    let c = container(
+        s,
+        &[
+            "-v",
+            &mount,
+            "--entrypoint",
+            "/usher",
+            s.image("usher"),
+            "--grace-period",
+            "1s",
+            "--",
+            "/app/stubborn-app",
+        ],
+    );
+    c.wait_log("stubborn-app: ready", secs(30));
+    c.stop(30);
+    let text = c.logs_text();
+    assert_eq!(c.wait_code(secs(30)), 137, "{text}");
+    assert!(text.contains("grace period over, killing"), "{text}");
+    assert_termination(&file, 137, &["deadline"], &["OOM"], &text);
+}
+
+/// An app that exits 3: so does the container, and so says the summary.
+fn ended_with_the_apps_code(s: &Setup) {
+    let (file, mount) = termination_file(s, "exit3");
+    let args = ["-v", &mount, s.image("usher"), "sh", "-c", "exit 3"];
+    let (_c, out) = run_attached(s, &args, secs(60));
+    assert_eq!(out.code, Some(3), "{out:?}");
+    assert_termination(&file, 3, &[], &["OOM"], &out.stderr);
+}
+
+/// No /dev/termination-log: usher (a shell's child here, so the shell can
+/// look afterwards, inside the very container) creates none.
+fn no_termination_file_is_created(s: &Setup) {
+    let script = "/usher -- sh -c 'exit 3'; echo \"usher exited $?\"; \
+                  test -e /dev/termination-log && echo CREATED || echo ABSENT";
+    let args = ["--entrypoint", "sh", s.image("usher"), "-c", script];
+    let (_c, out) = run_attached(s, &args, secs(60));
+    assert!(
+        out.ok() && out.stdout.contains("usher exited 3\nABSENT"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn why_the_container_ended_is_said() {
+    let Some(s) = prepare() else { return };
+    let cases: [fn(&Setup); 4] = [
+        ended_by_the_oom_killer,
+        ended_at_the_deadline,
+        ended_with_the_apps_code,
+        no_termination_file_is_created,
+    ];
+    each_at_once(&cases, |case| case(s));
+}

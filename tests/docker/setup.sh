@@ -9,7 +9,8 @@
 #      build FROM-scratch images over it (defined at the end of this file),
 #      among them `twin`: Dockerfile.example's ENTRYPOINT line, verbatim;
 #   4. compile tests/docker/http-app.c with `cc -static` and build
-#      `http-hook`: FROM scratch with only usher and that app (no busybox).
+#      `http-hook`: FROM scratch with only usher and that app (no busybox);
+#      and tests/docker/oom-app.c likewise, into /app/oom-app of the rootfs.
 #
 # Usage: setup.sh RUN_ID WORK_DIR
 #   RUN_ID    unique to this test run; every image gets the labels
@@ -167,6 +168,12 @@ COPY usher http-app /
 ENTRYPOINT ["/usher"]
 LABEL usher-test=1 usher-test.run="$run_id" usher-test.pid="$owner" usher-test.host="$host"
 DOCKERFILE
+
+# The OOM test's app (static C: allocates until the OOM killer kills it), in
+# /app of the busybox images (the usher image runs it as `/app/oom-app`).
+say "compiling oom-app.c (static)"
+cc -static -O2 -Wall -o "$root/app/oom-app" "$here/oom-app.c" >&2 \
+  || { say "error: cannot link a static oom-app (needs gcc and libc6-dev)"; exit 1; }
 
 say "building images (run $run_id)"
 build base "$work"
