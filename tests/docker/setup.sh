@@ -18,7 +18,9 @@
 #             usher-test.host=$(cat /proc/sys/kernel/hostname)
 #   WORK_DIR  scratch directory for the build context (recreated)
 # Environment: CARGO (the cargo to use), USHER_STATIC_TARGET_DIR (cargo target
-# dir for the static build), BUSYBOX (path to a static busybox, optional).
+# dir for the static build), BUSYBOX (path to a static busybox, optional),
+# USHER_SETUP_ROOTFS_ONLY=1 (steps 1-3 without Docker: no sweep, no images;
+# prints `rootfs=DIR` instead; tests/containerd.rs packs its own OCI image).
 # Output: one `NAME=IMAGE_ID` line per image on stdout; progress on stderr.
 #
 # Before building, it removes what earlier runs on this host left behind
@@ -38,8 +40,11 @@ started=$(date +%s%N)
 say() { echo "setup: +$(( ($(date +%s%N) - started) / 1000000 ))ms $*" >&2; }
 
 # --- leftovers of earlier runs (killed test processes) -----------------------
-. "$here/sweep.sh"
-sweep usher-test
+rootfs_only=${USHER_SETUP_ROOTFS_ONLY:-}
+if [ "$rootfs_only" != 1 ]; then
+  . "$here/sweep.sh"
+  sweep usher-test
+fi
 
 # --- static usher ------------------------------------------------------------
 arch=$(uname -m)
@@ -110,6 +115,10 @@ cp "$usher" "$root/usher"
 cp "$usher" "$root/usr/local/bin/usher"
 cp "$here"/apps/* "$root/app/"
 chmod 755 "$root/usher" "$root/usr/local/bin/usher" "$root"/app/*
+if [ "$rootfs_only" = 1 ]; then
+  echo "rootfs=$root"
+  exit 0
+fi
 tag() { echo "usher-test-$run_id:$1"; }
 build() { # NAME CONTEXT: builds $work/NAME.Dockerfile, prints NAME=ID
   local name=$1 context=$2 id

@@ -1,0 +1,625 @@
+//! End to end under containerd, the runtime the kubelet drives through CRI: usher as a container's PID 1 under the runc shim, stopped with `ctr task kill`, in a containerd of the test's own.
+//!
+//! Each test starts a dedicated containerd: its own config, root, state,
+//! temp dir and socket in a scratch dir, in new network, mount and PID
+//! namespaces (`unshare --net --mount --pid --fork --mount-proc`), with a
+//! tmpfs over `/run` in its mount namespace: the runc shim puts its sockets
+//! in `/run/containerd/s` whatever the config says (and runc its state in
+//! `/run/containerd/runc` by default), and the host's Docker engine has its own
+//! containerd, whose shims use that very directory. containerd is PID 1 of
+//! its PID namespace, so when it goes, the kernel kills every shim and
+//! container of the test with it; the drop guard stops it by pid (also when
+//! the test fails), removes the cgroups the containers had (a parent of the
+//! test's own under every hierarchy, by path), checks that no mount of the
+//! daemon's leaked into the test's mount namespace, and removes the
+//! scratch dir. The host's network, the Docker engine's containerd and
+//! other containers are never touched; the containers get no network
+//! (`ctr run` gives them a new network namespace with only a loopback).
+//!
+//! The image is built without Docker and pulled from nowhere: the root
+//! filesystem of the Docker tests' images (`tests/docker/setup.sh` with
+//! `USHER_SETUP_ROOTFS_ONLY=1`: a static usher, a static busybox, the apps
+//! of `tests/docker/apps`), packed into an OCI image tarball by
+//! `tests/containerd/oci-image.sh` and imported with `ctr images import`.
+//! The snapshotter is `native` (plain copies: works on any storage, where
+//! overlayfs cannot be stacked on an overlay), the runtime
+//! `io.containerd.runc.v2` with the `runc` found in PATH.
+//!
+//! Where it cannot run (no root, no `ctr`/`containerd`/shim/`runc`, no
+//! namespaces) each test prints one `SKIPPED` line, unless
+//! `USHERTEST_REQUIRE_CONTAINERD=1` (set in CI) makes that a failure.
+
+mod common;
+use common::*;
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The containerd namespace of the test's containers and image.
+const NAMESPACE: &str = "usher-test";
+/// The image's name in the test's containerd.
+const IMAGE: &str = "usher-test/usher:latest";
+/// usher with a Kubernetes-style drain and deadline, in both tests.
+const USHER_ARGS: [&str; 5] = ["/usher", "--drain", "1s", "--grace-period", "5s"];
+
+// ---------------------------------------------------------------------------
+// What the test needs
+
+/// The programs the tests run, by full path.
+struct Tools {
+    ctr: String,
+    containerd: String,
+    runc: String,
+    unshare: String,
+    mount: String,
+}
+
+/// The tools, or why the tests cannot run here (checked once).
+fn tools() -> &'static Result<Tools, String> {
+    static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
+    TOOLS.get_or_init(|| {
+        if !root() {
+            return Err("not root (containerd and runc need root)".into());
+        }
+        let find = |program: &str, package: &str| {
+            which(program).ok_or(format!("no {program} in PATH ({package})"))
+        };
+        let tools = Tools {
+            ctr: find("ctr", "Debian's containerd package")?,
+            containerd: find("containerd", "Debian's containerd package")?,
+            runc: find("runc", "Debian's runc package")?,
+            unshare: find("unshare", "util-linux")?,
+            mount: find("mount", "mount")?,
+        };
+        find("containerd-shim-runc-v2", "Debian's containerd package")?;
+        let mut probe = Command::new(&tools.unshare);
+        probe.args(daemon_namespaces()).arg("true");
+        match try_run(&mut probe, SOON) {
+            Ok(r) if r.ok() => Ok(tools),
+            Ok(r) => Err(format!(
+                "unshare {} does not work here: {}",
+                daemon_namespaces().join(" "),
+                r.stderr.trim()
+            )),
+            Err(e) => Err(e),
+        }
+    })
+}
+
+/// unshare's flags for the daemon: new network, mount and PID namespaces
+/// (the mount namespace private: nothing mounted in it reaches the host).
+fn daemon_namespaces() -> [&'static str; 8] {
+    [
+        "--net",
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+    ]
+}
+
+/// The tools, or None after one `SKIPPED` line (a failure with
+/// `USHERTEST_REQUIRE_CONTAINERD=1`).
+fn prepare() -> Option<&'static Tools> {
+    match tools() {
+        Ok(t) => Some(t),
+        Err(why) => {
+            if std::env::var_os("USHERTEST_REQUIRE_CONTAINERD").is_some_and(|v| v == "1") {
+                panic!("USHERTEST_REQUIRE_CONTAINERD=1, but {why}");
+            }
+            skipped(why);
+            None
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The image
+
+/// Builds the OCI image tarball in `s` (setup.sh's root filesystem, packed
+/// by oci-image.sh); returns its path. The static usher build is cached
+/// where the Docker tests cache theirs.
+fn build_image(s: &Scratch) -> PathBuf {
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let static_dir = tmp
+        .parent()
+        .map(|t| t.join("docker-static"))
+        .unwrap_or_else(|| tmp.join("docker-static"));
+    let mut setup = Command::new("bash");
+    setup
+        .arg(tests.join("docker/setup.sh"))
+        .arg(format!("containerd-{}", std::process::id()))
+        .arg(s.path("build"))
+        .env("USHER_SETUP_ROOTFS_ONLY", "1")
+        .env("USHER_STATIC_TARGET_DIR", &static_dir)
+        .env_remove("CARGO_TARGET_DIR");
+    // A cold static build can take minutes on a slow machine.
+    let built = run_bounded(&mut setup, Duration::from_secs(600));
+    assert!(
+        built.ok(),
+        "setup.sh (root filesystem only) failed: {built:?}"
+    );
+    let rootfs = built
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("rootfs="))
+        .unwrap_or_else(|| panic!("setup.sh printed no rootfs= line: {built:?}"))
+        .to_string();
+    let mut pack = Command::new("bash");
+    pack.arg(tests.join("containerd/oci-image.sh"))
+        .arg(&rootfs)
+        .arg(s.path("oci"))
+        .arg(IMAGE);
+    let packed = run_bounded(&mut pack, HEAVY);
+    assert!(packed.ok(), "oci-image.sh failed: {packed:?}");
+    PathBuf::from(packed.stdout.trim())
+}
+
+// ---------------------------------------------------------------------------
+// The test's own containerd
+
+/// A containerd of the test's own; stopped, with all it started, on drop.
+struct Daemon {
+    tools: &'static Tools,
+    /// unshare, which forked containerd as PID 1 of a new PID namespace.
+    unshare: Child,
+    /// containerd's pid as this test sees it (0 until known).
+    containerd: i32,
+    /// The cgroup every container of this daemon is put under (in every
+    /// hierarchy), removed on drop.
+    cgroup: String,
+    /// Config, root, state, socket, FIFOs, logs: removed last.
+    dir: Scratch,
+}
+
+impl Daemon {
+    /// Starts a containerd in `Scratch::new(name)` and waits until it answers.
+    fn start(tools: &'static Tools, name: &str) -> Daemon {
+        let dir = Scratch::new(name);
+        let d = dir.0.to_str().expect("utf-8 temp dir").to_string();
+        for sub in ["tmp", "opt", "fifo"] {
+            fs::create_dir_all(dir.path(sub)).expect("create the daemon's dirs");
+        }
+        // Everything it writes in the scratch dir; only the plugins it needs
+        // (no CRI: no CNI, no streaming server; no snapshotter but native).
+        let config = format!(
+            r#"version = 2
+root = "{d}/root"
+state = "{d}/state"
+temp = "{d}/tmp"
+disabled_plugins = [
+  "io.containerd.grpc.v1.cri",
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.overlayfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = "{d}/containerd.sock"
+
+[ttrpc]
+  address = "{d}/containerd.sock.ttrpc"
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{d}/opt"
+"#
+        );
+        fs::write(dir.path("config.toml"), config).expect("write the daemon's config");
+        let log = fs::File::create(dir.path("containerd.log")).expect("create the daemon's log");
+        let mut cmd = Command::new(&tools.unshare);
+        // The tmpfs over /run: the shim's sockets and runc's state, which
+        // containerd 1.6 puts there whatever its config says.
+        cmd.args(daemon_namespaces()).args([
+            "sh",
+            "-c",
+            "\"$0\" -t tmpfs -o mode=0755 usher-test /run && exec \"$1\" --config \"$2\"",
+            &tools.mount,
+            &tools.containerd,
+        ]);
+        cmd.arg(dir.path("config.toml"))
+            .env("TMPDIR", dir.path("tmp"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup the daemon's log"))
+            .stderr(log)
+            .process_group(0);
+        hermetic(&mut cmd);
+        let unshare = cmd.spawn().expect("spawn unshare for containerd");
+        let mut daemon = Daemon {
+            tools,
+            unshare,
+            containerd: 0,
+            cgroup: dir
+                .0
+                .file_name()
+                .expect("scratch dir name")
+                .to_string_lossy()
+                .into_owned(),
+            dir,
+        };
+        // From here on the drop guard stops it, whatever fails.
+        let outer = daemon.unshare.id() as i32;
+        let named = |p: i32| fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+        let started = wait_until(SOON, || {
+            let child = children_of(outer).first().copied().unwrap_or(0);
+            if child != 0 && named(child).trim() == "containerd" {
+                daemon.containerd = child;
+            }
+            daemon.containerd != 0 || daemon.unshare.try_wait().is_ok_and(|s| s.is_some())
+        });
+        assert!(
+            started && daemon.containerd != 0,
+            "containerd did not start under unshare\n{}",
+            daemon.log()
+        );
+        let socket = daemon.dir.path("containerd.sock");
+        let up = wait_until(SOON, || socket.exists());
+        assert!(up, "containerd made no socket\n{}", daemon.log());
+        daemon.ctr_ok(&["version"], SOON);
+        daemon
+    }
+
+    /// `ctr` talking to this daemon, in the test's containerd namespace.
+    fn ctr(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.tools.ctr);
+        cmd.arg("--address")
+            .arg(self.dir.path("containerd.sock"))
+            .args(["--namespace", NAMESPACE])
+            .args(args);
+        for var in [
+            "CONTAINERD_ADDRESS",
+            "CONTAINERD_NAMESPACE",
+            "CONTAINERD_SNAPSHOTTER",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd
+    }
+
+    /// `ctr ARGS...` that must succeed within `within`.
+    fn ctr_ok(&self, args: &[&str], within: Duration) -> Ran {
+        let ran = run_bounded(&mut self.ctr(args), within);
+        assert!(
+            ran.ok(),
+            "ctr {args:?} failed: {ran:?}\ncontainerd's log:\n{}",
+            self.log()
+        );
+        ran
+    }
+
+    /// The daemon's log (for failure messages).
+    fn log(&self) -> String {
+        self.dir.read("containerd.log")
+    }
+
+    /// Asserts the daemon's network and mount namespaces are not the test's.
+    fn assert_isolated(&self) {
+        let ns = |pid: &str, kind: &str| fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
+        for kind in ["net", "mnt", "pid"] {
+            let (ours, its) = (ns("self", kind), ns(&self.containerd.to_string(), kind));
+            assert!(
+                ours.is_some() && its.is_some(),
+                "cannot read {kind} namespaces"
+            );
+            assert_ne!(ours, its, "containerd shares the test's {kind} namespace");
+        }
+    }
+
+    /// The mounts of the test's own mount namespace under the scratch dir:
+    /// none, unless the daemon's isolation leaks.
+    fn leaked_mounts(&self) -> Vec<String> {
+        let dir = self.dir.0.to_string_lossy().into_owned();
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        mountinfo
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter(|m| m.starts_with(&dir))
+            .map(String::from)
+            .collect()
+    }
+
+    /// `ctr images import` of the tarball at `tar` (no pull: it is all there).
+    fn import(&self, tar: &Path) {
+        let tar = tar.to_str().expect("utf-8 image path");
+        self.ctr_ok(&["images", "import", "--snapshotter", "native", tar], HEAVY);
+    }
+
+    /// Starts `ctr run` attached (the container `id`, usher as its PID 1
+    /// with `argv`, `mounts` as `--mount` values): its stdout (the app's)
+    /// goes to the file `ID.out`, its stderr (usher's log) is captured, its
+    /// exit code is the task's. The ctr client is killed by pid on drop.
+    fn run(&self, id: &str, mounts: &[String], argv: &[&str]) -> Running {
+        let fifo = self.dir.path("fifo");
+        let pid_file = self.dir.path(&format!("{id}.pid"));
+        let cgroup = format!("/{}/{id}", self.cgroup);
+        let mut args: Vec<&str> = vec![
+            "run",
+            "--rm",
+            "--snapshotter",
+            "native",
+            "--runtime",
+            "io.containerd.runc.v2",
+            "--runc-binary",
+            &self.tools.runc,
+            "--fifo-dir",
+            fifo.to_str().expect("utf-8 temp dir"),
+            "--cgroup",
+            &cgroup,
+            "--pid-file",
+            pid_file.to_str().expect("utf-8 temp dir"),
+        ];
+        for m in mounts {
+            args.extend(["--mount", m]);
+        }
+        args.extend([IMAGE, id]);
+        args.extend(argv);
+        let out = fs::File::create(self.dir.path(&format!("{id}.out"))).expect("create ID.out");
+        start_command(Mode::Plain, self.ctr(&args), |c| {
+            c.stdout(out);
+        })
+    }
+
+    /// Waits up to [`SOON`] for the app of `id` to print `ready`; fails
+    /// the test with what the container and the daemon said if it never does.
+    fn wait_ready(&self, id: &str, task: Running, ready: &str) -> Running {
+        if self.dir.wait_for(&format!("{id}.out"), ready, SOON) {
+            return task;
+        }
+        let f = task.wait(Duration::from_secs(2));
+        panic!(
+            "the app of {id} never said {ready:?}: {f}\nits stdout:\n{}\ncontainerd's log:\n{}",
+            self.dir.read(&format!("{id}.out")),
+            self.log()
+        );
+    }
+
+    /// The task's pid in the daemon's PID namespace (`ctr run --pid-file`).
+    fn task_pid(&self, id: &str) -> i32 {
+        let file = format!("{id}.pid");
+        let written = wait_until(SOON, || self.dir.read(&file).trim().parse::<i32>().is_ok());
+        assert!(written, "ctr run wrote no pid file for {id}");
+        self.dir.pid(&file)
+    }
+
+    /// The container's `/dev` (its own tmpfs), opened while the container
+    /// runs: the directory stays readable through this handle after the
+    /// container, its mount namespace and its /dev mount are gone.
+    fn hold_dev(&self, id: &str) -> fs::File {
+        let pid = self.task_pid(id);
+        // containerd's root, its own /proc, the task's root.
+        let dev = format!("/proc/{}/root/proc/{pid}/root/dev", self.containerd);
+        fs::File::open(&dev).unwrap_or_else(|e| panic!("open {dev}: {e}"))
+    }
+
+    /// `ctr task kill --signal SIG ID`; returns when, read just before.
+    fn kill(&self, id: &str, sig: &str) -> Sent {
+        let mut cmd = self.ctr(&["task", "kill", "--signal", sig, id]);
+        let sent = Sent::now();
+        let ran = run_bounded(&mut cmd, SOON);
+        assert!(ran.ok(), "ctr task kill failed: {ran:?}\n{}", self.log());
+        sent
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        // containerd is PID 1 of its PID namespace: when it exits the kernel
+        // kills the rest of that namespace (shims, runc, the containers,
+        // whose PID namespaces are nested in it), and unshare then returns.
+        // (Signalled only while still unshare's child: its pid is ours.)
+        let outer = self.unshare.id() as i32;
+        if self.containerd > 0 && children_of(outer).contains(&self.containerd) {
+            let _ = kill(self.containerd, libc::SIGTERM);
+        }
+        let gone = wait_until(SOON, || matches!(self.unshare.try_wait(), Ok(Some(_))));
+        if !gone {
+            kill_tree(self.unshare.id() as i32);
+            let _ = self.unshare.wait();
+        }
+        remove_cgroups(&self.cgroup);
+        // Its mounts were in its own mount namespace, gone with it; should
+        // one have leaked into the test's, it is detached before the scratch
+        // dir goes (the test itself asserts there is none).
+        for m in self.leaked_mounts().iter().rev() {
+            let _ = try_run(Command::new("umount").args(["-l", m]), SOON);
+        }
+    }
+}
+
+/// Removes the cgroup `name` (and the containers' cgroups in it) from every
+/// hierarchy, retrying while their last processes are still exiting.
+fn remove_cgroups(name: &str) {
+    let top = Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![top.to_path_buf()];
+    if let Ok(entries) = fs::read_dir(top) {
+        hierarchies.extend(entries.flatten().map(|e| e.path()));
+    }
+    for h in hierarchies {
+        let ours = h.join(name);
+        if !ours.is_dir() {
+            continue;
+        }
+        let children: Vec<PathBuf> = fs::read_dir(&ours)
+            .map(|es| {
+                es.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for dir in children.iter().chain([&ours]) {
+            wait_until(SOON, || fs::remove_dir(dir).is_ok() || !dir.exists());
+        }
+    }
+}
+
+/// The file names in a directory held open by `dir`.
+fn names_in(dir: &fs::File) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
+        .expect("list the held directory")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A daemon with the image imported, or None when the test is skipped.
+/// Prints what each step cost.
+fn daemon_with_image(name: &str) -> Option<Daemon> {
+    let tools = prepare()?;
+    let t = Instant::now();
+    let daemon = Daemon::start(tools, name);
+    let started = t.elapsed();
+    daemon.assert_isolated();
+    let t = Instant::now();
+    let image = build_image(&daemon.dir);
+    let built = t.elapsed();
+    let t = Instant::now();
+    daemon.import(&image);
+    let imported = t.elapsed();
+    assert_eq!(
+        daemon.leaked_mounts(),
+        Vec::<String>::new(),
+        "the import mounted in the test's mount namespace"
+    );
+    eprintln!(
+        "containerd: answered in {} ms, image built in {} ms, imported in {} ms",
+        started.as_millis(),
+        built.as_millis(),
+        imported.as_millis()
+    );
+    Some(daemon)
+}
+
+/// usher's drain under `ctr task kill`: the stop, then the forward no
+/// sooner than the drain, both in usher's own log.
+#[track_caller]
+fn assert_drained(log: &str) {
+    let found = assert_in_order(
+        log,
+        &[
+            "stop received: signal=SIGTERM drain=1s",
+            "forwarded: signal=SIGTERM",
+        ],
+    );
+    let (stop, fwd) = (line_t(&found[0]), line_t(&found[1]));
+    let (Some(stop), Some(fwd)) = (stop, fwd) else {
+        panic!("usher's lines carry no times:\n{log}");
+    };
+    assert_on_time("the forward after the stop", Some(fwd - stop), 1.0, log);
+}
+
+// ---------------------------------------------------------------------------
+// The tests
+
+/// The kubelet's stop, as containerd carries it out: `ctr task kill` sends
+/// SIGTERM to the task's init (usher), usher drains 1s, forwards it, the
+/// app exits 42, the task's exit status is 42, and usher's termination
+/// message is in the file the kubelet bind-mounts at /dev/termination-log.
+#[test]
+fn task_kill_drains_forwards_and_writes_the_termination_message() {
+    let Some(d) = daemon_with_image("containerd-stop") else {
+        return;
+    };
+    // The kubelet creates the file empty and bind-mounts it.
+    let message = d.dir.path("termination-log");
+    fs::write(&message, "").expect("create the termination message file");
+    let mount = format!(
+        "type=bind,src={},dst=/dev/termination-log,options=rbind:rw",
+        message.display()
+    );
+    let mut argv = USHER_ARGS.to_vec();
+    argv.extend(["--", "/app/trap-app"]);
+    let task = d.run("stop", &[mount], &argv);
+    let task = d.wait_ready("stop", task, "trap-app: ready");
+
+    let sent = d.kill("stop", "SIGTERM");
+    let f = task.wait(FINISH);
+    let took = sent.elapsed();
+    let out = d.dir.read("stop.out");
+    let log = format!("{f}\nthe app's stdout:\n{out}");
+    assert_drained(&f.stderr);
+    assert!(
+        out.contains("trap-app: got TERM, exiting 42"),
+        "the app never got the forwarded TERM\n{log}"
+    );
+    assert_eq!(
+        f.code,
+        Some(42),
+        "the task's exit status (ctr run's)\n{log}"
+    );
+    assert!(
+        (1.0..=1.0 + 2.0 * SLACK).contains(&took),
+        "ctr run returned {took:.3}s after the kill (drain 1s)\n{log}"
+    );
+    assert_eq!(d.leaked_mounts(), Vec::<String>::new(), "mounts leaked");
+
+    // usher's termination message, as the kubelet reads it.
+    let text = fs::read_to_string(&message).expect("read the termination message file");
+    let first = text.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("exit code 42"),
+        "the termination message's first line is {first:?}, not `exit code 42...`:\n{text:?}\n{log}"
+    );
+    assert!(
+        text.lines().any(|l| l == "shutdown: SIGTERM received"),
+        "no line `shutdown: SIGTERM received` in the termination message:\n{text:?}\n{log}"
+    );
+}
+
+/// Without a file at /dev/termination-log (no kubelet, or a pod that set
+/// no terminationMessagePath), usher creates none: the container's own
+/// /dev, held open from the host while it runs, is listed after it exited.
+/// The app's own file written there on TERM shows the listing sees what was
+/// written in that /dev up to the end.
+#[test]
+fn no_termination_log_file_is_created_when_none_is_mounted() {
+    let Some(d) = daemon_with_image("containerd-nolog") else {
+        return;
+    };
+    let app = "trap 'touch /dev/app-stopped; echo \"app: got TERM, exiting 42\"; exit 42' TERM; \
+               echo app: ready; while :; do sleep 1 & wait $!; done";
+    let mut argv = USHER_ARGS.to_vec();
+    argv.extend(["--", "sh", "-c", app]);
+    let task = d.run("nolog", &[], &argv);
+    let task = d.wait_ready("nolog", task, "app: ready");
+    let dev = d.hold_dev("nolog");
+    let before = names_in(&dev);
+    assert!(
+        before.iter().any(|n| n == "null") && !before.iter().any(|n| n == "termination-log"),
+        "the held /dev is not the container's fresh one: {before:?}"
+    );
+
+    d.kill("nolog", "SIGTERM");
+    let f = task.wait(FINISH);
+    let log = format!("{f}\nthe app's stdout:\n{}", d.dir.read("nolog.out"));
+    assert_drained(&f.stderr);
+    assert_eq!(
+        f.code,
+        Some(42),
+        "the task's exit status (ctr run's)\n{log}"
+    );
+
+    let after = names_in(&dev);
+    assert!(
+        after.iter().any(|n| n == "app-stopped"),
+        "the held /dev misses the app's last file: {after:?}\n{log}"
+    );
+    assert!(
+        !after.iter().any(|n| n == "termination-log"),
+        "usher created /dev/termination-log where none was mounted: {after:?}\n{log}"
+    );
+}
