@@ -11,7 +11,8 @@
 //! reads. Nothing here runs while usher idles: it is read at start-up and
 //! again only when a process died of SIGKILL.
 
-use std::fs;
+use alloc::format;
+use alloc::string::String;
 
 pub use crate::process::Memory;
 
@@ -28,14 +29,14 @@ impl Cgroup {
     /// None when there is no memory cgroup usher can read (no /proc/self/cgroup, no mount, no counter file): then nothing is ever said, and nothing is warned.
     pub fn find() -> Option<Cgroup> {
         find_in(
-            &fs::read_to_string("/proc/self/cgroup").ok()?,
+            &crate::sys::read_text("/proc/self/cgroup")?,
             "/sys/fs/cgroup",
         )
     }
 
     /// Reads the counters now; None if unreadable now.
     pub fn read(&self) -> Option<Memory> {
-        let file = |name| fs::read_to_string(format!("{}/{name}", self.dir)).ok();
+        let file = |name| crate::sys::read_text(&format!("{}/{name}", self.dir));
         let [events, max, peak] = if self.v2 {
             ["memory.events", "memory.max", "memory.peak"]
         } else {
@@ -101,6 +102,9 @@ fn limit(text: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::eprintln;
+    use std::fs;
+    use std::vec::Vec;
 
     const V1: &str = "12:pids:/docker/4f1c\n\
                       9:cpu,cpuacct:/docker/4f1c\n\

@@ -4,6 +4,8 @@
 //! HEALTHCHECK or the kubelet's exec probe — or by usher itself, for an HTTP
 //! hook (`--answer-fd`: the outcome goes to that pipe, nothing is said).
 
+use alloc::format;
+
 use crate::cli::Check;
 use crate::{codes, procs};
 

@@ -9,8 +9,13 @@
 //! and dumb-init's flags, a `--`, then the app's words untouched), and clap
 //! would more than double the binary. See docs/design.md.
 
-use std::ffi::{OsStr, OsString};
-use std::time::Duration;
+use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use core::time::Duration;
 
 use crate::hook::{self, HookAction, HookKind, Request};
 use crate::http::Patience;
@@ -22,7 +27,7 @@ use crate::{codes, duration};
 /// Everything usher was asked to do as an init.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub command: Vec<OsString>,
+    pub command: Vec<Vec<u8>>,
     pub subreaper: bool,
     pub pdeathsig: Option<Signal>,
     pub policy: Policy,
@@ -37,7 +42,7 @@ pub enum TerminationLog {
     #[default]
     Default,
     /// A path given: created if missing.
-    Path(OsString),
+    Path(Vec<u8>),
     /// An empty value: none.
     Off,
 }
@@ -269,7 +274,7 @@ static TERMINATION_LOG: Var = Var {
     ..var("USHER_TERMINATION_LOG", "/tmp/why", |s, v, _| {
         s.termination_log = match v.trim() {
             "" => TerminationLog::Off,
-            _ => TerminationLog::Path(v.into()),
+            _ => TerminationLog::Path(v.as_bytes().to_vec()),
         };
         Ok(())
     })
@@ -556,10 +561,10 @@ pub fn env_vars() -> Vec<&'static str> {
 }
 
 /// `USHER_*` variables in `names` that usher does not know.
-pub fn unknown_vars(names: impl Iterator<Item = OsString>) -> Vec<String> {
+pub fn unknown_vars(names: impl Iterator<Item = Vec<u8>>) -> Vec<String> {
     let known = env_vars();
     names
-        .filter_map(|n| n.into_string().ok())
+        .filter_map(|n| String::from_utf8(n).ok())
         .filter(|n| n.starts_with("USHER_") && !known.contains(&n.as_str()))
         .collect()
 }
@@ -572,7 +577,7 @@ pub fn owns_var(opt: &Opt) -> bool {
             .position(|o| o.var.is_some_and(|w| w.name == v.name))
     };
     opt.var
-        .is_some_and(|v| first(v).is_some_and(|i| std::ptr::eq(&OPTIONS[i], opt)))
+        .is_some_and(|v| first(v).is_some_and(|i| core::ptr::eq(&OPTIONS[i], opt)))
 }
 
 const HELP_HEAD: &str = "\
@@ -669,8 +674,8 @@ fn wrap(text: &str, width: usize) -> String {
 /// Parses `args` (without the program name) with `env` looking up variables.
 pub fn parse<I, E>(args: I, env: E) -> Result<Parsed, Usage>
 where
-    I: IntoIterator<Item = OsString>,
-    E: Fn(&str) -> Option<OsString>,
+    I: IntoIterator<Item = Vec<u8>>,
+    E: Fn(&str) -> Option<Vec<u8>>,
 {
     let mut s = Settings::default();
     let mut given: Vec<&'static Opt> = Vec::new();
@@ -692,19 +697,19 @@ where
 enum Scan {
     /// At the first word that is not usher's (`None` after a `--` with
     /// nothing after it).
-    Words(Option<OsString>),
+    Words(Option<Vec<u8>>),
     /// `--help`, `--version`, `--license`: nothing else matters.
     Answer(Parsed),
 }
 
-type Args<'a> = &'a mut dyn Iterator<Item = OsString>;
+type Args<'a> = &'a mut dyn Iterator<Item = Vec<u8>>;
 
 /// Reads usher's flags up to the first word that is not one, applying each.
 fn scan(s: &mut Settings, given: &mut Vec<&'static Opt>, args: Args) -> Result<Scan, String> {
     while let Some(arg) = args.next() {
-        let Some(text) = arg.to_str() else {
-            if arg.as_encoded_bytes().starts_with(b"-") {
-                return Err(format!("option {arg:?} is not valid UTF-8"));
+        let Ok(text) = core::str::from_utf8(&arg) else {
+            if arg.starts_with(b"-") {
+                return Err(format!("option {} is not valid UTF-8", quoted(&arg)));
             }
             return Ok(Scan::Words(Some(arg)));
         };
@@ -804,15 +809,17 @@ fn value_of(flag: &str, args: Args) -> Result<String, String> {
     let v = args
         .next()
         .ok_or_else(|| format!("option {flag} needs a value"))?;
-    v.into_string()
-        .map_err(|v| format!("the value of {flag}, {v:?}, is not valid UTF-8"))
+    String::from_utf8(v).map_err(|e| {
+        let v = quoted(e.as_bytes());
+        format!("the value of {flag}, {v}, is not valid UTF-8")
+    })
 }
 
 /// Every variable no given flag overrides: usher's own, else a peer's.
 fn read_vars(
     s: &mut Settings,
     given: &[&'static Opt],
-    env: &dyn Fn(&str) -> Option<OsString>,
+    env: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<(), String> {
     for var in vars() {
         if given
@@ -843,13 +850,13 @@ fn read_vars(
 /// A variable's value; an empty one is an unset one (`ENV USHER_DRAIN=` in a
 /// Dockerfile, or `-e USHER_DRAIN=` to clear an image's setting), but for a
 /// variable whose empty value means something.
-fn env_value(env: &dyn Fn(&str) -> Option<OsString>, var: &Var) -> Result<Option<String>, String> {
+fn env_value(env: &dyn Fn(&str) -> Option<Vec<u8>>, var: &Var) -> Result<Option<String>, String> {
     let name = var.name;
     env(name)
-        .filter(|v| var.empty_counts || !v.to_string_lossy().trim().is_empty())
+        .filter(|v| var.empty_counts || !v.trim_ascii().is_empty())
         .map(|v| {
-            v.into_string()
-                .map_err(|v| format!("{name}={v:?} is not valid UTF-8"))
+            String::from_utf8(v)
+                .map_err(|e| format!("{name}={} is not valid UTF-8", quoted(e.as_bytes())))
         })
         .transpose()
 }
@@ -857,10 +864,10 @@ fn env_value(env: &dyn Fn(&str) -> Option<OsString>, var: &Var) -> Result<Option
 /// The first of `var`'s peer variables that is set and means something.
 fn peer_value(
     var: &Var,
-    env: &dyn Fn(&str) -> Option<OsString>,
+    env: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> Option<(&'static str, &'static str)> {
     var.peers.iter().find_map(|peer| {
-        let value = env(peer.var)?.into_string().ok()?;
+        let value = String::from_utf8(env(peer.var)?).ok()?;
         Some(((peer.means)(&value)?, peer.var))
     })
 }
@@ -868,8 +875,8 @@ fn peer_value(
 impl Settings {
     /// The log format for a usage error: the flag's if one was given and
     /// valid, else the variable's if valid, else text.
-    fn usage_format(&self, env: &dyn Fn(&str) -> Option<OsString>) -> Format {
-        let from_env = || log_format("", &env(LOG_FORMAT.name)?.into_string().ok()?).ok();
+    fn usage_format(&self, env: &dyn Fn(&str) -> Option<Vec<u8>>) -> Format {
+        let from_env = || log_format("", &String::from_utf8(env(LOG_FORMAT.name)?).ok()?).ok();
         self.format.or_else(from_env).unwrap_or(Format::Text)
     }
 
@@ -885,7 +892,7 @@ impl Settings {
     }
 
     /// The checks between settings, and what the words after the flags are.
-    fn finish(&mut self, words: Vec<OsString>) -> Result<Parsed, String> {
+    fn finish(&mut self, words: Vec<Vec<u8>>) -> Result<Parsed, String> {
         for hook in self.policy.hooks.iter_mut().flatten() {
             if let HookAction::Http(req) = hook {
                 req.headers.clone_from(&self.headers);
@@ -913,7 +920,7 @@ impl Settings {
             Some(first) if first.is_empty() => return Err("the command is an empty string".into()),
             Some(_) => {}
         }
-        let policy = std::mem::take(&mut self.policy);
+        let policy = core::mem::take(&mut self.policy);
         if let Some(grace) = policy.grace {
             let max = policy.drain.max();
             if max >= grace {
@@ -936,13 +943,15 @@ impl Settings {
             pdeathsig: self.pdeathsig,
             policy,
             log: self.logger(),
-            termination_log: std::mem::take(&mut self.termination_log),
+            termination_log: core::mem::take(&mut self.termination_log),
         })))
     }
 
-    fn to_check(&self, words: Vec<OsString>) -> Result<Check, String> {
+    fn to_check(&self, words: Vec<Vec<u8>>) -> Result<Check, String> {
         let url = match &words[..] {
-            [url] => url.to_str().ok_or("--check: the URL is not valid UTF-8")?,
+            [url] => {
+                core::str::from_utf8(url).map_err(|_| "--check: the URL is not valid UTF-8")?
+            }
             [] => {
                 return Err("--check needs a URL: usher --check http://127.0.0.1:PORT/PATH".into())
             }
@@ -1108,14 +1117,29 @@ pub fn parse_duration(flag: &str, text: &str) -> Result<Duration, String> {
 }
 
 /// The app's command as text for messages.
-pub fn show(arg: &OsStr) -> String {
-    arg.to_string_lossy().into_owned()
+pub fn show(arg: &[u8]) -> String {
+    String::from_utf8_lossy(arg).into_owned()
+}
+
+/// `"--\xFF"`: bytes in quotes, escaped as Rust shows a string, with the
+/// bytes that are not UTF-8 as `\xNN`.
+pub fn quoted(bytes: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in bytes.utf8_chunks() {
+        out.extend(chunk.valid().chars().flat_map(char::escape_debug));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    out.push('"');
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+    use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
 
     /// Arguments, or what a message must say; variables and their values.
@@ -1124,8 +1148,13 @@ mod tests {
 
     /// `parse` with `args` and the variables `env`, and nothing else.
     fn parse_os(args: &[OsString], env: &[(&str, OsString)]) -> Result<Parsed, Usage> {
-        let env: HashMap<&str, OsString> = env.iter().cloned().collect();
-        parse(args.iter().cloned(), |k| env.get(k).cloned())
+        let env: HashMap<&str, Vec<u8>> = env
+            .iter()
+            .map(|(k, v)| (*k, v.clone().into_vec()))
+            .collect();
+        parse(args.iter().map(|a| a.clone().into_vec()), |k| {
+            env.get(k).cloned()
+        })
     }
 
     fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
@@ -1141,10 +1170,10 @@ mod tests {
     #[test]
     fn command_starts_at_first_non_option() {
         let c = run(&["-s", "app", "-v", "--", "x"], &[]).unwrap();
-        assert_eq!(c.command, ["app", "-v", "--", "x"]);
+        assert_eq!(c.command, [&b"app"[..], b"-v", b"--", b"x"]);
         assert!(c.subreaper);
         let c = run(&["--", "-weird-name", "-s"], &[]).unwrap();
-        assert_eq!(c.command, ["-weird-name", "-s"]);
+        assert_eq!(c.command, [&b"-weird-name"[..], b"-s"]);
         assert!(!c.subreaper);
     }
 
@@ -1410,7 +1439,7 @@ mod tests {
     fn odd_values_are_accepted_and_a_flag_overrides_a_garbage_variable() {
         for (args, env) in ACCEPTED {
             let c = run(args, env).unwrap_or_else(|e| panic!("{args:?} {env:?}: {e}"));
-            assert_eq!(c.command, ["app"]);
+            assert_eq!(c.command, [b"app"]);
         }
         let c = run(&["app"], &[("USHER_SUBREAPER", " YES ")]).unwrap();
         assert!(c.subreaper);
@@ -1519,8 +1548,8 @@ mod tests {
 
     #[test]
     fn non_utf8_command_passes_through() {
-        let weird = OsString::from_vec(vec![b'a', 0xff]);
-        let Ok(Parsed::Run(c)) = parse(["printf".into(), weird.clone()], |_| None) else {
+        let weird = vec![b'a', 0xff];
+        let Ok(Parsed::Run(c)) = parse([b"printf".to_vec(), weird.clone()], |_| None) else {
             panic!()
         };
         assert_eq!(c.command[1], weird);

@@ -1,5 +1,9 @@
 //! usher's exit codes, each defined once with what it means: `--help`, the man page and the README are built from or tested against [`TABLE`].
 
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 /// `usher --check`: the answer was not a success.
 pub const CHECK_FAILED: u8 = 1;
 /// A usage error: a flag or variable usher cannot use.

@@ -14,9 +14,10 @@
 //! handing over the terminal, a hook that cannot start) is logged and
 //! survived: the app keeps its init.
 
-use std::ffi::CString;
-use std::fs::File;
-use std::os::fd::OwnedFd;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use alloc::ffi::CString;
 
 use crate::cgroup::Cgroup;
 use crate::cli::{Config, TerminationLog};
@@ -26,12 +27,13 @@ use crate::log::{Level, Logger};
 use crate::machine::{Action, Census, Ending, Errand, Event, Machine, Scope, Start, Target, Time};
 use crate::process::{Pid, Status, Traffic};
 use crate::signals::Signal;
-use crate::sys::{self, Reap};
+use crate::sys::{self, io, OwnedFd, Reap};
 use crate::{codes, procs, report, spawn, traffic};
 
-/// Runs `cfg.command` under usher until it is time to exit; returns the exit code.
-/// Every catchable signal must already be blocked (see `main`).
-pub fn run(cfg: Config) -> i32 {
+/// Runs `cfg.command` under usher until it is time to exit; returns the exit
+/// code. Every catchable signal must already be blocked (see `main`);
+/// `arg0` is how usher was started (to start itself again for HTTP hooks).
+pub fn run(cfg: Config, arg0: Option<Vec<u8>>) -> i32 {
     let me = sys::getpid();
     prepare(&cfg, me == 1);
     let fds = sys::signalfd(Signal::blocked_set()).and_then(|s| Ok((s, sys::timerfd()?)));
@@ -77,6 +79,7 @@ pub fn run(cfg: Config) -> i32 {
         cgroup,
         sampler: None,
         me: Vec::new(),
+        arg0,
     };
     let mut event_loop = EventLoop::new(machine, world);
     match event_loop.run() {
@@ -88,7 +91,7 @@ pub fn run(cfg: Config) -> i32 {
 /// Subreaper, parent-death signal, and the one warning about orphans.
 fn prepare(cfg: &Config, pid1: bool) {
     let log = &cfg.log;
-    for name in crate::cli::unknown_vars(std::env::vars_os().map(|(k, _)| k)) {
+    for name in crate::cli::unknown_vars(sys::env_names().into_iter()) {
         let known = crate::cli::env_vars().join(", ");
         log.warn(
             "unknown variable ignored (a typo?)",
@@ -120,7 +123,7 @@ fn prepare(cfg: &Config, pid1: bool) {
 }
 
 /// Logs a failure that ends usher, and gives its exit code.
-fn fatal(log: &Logger, what: &str, e: &std::io::Error) -> i32 {
+fn fatal(log: &Logger, what: &str, e: &io::Error) -> i32 {
     log.error(what, &[("error", e.into())]);
     codes::USHER
 }
@@ -130,12 +133,12 @@ fn fatal(log: &Logger, what: &str, e: &std::io::Error) -> i32 {
 fn finish(log: &Logger, to: &TerminationLog, ending: &Ending) -> i32 {
     let (path, create) = match to {
         TerminationLog::Off => return ending.code,
-        TerminationLog::Default => (std::ffi::OsStr::new("/dev/termination-log"), false),
-        TerminationLog::Path(p) => (p.as_os_str(), true),
+        TerminationLog::Default => (&b"/dev/termination-log"[..], false),
+        TerminationLog::Path(p) => (p.as_slice(), true),
     };
     if let Err(e) = write_file(path, report::summary(ending).as_bytes(), create) {
-        if create || e.kind() != std::io::ErrorKind::NotFound {
-            let path = path.to_string_lossy().into_owned();
+        if create || e.kind() != io::ErrorKind::NotFound {
+            let path = String::from_utf8_lossy(path).into_owned();
             log.warn(
                 "cannot write the termination message",
                 &[("path", path.into()), ("error", (&e).into())],
@@ -147,17 +150,12 @@ fn finish(log: &Logger, to: &TerminationLog, ending: &Ending) -> i32 {
 
 /// Writes `bytes` to the file at `path` (created only with `create`).
 /// Non-blocking: a FIFO with no reader is an error (ENXIO), never a wait.
-fn write_file(path: &std::ffi::OsStr, bytes: &[u8], create: bool) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .truncate(true)
-        .create(create)
-        .mode(0o644)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    file.write_all(bytes)
+fn write_file(path: &[u8], bytes: &[u8], create: bool) -> io::Result<()> {
+    let mut flags = libc::O_WRONLY | libc::O_TRUNC | libc::O_NONBLOCK | libc::O_NOCTTY;
+    if create {
+        flags |= libc::O_CREAT;
+    }
+    sys::open(path, flags, 0o644)?.write_all(bytes)
 }
 
 /// The world of a real usher: its two fds, its children, /proc.
@@ -178,12 +176,13 @@ struct Real {
     /// An event held back for the next call (a hook's reaping, after its answer).
     held: Option<Event>,
     /// The pipes HTTP hooks write their outcome into, by the hook's pid.
-    answers: Vec<(Pid, File)>,
+    answers: Vec<(Pid, OwnedFd)>,
     cgroup: Option<Cgroup>,
     /// The traffic sampler of an adaptive drain, from its first look.
     sampler: Option<traffic::Sampler>,
     /// Where usher's own binary is (for HTTP hooks), found at the first.
     me: Vec<CString>,
+    arg0: Option<Vec<u8>>,
 }
 
 impl World for Real {
@@ -211,7 +210,7 @@ impl World for Real {
                 }
                 return Ok(Event::Signal { signal, sender });
             }
-            if std::mem::take(&mut self.timer_due) {
+            if core::mem::take(&mut self.timer_due) {
                 return Ok(Event::Timer);
             }
             self.wait(until)?;
@@ -350,19 +349,19 @@ impl Real {
     fn start_hook(&mut self, kind: HookKind, hook: &HookAction) -> Event {
         let started = match hook {
             HookAction::Command(words) => {
-                let argv: Vec<_> = words.iter().map(Into::into).collect();
+                let argv: Vec<Vec<u8>> = words.iter().map(|w| w.as_bytes().to_vec()).collect();
                 spawn::spawn(&argv, false).map_err(|e| e.message(&argv[0]))
             }
             HookAction::Http(req) => {
                 if self.me.is_empty() {
-                    self.me = spawn::own_binary();
+                    self.me = spawn::own_binary(self.arg0.as_deref());
                 }
                 match spawn::request(req, &self.me) {
                     Ok((pid, answer)) => {
                         self.answers.push((pid, answer));
                         Ok(pid)
                     }
-                    Err(e) => Err(e.message(std::ffi::OsStr::new("usher --check"))),
+                    Err(e) => Err(e.message(b"usher --check")),
                 }
             }
         };
@@ -415,7 +414,7 @@ impl Real {
     }
 
     /// Logs a failure that usher lives with (see the module doc).
-    fn survive(&self, what: &str, e: &std::io::Error) {
+    fn survive(&self, what: &str, e: &io::Error) {
         self.log.error(what, &[("error", e.into())]);
     }
 }

@@ -6,7 +6,10 @@
 //! here because the whole parser is smaller than the crate's share of the
 //! binary.
 
-use std::time::Duration;
+use alloc::format;
+use alloc::string::String;
+
+use core::time::Duration;
 
 /// What is wrong with a duration.
 #[derive(Clone, PartialEq, Eq, Debug)]

@@ -8,7 +8,7 @@
 //! handling decided, and the machine is never re-entered from inside an
 //! action.
 
-use std::collections::VecDeque;
+use alloc::collections::VecDeque;
 
 use crate::machine::{Action, Ending, Event, Machine, Time};
 

@@ -4,7 +4,11 @@
 //! hooks run and what their results mean) and the I/O modules (spawn.rs
 //! starts them, http.rs makes the requests).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::process::Status;
 use crate::words;
@@ -335,6 +339,7 @@ fn ipv6(text: &str) -> Option<Ipv6Addr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec;
 
     #[test]
     fn urls_methods_and_headers() {

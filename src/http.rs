@@ -5,13 +5,15 @@
 //! waits on a socket. The request itself ([`crate::hook::Request`]) is
 //! parsed with the hooks' values.
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::SocketAddr;
-use std::time::Duration;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use core::net::SocketAddr;
+use core::time::Duration;
 
 use crate::hook::{Outcome, Request};
-use crate::sys;
+use crate::sys::{self, io, OwnedFd};
 
 /// How long a request may take, and whether a refused connection is tried again.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,7 +53,7 @@ pub fn request(req: &Request, patience: Patience) -> Outcome {
 
 fn exchange(req: &Request, patience: Patience) -> Result<Outcome, String> {
     let started = sys::now();
-    let mut socket = File::from(connect(req.addr, patience)?);
+    let socket = connect(req.addr, patience)?;
     let mut end = sys::now().saturating_add(patience.answer);
     if let Some(whole) = patience.whole {
         end = end.min(started.saturating_add(whole));
@@ -71,7 +73,7 @@ fn exchange(req: &Request, patience: Patience) -> Result<Outcome, String> {
         if head.len() > 8192 {
             return Err("the response does not start with an HTTP status line".into());
         }
-        match read_before(&mut socket, &mut buf, end, patience.answer)? {
+        match read_before(&socket, &mut buf, end, patience.answer)? {
             0 => return Err("the connection closed before a status line".into()),
             n => {
                 total += n;
@@ -82,7 +84,7 @@ fn exchange(req: &Request, patience: Patience) -> Result<Outcome, String> {
     // The rest is read, within the same bounds, and thrown away, so that the
     // server is not cut off while it writes.
     while total < READ_LIMIT {
-        match read_before(&mut socket, &mut buf, end, patience.answer) {
+        match read_before(&socket, &mut buf, end, patience.answer) {
             Ok(n) if n > 0 => total += n,
             _ => break,
         }
@@ -92,7 +94,7 @@ fn exchange(req: &Request, patience: Patience) -> Result<Outcome, String> {
 
 /// Connects within `patience.connect`; a refused connection is tried again
 /// every 100 ms until then, when the patience says so.
-fn connect(addr: SocketAddr, patience: Patience) -> Result<std::os::fd::OwnedFd, String> {
+fn connect(addr: SocketAddr, patience: Patience) -> Result<OwnedFd, String> {
     let end = sys::now().saturating_add(patience.connect);
     loop {
         let fd = sys::tcp_connect(addr).map_err(|e| format!("cannot connect: {e}"))?;
@@ -112,7 +114,7 @@ fn connect(addr: SocketAddr, patience: Patience) -> Result<std::os::fd::OwnedFd,
                     && patience.retry_refused
                     && left > RETRY =>
             {
-                std::thread::sleep(RETRY)
+                sys::sleep(RETRY)
             }
             Err(e) => return Err(format!("cannot connect: {e}")),
         }
@@ -121,7 +123,7 @@ fn connect(addr: SocketAddr, patience: Patience) -> Result<std::os::fd::OwnedFd,
 
 /// One read from the non-blocking socket, waiting no later than `end`.
 fn read_before(
-    socket: &mut File,
+    socket: &OwnedFd,
     buf: &mut [u8],
     end: Duration,
     bound: Duration,
@@ -130,7 +132,7 @@ fn read_before(
         let left = end.saturating_sub(sys::now());
         match sys::wait_ready(socket, libc::POLLIN, left) {
             Ok(false) => return Err(format!("no answer within {}", crate::log::secs(bound))),
-            Err(e) if e.kind() != std::io::ErrorKind::Interrupted => {
+            Err(e) if e.kind() != io::ErrorKind::Interrupted => {
                 return Err(format!("waiting for the answer failed: {e}"))
             }
             _ => {}
@@ -140,7 +142,7 @@ fn read_before(
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
                 ) => {}
             Err(e) => return Err(format!("reading the answer failed: {e}")),
         }

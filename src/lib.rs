@@ -2,8 +2,14 @@
 //!
 //! The binary is `src/main.rs`; this library holds its parts so that tests
 //! (and fuzzers) can drive them directly. Start reading at [`machine`], then
-//! [`event_loop`]. Only [`sys`] may use `unsafe`.
+//! [`event_loop`]. Only [`sys`] may use `unsafe`. Built without std (only
+//! `core` and `alloc`, with [`sys`] over the C library): docs/design.md, "Size".
+#![no_std]
 #![deny(unsafe_code)]
+
+extern crate alloc;
+#[cfg(test)]
+extern crate std;
 
 pub mod cgroup;
 pub mod check;

@@ -7,19 +7,23 @@
 //! ([`sys::nonblocking_twin`]): a log reader that stops reading costs usher
 //! lines (counted and reported once it can write again), never its loop.
 
-use std::fmt::Write as _;
-use std::fs::File;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
-use std::time::Duration;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use core::fmt::Write as _;
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
+use core::time::Duration;
 
 use crate::sys;
 
 /// The event loop runs: write through the non-blocking twin.
 static LOOPING: AtomicBool = AtomicBool::new(false);
-/// The non-blocking twin of stderr, opened at the loop's first line.
-static SINK: OnceLock<Option<File>> = OnceLock::new();
+/// The non-blocking twin of stderr, opened at the loop's first line: its fd,
+/// [`NONE`] when there is none to open, [`UNOPENED`] before the first try.
+static SINK: AtomicI32 = AtomicI32::new(UNOPENED);
+const UNOPENED: i32 = -2;
+const NONE: i32 = -1;
 /// Lines dropped because stderr was full.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
 
@@ -32,27 +36,32 @@ pub fn use_nonblocking_stderr() {
 
 /// Writes one line; on a full pipe drops it and counts it.
 fn emit(line: &str) {
-    let sink = match LOOPING.load(Ordering::Relaxed) {
-        true => SINK.get_or_init(|| sys::nonblocking_twin(libc::STDERR_FILENO).map(File::from)),
-        false => &None,
-    };
-    let Some(fd) = sink else {
+    let mut fd = NONE;
+    if LOOPING.load(Ordering::Relaxed) {
+        fd = SINK.load(Ordering::Relaxed);
+        if fd == UNOPENED {
+            let twin = sys::nonblocking_twin(libc::STDERR_FILENO);
+            fd = twin.map_or(NONE, sys::OwnedFd::into_raw);
+            SINK.store(fd, Ordering::Relaxed);
+        }
+    }
+    if fd == NONE {
         // Ignored on purpose: see the module comment.
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let _ = sys::write_all_fd(libc::STDERR_FILENO, line.as_bytes());
         return;
-    };
+    }
     let dropped = DROPPED.load(Ordering::Relaxed);
     if dropped > 0 {
         let note = format!("usher: warn: {dropped} log lines dropped: stderr was full\n");
-        if (&*fd).write(note.as_bytes()).is_err() {
+        if sys::write_fd(fd, note.as_bytes()).is_err() {
             DROPPED.fetch_add(1, Ordering::Relaxed);
             return;
         }
         DROPPED.fetch_sub(dropped, Ordering::Relaxed);
     }
     // A line under PIPE_BUF is written whole or not at all.
-    if let Err(e) = (&*fd).write(line.as_bytes()) {
-        if e.kind() == std::io::ErrorKind::WouldBlock {
+    if let Err(e) = sys::write_fd(fd, line.as_bytes()) {
+        if e.kind() == sys::io::ErrorKind::WouldBlock {
             DROPPED.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -128,8 +137,8 @@ impl From<i32> for Value {
         Value::Int(n.into())
     }
 }
-impl From<&std::io::Error> for Value {
-    fn from(e: &std::io::Error) -> Value {
+impl From<&sys::io::Error> for Value {
+    fn from(e: &sys::io::Error) -> Value {
         Value::Str(e.to_string())
     }
 }
@@ -278,14 +287,13 @@ pub fn decimal(d: Duration, places: u32) -> String {
 
 /// A message for the user before the event loop runs (usage errors and the like).
 pub fn plain(msg: &str) {
-    let _ = std::io::stderr()
-        .lock()
-        .write_all(format!("usher: {msg}\n").as_bytes());
+    let _ = sys::write_all_fd(libc::STDERR_FILENO, format!("usher: {msg}\n").as_bytes());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::vec;
 
     #[test]
     fn text_and_json_carry_the_same_fields() {

@@ -1,18 +1,58 @@
 //! usher's entry point: block signals first, read the command line, run the app (or a check), exit with its code.
+//!
+//! Built without std (docs/design.md, "Size"): the C runtime calls `main`
+//! with argc and argv, the allocator is the C library's malloc, and a panic
+//! (which must never happen) prints one line and aborts.
+// Checked as a test target by clippy --all-targets: there std and its
+// harness bring their own runtime, so what replaces them is left out.
+#![cfg_attr(not(test), no_std)]
+#![cfg_attr(not(test), no_main)]
+#![cfg_attr(test, allow(dead_code))]
 
-use std::process::ExitCode;
+extern crate alloc;
+
+use alloc::format;
 
 use usher::cli::{self, Parsed};
 use usher::log::{self, Format, Level, Logger};
 use usher::signals::{SigSet, Signal};
 use usher::{check, codes, driver, sys};
 
-fn main() -> ExitCode {
+#[global_allocator]
+static MALLOC: sys::Malloc = sys::Malloc;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    sys::panicked(info)
+}
+
+/// Never called: nothing unwinds (panic = "abort"), but the precompiled
+/// `alloc` and `core` name these two symbols, which std would provide.
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn rust_eh_personality() {}
+
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn _Unwind_Resume() -> ! {
+    sys::panicked_unwinding()
+}
+
+#[cfg(not(test))]
+#[no_mangle]
+extern "C" fn main(argc: libc::c_int, argv: *const *const libc::c_char) -> libc::c_int {
+    // SAFETY: the C runtime passes main its argc and argv.
+    let args = unsafe { sys::args(argc, argv) };
+    usher(args)
+}
+
+fn usher(args: alloc::vec::Vec<alloc::vec::Vec<u8>>) -> libc::c_int {
     // Before anything else, so no signal can arrive unhandled and be lost:
     // blocked signals wait in the kernel until the signalfd reads them.
     if let Err(e) = sys::set_sigmask(Signal::blocked_set()) {
         log::plain(&format!("error: cannot block signals: {e}"));
-        return ExitCode::from(codes::USHER as u8);
+        return codes::USHER;
     }
     // Of usher's own dispositions only SIGCHLD matters: an inherited SIG_IGN
     // there would make the kernel reap children and lose their exit codes.
@@ -22,23 +62,24 @@ fn main() -> ExitCode {
     chld.insert(Signal::CHLD);
     sys::reset_dispositions(chld);
 
-    let parsed = cli::parse(std::env::args_os().skip(1), |name| std::env::var_os(name));
-    let config = match parsed {
+    let mut args = args.into_iter();
+    let arg0 = args.next();
+    let config = match cli::parse(args, sys::env_var) {
         Ok(Parsed::Run(config)) => config,
         Ok(Parsed::Check(c)) => {
             // Not an init: a stop signal ends a check as it ends any command.
             let _ = sys::set_sigmask(SigSet::EMPTY);
-            return ExitCode::from(check::run(&c));
+            return check::run(&c).into();
         }
         Ok(Parsed::Help) => return say(&cli::help()),
         Ok(Parsed::Version) => return say(&format!("usher {}\n", cli::VERSION)),
         Ok(Parsed::License) => return say(cli::LICENSE),
         Err(usage) => {
             usage_error(&usage);
-            return ExitCode::from(codes::USAGE);
+            return codes::USAGE.into();
         }
     };
-    ExitCode::from(driver::run(*config).clamp(0, 255) as u8)
+    driver::run(*config, arg0).clamp(0, 255)
 }
 
 /// Reports a usage error in the log format the command line asked for.
@@ -53,10 +94,8 @@ fn usage_error(usage: &cli::Usage) {
     }
 }
 
-/// Prints to stdout; a closed pipe or a full disk is not worth a panic
-/// (SIGPIPE is blocked, so print! would panic on EPIPE).
-fn say(text: &str) -> ExitCode {
-    use std::io::Write;
-    let _ = std::io::stdout().lock().write_all(text.as_bytes());
-    ExitCode::SUCCESS
+/// Prints to stdout; a closed pipe or a full disk is not worth a complaint.
+fn say(text: &str) -> libc::c_int {
+    let _ = sys::write_all_fd(libc::STDOUT_FILENO, text.as_bytes());
+    0
 }

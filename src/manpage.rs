@@ -4,7 +4,11 @@
 //! committed copy is current. Not linked into the binary (nothing in
 //! `main` calls it).
 
-use std::fmt::Write as _;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use core::fmt::Write as _;
 
 use crate::cli::{Opt, OPTIONS};
 
@@ -84,6 +88,7 @@ fn escape(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::format;
     #[test]
     fn the_committed_man_page_is_current() {
         let committed = include_str!("../docs/usher.1");

@@ -8,7 +8,11 @@
 //! another PID namespace) there is no list, and the machine decides what to
 //! do without one.
 
-use std::fs;
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::sys;
 
 use crate::machine::Scope;
 use crate::process::{Leftover, Pid};
@@ -46,18 +50,22 @@ pub fn tree(me: Pid) -> Option<Vec<Pid>> {
 /// looked at first, then every other process.
 pub fn stopping_usher() -> Option<Pid> {
     let stopping = |pid: Pid| {
-        fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_ascii_end() == b"usher:stopping")
+        let comm = sys::read_file(format!("/proc/{pid}/comm").as_bytes());
+        comm.is_ok_and(|c| c.trim_ascii_end() == b"usher:stopping")
     };
     if stopping(1) {
         return Some(1);
     }
-    pids_in_proc()?.find(|&pid| pid != 1 && stopping(pid))
+    pids_in_proc()?
+        .into_iter()
+        .find(|&pid| pid != 1 && stopping(pid))
 }
 
 /// Every process in /proc but `me`.
 fn namespace(me: Pid) -> Option<Vec<Leftover>> {
     Some(
         pids_in_proc()?
+            .into_iter()
             .filter(|&pid| pid != me)
             .filter_map(leftover)
             .collect(),
@@ -101,8 +109,14 @@ fn descendants(me: Pid) -> Option<Vec<Leftover>> {
 fn children(pid: Pid) -> Option<Vec<Pid>> {
     let mut kids = Vec::new();
     let mut any = false;
-    for task in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
-        let Ok(text) = fs::read_to_string(task.path().join("children")) else {
+    let mut tasks = Vec::new();
+    sys::list_dir(format!("/proc/{pid}/task").as_bytes(), |t| {
+        tasks.push(t.to_vec())
+    })
+    .ok()?;
+    for task in tasks {
+        let task = String::from_utf8_lossy(&task);
+        let Some(text) = sys::read_text(&format!("/proc/{pid}/task/{task}/children")) else {
             continue;
         };
         any = true;
@@ -118,6 +132,7 @@ fn children(pid: Pid) -> Option<Vec<Pid>> {
 /// the host, each followed up its parents.
 fn scan_descendants(me: Pid) -> Option<Vec<Leftover>> {
     let all: Vec<(Pid, Stat)> = pids_in_proc()?
+        .into_iter()
         .filter_map(|pid| Some((pid, stat(pid)?)))
         .collect();
     let parent = |pid: Pid| all.iter().find(|(p, _)| *p == pid).map(|(_, s)| s.ppid);
@@ -142,13 +157,12 @@ fn scan_descendants(me: Pid) -> Option<Vec<Leftover>> {
     )
 }
 
-fn pids_in_proc() -> Option<impl Iterator<Item = Pid>> {
-    Some(
-        fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<Pid>().ok()),
-    )
+/// The pids /proc lists.
+fn pids_in_proc() -> Option<Vec<Pid>> {
+    let mut pids = Vec::new();
+    let number = |name: &[u8]| core::str::from_utf8(name).ok()?.parse::<Pid>().ok();
+    sys::list_dir(b"/proc", |name| pids.extend(number(name))).ok()?;
+    Some(pids)
 }
 
 fn leftover(pid: Pid) -> Option<Leftover> {
@@ -162,7 +176,7 @@ struct Stat {
 }
 
 fn stat(pid: Pid) -> Option<Stat> {
-    parse_stat(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse_stat(&sys::read_text(&format!("/proc/{pid}/stat"))?)
 }
 
 /// `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
@@ -179,10 +193,8 @@ fn parse_stat(line: &str) -> Option<Stat> {
 /// without its own /proc mount) lists the wrong processes under pids that
 /// mean something else here. Either way, what it says cannot be used.
 fn shows_own_namespace(me: Pid) -> bool {
-    fs::read_link("/proc/self")
-        .ok()
-        .and_then(|p| p.to_str()?.parse::<Pid>().ok())
-        == Some(me)
+    let link = sys::read_link(b"/proc/self").ok();
+    link.and_then(|p| core::str::from_utf8(&p).ok()?.parse::<Pid>().ok()) == Some(me)
 }
 
 #[cfg(test)]

@@ -3,7 +3,12 @@
 //! The machine decides which note is written and carries every fact the
 //! line needs; this module only picks the level and the words for each kind.
 
-use std::time::Duration;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use core::time::Duration;
 
 use crate::hook::{HookEnd, HookKind, Outcome};
 use crate::log::{Level, Logger, Value};

@@ -1,6 +1,9 @@
 //! Signal numbers, names, sets, and which signals usher forwards.
 
-use std::fmt;
+use alloc::format;
+use alloc::string::String;
+
+use core::fmt;
 
 /// Highest signal number on Linux (SIGRTMAX).
 pub const MAX: i32 = 64;
@@ -273,6 +276,7 @@ impl Rewrite {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::string::ToString;
 
     #[test]
     fn parses_names_numbers_and_prefixes() {

@@ -5,12 +5,14 @@
 //! back over a close-on-exec pipe, so usher can tell "not found" (127) from
 //! "cannot run" (126) and say which, instead of guessing from an exit code.
 
-use std::env;
-use std::ffi::{CString, OsStr, OsString};
-use std::fs::File;
-use std::io::{self, Read};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+
+use alloc::ffi::CString;
+
+use crate::sys::{io, FileKind, OwnedFd};
 
 use crate::codes;
 use crate::hook::{Outcome, Request};
@@ -41,14 +43,14 @@ impl SpawnError {
     }
 
     /// One line naming the command and the reason.
-    pub fn message(&self, command: &OsStr) -> String {
-        let name = command.to_string_lossy();
+    pub fn message(&self, command: &[u8]) -> String {
+        let name = String::from_utf8_lossy(command);
         match self {
             SpawnError::Usher(what, e) => format!("cannot start {name:?}: {what} failed: {e}"),
             // The file is there, so what is missing is what exec needs to
             // run it: the #! line's interpreter or the ELF loader (a musl
             // binary in a glibc image, or the other way round).
-            SpawnError::NotFound if name.contains('/') && Path::new(command).exists() => {
+            SpawnError::NotFound if name.contains('/') && sys::file_kind(command).is_some() => {
                 format!("cannot run {name:?}: its #! interpreter or ELF loader is missing (no such file)")
             }
             SpawnError::NotFound if name.contains('/') => {
@@ -56,14 +58,15 @@ impl SpawnError {
             }
             SpawnError::NotFound => match find_in_path(command) {
                 Some(found) => format!(
-                    "cannot run {name:?}: found {}, but its #! interpreter or ELF loader is missing",
-                    found.display()
+                    "cannot run {name:?}: found {found}, but its #! interpreter or ELF loader is missing"
                 ),
                 None => format!("cannot run {name:?}: command not found in PATH"),
             },
             SpawnError::CannotRun(e) => {
                 let why = match e.raw_os_error() {
-                    Some(libc::EACCES) if Path::new(command).is_dir() => "it is a directory".into(),
+                    Some(libc::EACCES) if sys::file_kind(command) == Some(FileKind::Dir) => {
+                        "it is a directory".into()
+                    }
                     Some(libc::EACCES) => {
                         "permission denied (is it executable, and its directory searchable?)".into()
                     }
@@ -80,16 +83,32 @@ impl SpawnError {
 }
 
 /// The first file named `name` in PATH, for a better message after ENOENT.
-fn find_in_path(name: &OsStr) -> Option<std::path::PathBuf> {
-    let path = env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
+fn find_in_path(name: &[u8]) -> Option<String> {
+    let found = in_path(name)
+        .into_iter()
+        .find(|p| sys::file_kind(p) == Some(FileKind::File))?;
+    Some(String::from_utf8_lossy(&found).into_owned())
+}
+
+/// `DIR/name` for each directory of PATH (an empty one is `.`), in order.
+fn in_path(name: &[u8]) -> Vec<Vec<u8>> {
+    let path = sys::env_var("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
+    let full = |dir: &[u8]| {
+        let mut full = if dir.is_empty() {
+            b".".to_vec()
+        } else {
+            dir.to_vec()
+        };
+        full.push(b'/');
+        full.extend_from_slice(name);
+        full
+    };
+    path.split(|&b| b == b':').map(full).collect()
 }
 
 /// Starts `argv` as a child in a new process group; with `foreground`, that
 /// group takes over the terminal on stdin. Returns once the exec succeeded.
-pub fn spawn(argv: &[OsString], foreground: bool) -> Result<Pid, SpawnError> {
+pub fn spawn(argv: &[Vec<u8>], foreground: bool) -> Result<Pid, SpawnError> {
     let exec = sys::Exec {
         paths: candidates(&argv[0])?,
         argv: c_strings(argv)?,
@@ -119,14 +138,14 @@ fn start(exec: &sys::Exec) -> Result<Pid, SpawnError> {
 /// reaped the child: the bytes are there by then, or never will be. A fresh
 /// usher rather than a forked copy: between fork and exec nothing but
 /// async-signal-safe calls (see [`sys::spawn`]).
-pub fn request(req: &Request, me: &[CString]) -> Result<(Pid, File), SpawnError> {
+pub fn request(req: &Request, me: &[CString]) -> Result<(Pid, OwnedFd), SpawnError> {
     let (answer_in, answer_out) = sys::pipe(true).map_err(|e| SpawnError::Usher("pipe", e))?;
     let mut argv = vec!["usher".to_string(), "--answer-fd".into(), "3".into()];
     for h in &req.headers {
         argv.extend(["--http-header".into(), h.clone()]);
     }
     argv.extend(["--check".into(), req.show()]);
-    let argv: Vec<OsString> = argv.into_iter().map(OsString::from).collect();
+    let argv: Vec<Vec<u8>> = argv.into_iter().map(String::into_bytes).collect();
     let exec = sys::Exec {
         paths: me.to_vec(),
         argv: c_strings(&argv)?,
@@ -136,57 +155,45 @@ pub fn request(req: &Request, me: &[CString]) -> Result<(Pid, File), SpawnError>
     };
     let pid = start(&exec)?;
     drop(exec);
-    Ok((pid, File::from(answer_in)))
+    Ok((pid, answer_in))
 }
 
 /// Where usher's own binary is, for [`request`]: /proc/self/exe (the very
 /// file, even if replaced since), else how it was started (`argv[0]`,
 /// searched in PATH like a command).
-pub fn own_binary() -> Vec<CString> {
+pub fn own_binary(arg0: Option<&[u8]>) -> Vec<CString> {
     let mut paths = vec![CString::from(c"/proc/self/exe")];
-    if let Some(arg0) = env::args_os().next() {
-        paths.extend(candidates(&arg0).unwrap_or_default());
+    if let Some(arg0) = arg0 {
+        paths.extend(candidates(arg0).unwrap_or_default());
     }
     paths
 }
 
 /// What an HTTP hook's child wrote before it ended, if anything.
-pub fn answer(mut pipe: File) -> Option<Outcome> {
+pub fn answer(pipe: OwnedFd) -> Option<Outcome> {
     let mut buf = [0u8; 512];
-    let got = loop {
-        match pipe.read(&mut buf) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            got => break got.ok()?,
-        }
-    };
+    let got = pipe.read(&mut buf).ok()?;
     Outcome::decode(&buf[..got])
 }
 
-fn c_strings(argv: &[OsString]) -> Result<Vec<CString>, SpawnError> {
+fn c_strings(argv: &[Vec<u8>]) -> Result<Vec<CString>, SpawnError> {
     argv.iter()
         .map(|a| {
-            CString::new(a.as_bytes())
+            CString::new(a.as_slice())
                 .map_err(|_| SpawnError::CannotRun(io::Error::from_raw_os_error(libc::EINVAL)))
         })
         .collect()
 }
 
 /// The paths to try for `name`: itself if it has a slash, else each PATH entry.
-fn candidates(name: &OsStr) -> Result<Vec<CString>, SpawnError> {
+fn candidates(name: &[u8]) -> Result<Vec<CString>, SpawnError> {
     let bad = |_| SpawnError::CannotRun(io::Error::from_raw_os_error(libc::EINVAL));
-    if name.as_bytes().contains(&b'/') {
-        return Ok(vec![CString::new(name.as_bytes()).map_err(bad)?]);
+    if name.contains(&b'/') {
+        return Ok(vec![CString::new(name).map_err(bad)?]);
     }
-    let path = env::var_os("PATH").unwrap_or_else(|| DEFAULT_PATH.into());
-    path.as_bytes()
-        .split(|&b| b == b':')
-        .map(|dir| {
-            let dir = if dir.is_empty() { b"." as &[u8] } else { dir };
-            let mut full = dir.to_vec();
-            full.push(b'/');
-            full.extend_from_slice(name.as_bytes());
-            CString::new(full).map_err(bad)
-        })
+    in_path(name)
+        .into_iter()
+        .map(|p| CString::new(p).map_err(bad))
         .collect()
 }
 
@@ -196,15 +203,15 @@ mod tests {
 
     #[test]
     fn candidates_follow_path_rules() {
-        let c = candidates(OsStr::new("./app")).unwrap();
+        let c = candidates(b"./app").unwrap();
         assert_eq!(c, [CString::new("./app").unwrap()]);
-        let c = candidates(OsStr::new("sh")).unwrap();
+        let c = candidates(b"sh").unwrap();
         assert!(c.iter().all(|p| p.to_bytes().ends_with(b"/sh")));
     }
 
     #[test]
     fn messages_name_command_and_reason() {
-        let cmd = OsStr::new("nope");
+        let cmd = b"nope";
         assert_eq!(SpawnError::NotFound.exit_code(), 127);
         assert!(SpawnError::NotFound
             .message(cmd)

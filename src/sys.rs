@@ -1,18 +1,413 @@
 //! The syscall boundary: every `unsafe` in usher lives here, each behind a safe function.
 //!
-//! Where std already has a safe call (getpid, getppid, isatty, read and
-//! write on an owned fd) usher uses std instead. This module reports in the
-//! vocabulary of [`crate::process`] and [`crate::signals`] and depends on
-//! nothing above it.
+//! usher is built without std (docs/design.md, "Size"), so this module also
+//! gives the rest what std would: owned file descriptors, errors named as
+//! std names them, reading files and directories, the environment, the
+//! allocator. It reports in the vocabulary of [`crate::process`] and
+//! [`crate::signals`] and depends on nothing above it.
 #![allow(unsafe_code)]
 
-use std::ffi::{CStr, CString};
-use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::time::Duration;
+use alloc::ffi::CString;
+use alloc::format;
+use alloc::vec::Vec;
+use core::ffi::CStr;
+use core::time::Duration;
 
 use crate::process::{Pid, Status};
 use crate::signals::{SigSet, Signal};
+
+// Without std, nothing else links the C library.
+#[link(name = "c")]
+extern "C" {}
+
+/// A file descriptor as the C library numbers it.
+pub type RawFd = libc::c_int;
+
+/// The errors of system calls, with std's names and std's words.
+pub mod io {
+    use core::fmt;
+
+    /// An errno.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    pub struct Error(i32);
+
+    pub type Result<T> = core::result::Result<T, Error>;
+
+    /// The few kinds usher tells apart.
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    pub enum ErrorKind {
+        NotFound,
+        Interrupted,
+        WouldBlock,
+        Other,
+    }
+
+    impl Error {
+        /// The errno of the system call that just failed.
+        pub fn last_os_error() -> Error {
+            Error(super::errno())
+        }
+
+        pub fn from_raw_os_error(n: i32) -> Error {
+            Error(n)
+        }
+
+        pub fn raw_os_error(&self) -> Option<i32> {
+            Some(self.0)
+        }
+
+        pub fn kind(&self) -> ErrorKind {
+            match self.0 {
+                libc::ENOENT => ErrorKind::NotFound,
+                libc::EINTR => ErrorKind::Interrupted,
+                libc::EAGAIN => ErrorKind::WouldBlock,
+                _ => ErrorKind::Other,
+            }
+        }
+    }
+
+    /// `No such file or directory (os error 2)`, as std words it.
+    impl fmt::Display for Error {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "{} (os error {})", super::strerror(self.0), self.0)
+        }
+    }
+
+    impl fmt::Debug for Error {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            fmt::Display::fmt(self, f)
+        }
+    }
+}
+
+fn errno() -> i32 {
+    // SAFETY: the C library's errno is a thread-local int it always provides.
+    unsafe { *libc::__errno_location() }
+}
+
+/// The C library's words for `n`.
+fn strerror(n: i32) -> &'static str {
+    // SAFETY: strerror returns a NUL-terminated string that stays valid
+    // until the next call; usher has one thread and copies it at once.
+    let text = unsafe { CStr::from_ptr(libc::strerror(n)) };
+    text.to_str().unwrap_or("unknown error")
+}
+
+/// A file descriptor usher owns: closed when dropped.
+#[derive(Debug)]
+pub struct OwnedFd(RawFd);
+
+impl OwnedFd {
+    /// Takes ownership of what a system call just returned.
+    fn new(fd: libc::c_int) -> io::Result<OwnedFd> {
+        check(fd).map(OwnedFd)
+    }
+
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.0
+    }
+
+    /// One `read`, again after an interrupting signal; 0 at end of file.
+    pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            // SAFETY: `buf` is valid for writing buf.len() bytes.
+            let n = unsafe { libc::read(self.0, buf.as_mut_ptr().cast(), buf.len()) };
+            match n {
+                -1 if errno() == libc::EINTR => continue,
+                -1 => return Err(io::Error::last_os_error()),
+                n => return Ok(n as usize),
+            }
+        }
+    }
+
+    /// One `write`.
+    pub fn write(&self, bytes: &[u8]) -> io::Result<usize> {
+        write_fd(self.0, bytes)
+    }
+
+    /// Every byte, however many writes it takes.
+    pub fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        write_all_fd(self.0, bytes)
+    }
+
+    /// Keeps the fd open for the rest of usher's life, as a plain number.
+    pub fn into_raw(self) -> RawFd {
+        let fd = self.0;
+        core::mem::forget(self);
+        fd
+    }
+}
+
+/// Every byte of `bytes` to `fd` (stdout, stderr), however many writes it takes.
+pub fn write_all_fd(fd: RawFd, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match write_fd(fd, bytes) {
+            Ok(0) => return Err(io::Error::from_raw_os_error(libc::EIO)),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+impl Drop for OwnedFd {
+    fn drop(&mut self) {
+        // SAFETY: the fd is ours alone (see `new`); nothing uses it after.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+/// A path for the C library: the bytes and a NUL (none inside, or EINVAL).
+fn c_path(path: &[u8]) -> io::Result<CString> {
+    CString::new(path).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// Opens `path` close-on-exec, with `flags` and `mode` (for O_CREAT).
+pub fn open(path: &[u8], flags: libc::c_int, mode: libc::mode_t) -> io::Result<OwnedFd> {
+    let path = c_path(path)?;
+    // SAFETY: `path` is NUL-terminated; the mode is only read with O_CREAT.
+    OwnedFd::new(unsafe {
+        libc::open(path.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint)
+    })
+}
+
+/// The whole of a (small) file: /proc and /sys files, read until their end.
+pub fn read_file(path: &[u8]) -> io::Result<Vec<u8>> {
+    let fd = open(path, libc::O_RDONLY, 0)?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match fd.read(&mut buf)? {
+            0 => return Ok(out),
+            n => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// A small text file, `None` when it cannot be read (bytes that are not
+/// UTF-8 are replaced: /proc and /sys files are ASCII).
+pub fn read_text(path: &str) -> Option<alloc::string::String> {
+    let bytes = read_file(path.as_bytes()).ok()?;
+    Some(alloc::string::String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// Where the symbolic link at `path` points.
+pub fn read_link(path: &[u8]) -> io::Result<Vec<u8>> {
+    let path = c_path(path)?;
+    let mut buf = [0u8; 256];
+    // SAFETY: `path` is NUL-terminated; the kernel writes at most buf.len() bytes.
+    let n = unsafe { libc::readlink(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    match n {
+        n if n < 0 => Err(io::Error::last_os_error()),
+        n => Ok(buf[..n as usize].to_vec()),
+    }
+}
+
+/// Calls `each` with the name of every entry of the directory at `path`
+/// (`.` and `..` left out), read with getdents64 into one buffer.
+pub fn list_dir(path: &[u8], mut each: impl FnMut(&[u8])) -> io::Result<()> {
+    let dir = open(path, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    // 8-byte aligned, as linux_dirent64 wants.
+    let mut buf = [0u64; 1024];
+    loop {
+        // SAFETY: the kernel writes at most the buffer's size into it.
+        let n = unsafe {
+            libc::syscall(
+                libc::SYS_getdents64,
+                dir.0,
+                buf.as_mut_ptr(),
+                core::mem::size_of_val(&buf),
+            )
+        };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        // SAFETY: the kernel wrote `n` bytes of records at the buffer's start.
+        let bytes = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        let mut at = 0;
+        // Each record: inode (8), offset (8), length (2), type (1), then the
+        // NUL-terminated name.
+        while at + 19 <= bytes.len() {
+            let len = usize::from(u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]));
+            let Some(record) = bytes.get(at..at + len).filter(|_| len > 19) else {
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            };
+            let name = &record[19..];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            if name != b"." && name != b".." {
+                each(name);
+            }
+            at += len;
+        }
+    }
+}
+
+/// What is at `path`: a directory, a regular file, something else; `None`
+/// when nothing (or it cannot be seen).
+pub fn file_kind(path: &[u8]) -> Option<FileKind> {
+    let path = c_path(path).ok()?;
+    // SAFETY: `st` is plain data for stat to fill; `path` is NUL-terminated.
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
+    // SAFETY: as above.
+    if unsafe { libc::stat(path.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some(match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => FileKind::Dir,
+        libc::S_IFREG => FileKind::File,
+        _ => FileKind::Other,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FileKind {
+    Dir,
+    File,
+    Other,
+}
+
+/// usher's command line, from the C runtime's `argc`/`argv`.
+///
+/// # Safety
+/// `argv` must hold `argc` valid NUL-terminated strings: the ones the C
+/// runtime passes to `main`.
+pub unsafe fn args(argc: libc::c_int, argv: *const *const libc::c_char) -> Vec<Vec<u8>> {
+    (0..argc.max(0) as usize)
+        // SAFETY: the caller's promise.
+        .map(|i| unsafe { CStr::from_ptr(*argv.add(i)) }.to_bytes().to_vec())
+        .collect()
+}
+
+/// The environment, as `NAME=value` entries.
+fn environment() -> impl Iterator<Item = &'static [u8]> {
+    extern "C" {
+        static environ: *const *const libc::c_char;
+    }
+    // SAFETY: `environ` is the C library's NULL-terminated list of
+    // NUL-terminated strings; usher never changes its environment, so they
+    // stay valid and unchanged for the life of the process.
+    let mut at = unsafe { environ };
+    core::iter::from_fn(move || {
+        // SAFETY: as above; `at` walks the list up to its NULL end.
+        unsafe {
+            if at.is_null() || (*at).is_null() {
+                return None;
+            }
+            let entry = CStr::from_ptr(*at).to_bytes();
+            at = at.add(1);
+            Some(entry)
+        }
+    })
+}
+
+/// The value of environment variable `name`, if it is set.
+pub fn env_var(name: &str) -> Option<Vec<u8>> {
+    environment().find_map(|e| {
+        Some(
+            e.strip_prefix(name.as_bytes())?
+                .strip_prefix(b"=")?
+                .to_vec(),
+        )
+    })
+}
+
+/// The names of every environment variable.
+pub fn env_names() -> Vec<Vec<u8>> {
+    environment()
+        .map(|e| e.split(|&b| b == b'=').next().unwrap_or(e).to_vec())
+        .collect()
+}
+
+/// Sleeps `d` (only in `usher --check`, never in PID 1's loop).
+pub fn sleep(d: Duration) {
+    let mut ts = libc::timespec {
+        tv_sec: d.as_secs() as _,
+        tv_nsec: d.subsec_nanos() as _,
+    };
+    // SAFETY: `ts` is a valid timespec, also for the time left.
+    while unsafe { libc::nanosleep(&ts, &mut ts) } != 0 && errno() == libc::EINTR {}
+}
+
+/// The allocator: the C library's malloc (as std's own on Linux).
+pub struct Malloc;
+
+/// What malloc's pointers are always aligned to.
+const MALLOC_ALIGN: usize = 2 * core::mem::size_of::<usize>();
+
+// SAFETY: every method hands the C library's allocator what it documents:
+// sizes and alignments from a valid Layout, pointers it gave out.
+unsafe impl core::alloc::GlobalAlloc for Malloc {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN && layout.align() <= layout.size() {
+            // SAFETY: see the impl.
+            unsafe { libc::malloc(layout.size()) as *mut u8 }
+        } else {
+            let align = layout.align().max(core::mem::size_of::<usize>());
+            let mut out = core::ptr::null_mut();
+            // SAFETY: see the impl; `align` is a power of two and a multiple of the pointer size.
+            let ret = unsafe { libc::posix_memalign(&mut out, align, layout.size()) };
+            if ret == 0 {
+                out as *mut u8
+            } else {
+                core::ptr::null_mut()
+            }
+        }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _: core::alloc::Layout) {
+        // SAFETY: see the impl.
+        unsafe { libc::free(ptr.cast()) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: core::alloc::Layout, size: usize) -> *mut u8 {
+        if layout.align() <= MALLOC_ALIGN && layout.align() <= size {
+            // SAFETY: see the impl.
+            return unsafe { libc::realloc(ptr.cast(), size) as *mut u8 };
+        }
+        // SAFETY: see the impl: a new block, the old bytes, the old block freed.
+        unsafe {
+            let new = self.alloc(core::alloc::Layout::from_size_align_unchecked(
+                size,
+                layout.align(),
+            ));
+            if !new.is_null() {
+                core::ptr::copy_nonoverlapping(ptr, new, layout.size().min(size));
+                self.dealloc(ptr, layout);
+            }
+            new
+        }
+    }
+}
+
+/// Where an unwinding would start (it never does: panic = "abort").
+pub fn panicked_unwinding() -> ! {
+    let _ = write_fd(
+        libc::STDERR_FILENO,
+        b"usher: panic: unwinding in a build that aborts\n",
+    );
+    // SAFETY: abort never returns.
+    unsafe { libc::abort() }
+}
+
+/// What usher does if it ever panics (it must not): one line on stderr,
+/// then abort, so the crash is loud and the engine sees a signal death.
+pub fn panicked(info: &core::panic::PanicInfo<'_>) -> ! {
+    use core::fmt::Write;
+    struct Stderr;
+    impl Write for Stderr {
+        fn write_str(&mut self, s: &str) -> core::fmt::Result {
+            let _ = write_fd(libc::STDERR_FILENO, s.as_bytes());
+            Ok(())
+        }
+    }
+    let _ = writeln!(Stderr, "usher: panic: {info}");
+    // SAFETY: abort never returns.
+    unsafe { libc::abort() }
+}
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     if ret < 0 {
@@ -39,7 +434,7 @@ pub fn set_sigmask(set: SigSet) -> io::Result<()> {
             libc::SYS_rt_sigprocmask,
             libc::SIG_SETMASK,
             &mask as *const u64,
-            std::ptr::null_mut::<u64>(),
+            core::ptr::null_mut::<u64>(),
             KERNEL_SIGSET_SIZE,
         )
     };
@@ -49,14 +444,14 @@ pub fn set_sigmask(set: SigSet) -> io::Result<()> {
 /// The signals this process ignores (SIG_IGN survives exec; handlers do
 /// not), from /proc/self/status; without /proc, every catchable one.
 pub fn ignored_signals() -> SigSet {
-    use std::io::Read;
     let every = SigSet::from_bits(!0);
     // One read of a buffer large enough for the whole file (about 1.5 KiB).
     let mut buf = [0u8; 8192];
-    let Ok(n) = std::fs::File::open("/proc/self/status").and_then(|mut f| f.read(&mut buf)) else {
+    let read = open(b"/proc/self/status", libc::O_RDONLY, 0).and_then(|f| f.read(&mut buf));
+    let Ok(n) = read else {
         return every;
     };
-    String::from_utf8_lossy(&buf[..n])
+    alloc::string::String::from_utf8_lossy(&buf[..n])
         .lines()
         .find_map(|l| l.strip_prefix("SigIgn:"))
         .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
@@ -95,7 +490,7 @@ fn reset_reserved(n: i32) {
             libc::SYS_rt_sigaction,
             libc::c_long::from(n),
             act.as_ptr(),
-            std::ptr::null_mut::<u64>(),
+            core::ptr::null_mut::<u64>(),
             sigset_size,
         )
     };
@@ -117,9 +512,7 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
             libc::SFD_CLOEXEC,
         )
     };
-    let fd = check(fd as libc::c_int)?;
-    // SAFETY: the kernel just returned this fd to us; we are its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    OwnedFd::new(fd as libc::c_int)
 }
 
 /// Reads up to a batch of pending signals from the signalfd (waiting for
@@ -130,10 +523,10 @@ pub fn signalfd(set: SigSet) -> io::Result<OwnedFd> {
 /// not in arrival order; queued real-time signals come out once per send.
 pub fn read_signals(fd: &OwnedFd, out: &mut Vec<(Signal, Option<Pid>)>) -> io::Result<()> {
     const N: usize = 32;
-    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    let size = core::mem::size_of::<libc::signalfd_siginfo>();
     // Not zeroed: the kernel fills what it returns and nothing else is read
     // (zeroing 4 KiB per wake-up was the largest cost on the signal path).
-    let mut buf = std::mem::MaybeUninit::<[libc::signalfd_siginfo; N]>::uninit();
+    let mut buf = core::mem::MaybeUninit::<[libc::signalfd_siginfo; N]>::uninit();
     loop {
         // SAFETY: the buffer is valid for N * size writable bytes.
         let got = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), N * size) };
@@ -148,7 +541,7 @@ pub fn read_signals(fd: &OwnedFd, out: &mut Vec<(Signal, Option<Pid>)>) -> io::R
         let count = got as usize / size;
         // SAFETY: the kernel wrote `count` whole records at the start of `buf`.
         let records = unsafe {
-            std::slice::from_raw_parts(buf.as_ptr().cast::<libc::signalfd_siginfo>(), count)
+            core::slice::from_raw_parts(buf.as_ptr().cast::<libc::signalfd_siginfo>(), count)
         };
         out.extend(records.iter().filter_map(|info| {
             let signal = Signal::new(info.ssi_signo as i32)?;
@@ -163,15 +556,9 @@ pub fn read_signals(fd: &OwnedFd, out: &mut Vec<(Signal, Option<Pid>)>) -> io::R
 
 /// A close-on-exec, non-blocking timerfd on the monotonic clock.
 pub fn timerfd() -> io::Result<OwnedFd> {
+    let flags = libc::TFD_CLOEXEC | libc::TFD_NONBLOCK;
     // SAFETY: plain syscall with constant flags.
-    let fd = check(unsafe {
-        libc::timerfd_create(
-            libc::CLOCK_MONOTONIC,
-            libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
-        )
-    })?;
-    // SAFETY: the kernel just returned this fd to us; we are its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    OwnedFd::new(unsafe { libc::timerfd_create(libc::CLOCK_MONOTONIC, flags) })
 }
 
 /// Arms the timer to fire once at monotonic time `at`, or disarms it.
@@ -204,7 +591,7 @@ pub fn timer_set(fd: &OwnedFd, at: Option<Duration>) -> io::Result<()> {
             fd.as_raw_fd(),
             libc::TFD_TIMER_ABSTIME,
             &spec,
-            std::ptr::null_mut(),
+            core::ptr::null_mut(),
         )
     };
     check(ret).map(drop)
@@ -247,7 +634,7 @@ pub fn wait_readable<const N: usize>(fds: [&OwnedFd; N]) -> io::Result<[bool; N]
 /// Waits up to `timeout` for `fd` to be ready for `events` (POLLIN or
 /// POLLOUT); false when the time ran out. Only for an HTTP hook's child:
 /// usher's own loop never waits on anything but its two fds.
-pub fn wait_ready(fd: &impl AsRawFd, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
+pub fn wait_ready(fd: &OwnedFd, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
     let mut poll = libc::pollfd {
         fd: fd.as_raw_fd(),
         events,
@@ -261,19 +648,17 @@ pub fn wait_ready(fd: &impl AsRawFd, events: libc::c_short, timeout: Duration) -
 
 /// Starts a non-blocking TCP connection to `addr`: the fd, writable once
 /// connected (then ask [`socket_error`] how it went).
-pub fn tcp_connect(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
-    use std::net::SocketAddr;
+pub fn tcp_connect(addr: core::net::SocketAddr) -> io::Result<OwnedFd> {
+    use core::net::SocketAddr;
     let family = match addr {
         SocketAddr::V4(_) => libc::AF_INET,
         SocketAddr::V6(_) => libc::AF_INET6,
     };
     let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
     // SAFETY: plain syscall with constant arguments.
-    let fd = check(unsafe { libc::socket(family, kind, 0) })?;
-    // SAFETY: the kernel just returned this fd to us; we are its only owner.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let fd = OwnedFd::new(unsafe { libc::socket(family, kind, 0) })?;
     // SAFETY: sockaddr_storage is plain data; zeroes are a valid value.
-    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut storage: libc::sockaddr_storage = unsafe { core::mem::zeroed() };
     let len = match addr {
         SocketAddr::V4(a) => {
             let sin = libc::sockaddr_in {
@@ -285,18 +670,18 @@ pub fn tcp_connect(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
                 sin_zero: [0; 8],
             };
             // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
+            unsafe { core::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            core::mem::size_of::<libc::sockaddr_in>()
         }
         SocketAddr::V6(a) => {
             // SAFETY: sockaddr_in6 is plain data; zeroes are a valid value.
-            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            let mut sin6: libc::sockaddr_in6 = unsafe { core::mem::zeroed() };
             sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
             sin6.sin6_port = a.port().to_be();
             sin6.sin6_addr.s6_addr = a.ip().octets();
             // SAFETY: as above.
-            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
+            unsafe { core::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            core::mem::size_of::<libc::sockaddr_in6>()
         }
     };
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes.
@@ -317,7 +702,7 @@ pub fn tcp_connect(addr: std::net::SocketAddr) -> io::Result<OwnedFd> {
 /// The pending error of a socket (how a non-blocking connect ended).
 pub fn socket_error(fd: &OwnedFd) -> io::Result<()> {
     let mut err: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    let mut len = core::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: `err` and `len` are valid for getsockopt to write.
     check(unsafe {
         libc::getsockopt(
@@ -430,11 +815,13 @@ fn decode_status(status: libc::c_int) -> Status {
 }
 
 pub fn getpid() -> Pid {
-    std::process::id() as Pid
+    // SAFETY: getpid cannot fail.
+    unsafe { libc::getpid() }
 }
 
 pub fn getppid() -> Pid {
-    std::os::unix::process::parent_id() as Pid
+    // SAFETY: getppid cannot fail.
+    unsafe { libc::getppid() }
 }
 
 /// Whether usher is already a child subreaper (the flag survives exec, so
@@ -476,14 +863,10 @@ pub fn set_pdeathsig(sig: Signal) -> io::Result<()> {
     .map(drop)
 }
 
-/// Whether standard input is a terminal. std's `IsTerminal` on the raw fd:
-/// `std::io::stdin().is_terminal()` would also allocate stdin's 8 KiB
-/// buffer, which usher never reads through.
+/// Whether standard input is a terminal.
 pub fn stdin_is_terminal() -> bool {
-    use std::io::IsTerminal;
-    // SAFETY: fd 0 is only borrowed for the call; if it is closed the check
-    // just fails (EBADF), as isatty does.
-    unsafe { std::os::fd::BorrowedFd::borrow_raw(libc::STDIN_FILENO) }.is_terminal()
+    // SAFETY: isatty only inspects the fd; a closed one is simply not a terminal.
+    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
 }
 
 /// Whether the terminal on `fd` has usher's process group in the foreground.
@@ -512,7 +895,7 @@ pub fn stop_self() {
 /// reopened) and a missing /proc give `None`.
 pub fn nonblocking_twin(fd: RawFd) -> Option<OwnedFd> {
     // SAFETY: `st` is plain data for fstat to fill.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let mut st: libc::stat = unsafe { core::mem::zeroed() };
     // SAFETY: `st` is a valid, writable stat buffer.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
         return None;
@@ -521,13 +904,15 @@ pub fn nonblocking_twin(fd: RawFd) -> Option<OwnedFd> {
     if kind != libc::S_IFIFO && kind != libc::S_IFCHR {
         return None;
     }
-    let path = std::ffi::CString::new(format!("/proc/self/fd/{fd}")).ok()?;
-    let flags = libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY;
-    // SAFETY: `path` is NUL-terminated; O_NOCTTY keeps a session leader from
-    // acquiring the terminal as its controlling one.
-    let new = unsafe { libc::open(path.as_ptr(), flags) };
-    // SAFETY: the kernel just returned this fd to us; we are its only owner.
-    (new >= 0).then(|| unsafe { OwnedFd::from_raw_fd(new) })
+    let path = format!("/proc/self/fd/{fd}");
+    // O_NOCTTY keeps a session leader from acquiring the terminal as its
+    // controlling one.
+    open(
+        path.as_bytes(),
+        libc::O_WRONLY | libc::O_NONBLOCK | libc::O_NOCTTY,
+        0,
+    )
+    .ok()
 }
 
 /// A close-on-exec pipe: (read end, write end).
@@ -537,8 +922,7 @@ pub fn pipe(nonblocking: bool) -> io::Result<(OwnedFd, OwnedFd)> {
     let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
     // SAFETY: `fds` has room for the two fds pipe2 writes.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), flags) })?;
-    // SAFETY: the kernel just returned these fds to us; we own each once.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    Ok((OwnedFd(fds[0]), OwnedFd(fds[1])))
 }
 
 /// A command to start, with everything its child needs prepared before the
@@ -564,7 +948,7 @@ pub struct Exec {
 /// `Err` when usher itself failed (pipe, fork).
 pub fn spawn(exec: &Exec) -> io::Result<Result<Pid, io::Error>> {
     let mut argv: Vec<*const libc::c_char> = exec.argv.iter().map(|a| a.as_ptr()).collect();
-    argv.push(std::ptr::null());
+    argv.push(core::ptr::null());
     let (status_in, status_out) = pipe(false)?;
     // SAFETY: the child only runs `become_exec`, which makes async-signal-safe
     // system calls on data prepared above and never returns; nothing it
@@ -671,9 +1055,7 @@ pub fn write_fd(fd: RawFd, bytes: &[u8]) -> io::Result<usize> {
 pub fn sock_diag() -> io::Result<OwnedFd> {
     let kind = libc::SOCK_DGRAM | libc::SOCK_CLOEXEC;
     // SAFETY: plain syscall with constant arguments.
-    let fd = check(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_SOCK_DIAG) })?;
-    // SAFETY: the kernel just returned this fd to us; we are its only owner.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    OwnedFd::new(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_SOCK_DIAG) })
 }
 
 /// Sends one netlink message to the kernel (an unconnected netlink socket's
@@ -691,7 +1073,7 @@ pub fn netlink_send(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {
     match sent {
         n if n < 0 => Err(io::Error::last_os_error()),
         n if n as usize == msg.len() => Ok(()),
-        _ => Err(io::ErrorKind::WriteZero.into()),
+        _ => Err(io::Error::from_raw_os_error(libc::EIO)),
     }
 }
 
@@ -705,6 +1087,6 @@ pub fn netlink_recv(fd: &OwnedFd, buf: &mut [u8]) -> io::Result<usize> {
     match got {
         n if n < 0 => Err(io::Error::last_os_error()),
         n if n as usize <= buf.len() => Ok(n as usize),
-        _ => Err(io::ErrorKind::InvalidData.into()),
+        _ => Err(io::Error::from_raw_os_error(libc::EMSGSIZE)),
     }
 }

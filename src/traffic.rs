@@ -61,8 +61,11 @@
 //! with 1,000 idle ones (4 to 6% of a core at one sample per 100 ms), the
 //! kernel's walk and its tcp_info for each socket most of it.
 
-use std::fs;
-use std::io::{self, Read};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::sys::io;
 
 use crate::process::{Pid, Traffic};
 use crate::sys;
@@ -90,7 +93,7 @@ const INET_DIAG_INFO: u16 = 2;
 /// Sizes of `struct nlmsghdr` and `struct inet_diag_msg`.
 const HDR: usize = 16;
 const MSG: usize = 72;
-const BYTES_RECEIVED: usize = std::mem::offset_of!(libc::tcp_info, tcpi_bytes_received);
+const BYTES_RECEIVED: usize = core::mem::offset_of!(libc::tcp_info, tcpi_bytes_received);
 /// The bytes received by a socket that reports no tcp_info (TIME_WAIT).
 const UNKNOWN: u64 = u64::MAX;
 /// Room for the largest datagram of a dump (the kernel keeps them under 32 KiB).
@@ -212,7 +215,7 @@ impl Sampler {
             *last = passive.0;
         }
         self.arrivals += new + grown;
-        std::mem::swap(&mut self.seen, &mut self.now);
+        core::mem::swap(&mut self.seen, &mut self.now);
         Ok(Traffic {
             listeners: self.listeners.len() as u32,
             arrivals: self.arrivals,
@@ -246,7 +249,7 @@ impl Sampler {
                 }
             }
         }
-        Err(io::ErrorKind::InvalidData.into()) // it did not end
+        Err(io::Error::from_raw_os_error(libc::EPROTO)) // it did not end
     }
 
     /// Takes in one socket of a dump: a listener, or a connection to one.
@@ -310,17 +313,20 @@ fn sort(v: &mut [Conn]) {
 /// table could be read (processes that are gone, or not ours to read, are
 /// skipped).
 fn socket_inodes(owners: &[Pid]) -> Result<Vec<u32>, String> {
-    use std::os::unix::ffi::OsStrExt;
     let mut inodes = Vec::new();
     let mut failed = None;
     let mut read = owners.is_empty();
     for &pid in owners {
         let dir = format!("/proc/{pid}/fd");
-        match fs::read_dir(&dir) {
-            Ok(fds) => {
+        let mut fds = Vec::new();
+        match sys::list_dir(dir.as_bytes(), |fd| fds.push(fd.to_vec())) {
+            Ok(()) => {
                 read = true;
-                inodes.extend(fds.flatten().filter_map(|fd| {
-                    socket_inode(fs::read_link(fd.path()).ok()?.as_os_str().as_bytes())
+                inodes.extend(fds.iter().filter_map(|fd| {
+                    let mut path = dir.clone().into_bytes();
+                    path.push(b'/');
+                    path.extend_from_slice(fd);
+                    socket_inode(&sys::read_link(&path).ok()?)
                 }));
             }
             Err(e) => failed = Some(unreadable(&dir, e)),
@@ -407,7 +413,7 @@ enum Next {
 /// Anything malformed or unexpected (NLMSG_OVERRUN, say) is an error, and
 /// so is the kernel's refusal of the dump.
 fn next(d: &[u8], at: &mut usize) -> io::Result<Next> {
-    let bad = || io::Error::from(io::ErrorKind::InvalidData);
+    let bad = || io::Error::from_raw_os_error(libc::EPROTO);
     let Some(rest) = d.get(*at..).filter(|r| !r.is_empty()) else {
         return Ok(Next::More);
     };
@@ -456,11 +462,11 @@ fn socket(body: &[u8]) -> Option<Socket> {
 /// 3 KiB, which procfs hands out whole).
 fn passive_opens() -> Result<u64, String> {
     let mut buf = [0; 16 * 1024];
-    let n = fs::File::open("/proc/net/snmp")
-        .and_then(|mut f| f.read(&mut buf))
+    let n = sys::open(b"/proc/net/snmp", libc::O_RDONLY, 0)
+        .and_then(|f| f.read(&mut buf))
         .map_err(|e| unreadable("/proc/net/snmp", e))?;
-    parse_passive(buf.get(..n).unwrap_or_default())
-        .ok_or_else(|| unreadable("/proc/net/snmp", io::ErrorKind::InvalidData.into()))
+    let bad = io::Error::from_raw_os_error(libc::EIO);
+    parse_passive(buf.get(..n).unwrap_or_default()).ok_or_else(|| unreadable("/proc/net/snmp", bad))
 }
 
 /// PassiveOpens from the two `Tcp:` lines of /proc/net/snmp: the value as
@@ -490,10 +496,12 @@ fn number(digits: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::fs;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
     use std::time::{Duration, Instant};
+    use std::{format, print, println, vec};
 
     const IO: Duration = Duration::from_secs(5);
 

@@ -5,6 +5,10 @@
 //! Not supported, on purpose: expansions, globs, redirections, pipes —
 //! write `sh -c '…'` for those.
 
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 pub fn split(line: &str) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut word = String::new();
@@ -14,7 +18,7 @@ pub fn split(line: &str) -> Result<Vec<String>, String> {
         match c {
             ' ' | '\t' | '\n' => {
                 if in_word {
-                    words.push(std::mem::take(&mut word));
+                    words.push(core::mem::take(&mut word));
                     in_word = false;
                 }
             }

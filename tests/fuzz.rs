@@ -224,7 +224,9 @@ fn parse_checked(
     args: &[OsString],
     env: &HashMap<String, OsString>,
 ) -> Result<Option<cli::Config>, TestCaseError> {
-    let parsed = cli::parse(args.iter().cloned(), |k| env.get(k).cloned());
+    let parsed = cli::parse(args.iter().map(|a| a.clone().into_vec()), |k| {
+        env.get(k).map(|v| v.clone().into_vec())
+    });
     let newline_in = args.iter().chain(env.values()).any(|a| {
         a.as_encoded_bytes()
             .iter()
@@ -257,7 +259,8 @@ fn parse_checked(
             }
             // The app's words are passed on untouched, in order.
             let tail = &args[args.len() - cfg.command.len()..];
-            prop_assert_eq!(tail, &cfg.command[..]);
+            let tail: Vec<Vec<u8>> = tail.iter().map(|a| a.clone().into_vec()).collect();
+            prop_assert_eq!(tail, cfg.command.clone());
             Ok(Some(*cfg))
         }
         Ok(Parsed::Help | Parsed::Version | Parsed::License | Parsed::Check(_)) => Ok(None),

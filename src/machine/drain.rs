@@ -13,7 +13,7 @@
 //! second, a scrape every 15 s) does not reset the verdict for long; a quiet
 //! spell in light traffic before the balancer noticed is what MIN is for.
 
-use std::time::Duration;
+use core::time::Duration;
 
 use super::Time;
 use crate::process::Traffic;

@@ -8,6 +8,9 @@
 //! usher is not PID 1 (never `kill(-1)` outside a namespace: it would reach
 //! everything the user owns), and whom the log names.
 
+use alloc::vec;
+use alloc::vec::Vec;
+
 use crate::process::{Leftover, Pid};
 
 /// Where a signal goes.

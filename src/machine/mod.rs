@@ -34,8 +34,12 @@
 //! cutting a pre-stop hook short, so the app is always asked before it is
 //! killed; `Deadline` SIGKILLs everything left (in PostStop: cuts the hook).
 
-use std::collections::VecDeque;
-use std::time::Duration;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use alloc::collections::VecDeque;
+use core::time::Duration;
 
 mod drain;
 mod leftovers;
@@ -869,7 +873,7 @@ impl Machine {
     }
 
     fn on_hook_exit(&mut self, kind: HookKind, status: Status) {
-        let hook = std::mem::replace(&mut self.hooks[kind as usize], Hook::Done);
+        let hook = core::mem::replace(&mut self.hooks[kind as usize], Hook::Done);
         let Hook::Running { pid, since, answer } = hook else {
             return;
         };
@@ -1184,7 +1188,7 @@ impl Machine {
     }
 
     fn exit(&mut self, mut ending: Ending, notable: bool) {
-        ending.hooks = std::mem::take(&mut self.troubles);
+        ending.hooks = core::mem::take(&mut self.troubles);
         self.note(NoteKind::Exiting {
             ending: ending.clone(),
             notable,

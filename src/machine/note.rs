@@ -1,6 +1,9 @@
 //! The log lines the machine decides on, with every fact each carries, and the facts of the ending (the last line and the termination message).
 
-use std::time::Duration;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use core::time::Duration;
 
 use super::drain::{DrainEnd, DrainSpec};
 use super::leftovers::{Named, Target};
