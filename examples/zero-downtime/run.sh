@@ -4,21 +4,23 @@
 # fixed-rate load. See docs/zero-downtime.md for the method and the results.
 #
 #   bash examples/zero-downtime/run.sh          the drain comparison (about
-#       13 minutes): usher with no drain, --drain 2s, a drain for the worst
-#       lag (3500ms) and the adaptive --drain 0s..10s, over four balancer
-#       paths (HTTP with a new server connection per request, HTTP with
-#       pooled server connections, L4 with a new connection per request, L4
-#       with keep-alive clients), 8 stops per run with lags 0.3, 0.5, 1 and
-#       3 s; writes examples/zero-downtime/results/{results.json,table.md},
+#       13 minutes; 8 without the adaptive drain): usher with no drain,
+#       --drain 2s, a drain for the worst lag (3500ms) and the adaptive
+#       --drain 0s..10s, over four balancer paths (HTTP with a new server
+#       connection per request, HTTP with pooled server connections, L4 with
+#       a new connection per request, L4 with keep-alive clients), 8 stops
+#       per run with lags 0.3, 0.5, 1 and 3 s; writes
+#       examples/zero-downtime/results/{results.json,table.md},
 #       docs/img/zero-downtime.svg and the results section of
 #       docs/zero-downtime.md
 #   bash examples/zero-downtime/run.sh --quick  the same with 4 stops per
-#       run (one per lag; about 6 minutes); writes target/zero-downtime/ only
+#       run (one per lag; about 7 minutes, 5 without the adaptive drain);
+#       writes target/zero-downtime/ only
 #   bash examples/zero-downtime/run.sh --inits  the comparison of inits (shell,
 #       tini, usher; 1 s lag, 2 stops per run, 3 runs each, plus haproxy's
-#       retries; about 8 minutes); writes results/{inits.json,inits.md},
-#       docs/img/zero-downtime-inits.svg and the inits section of the doc
-#       (with --quick: one run each, into target/zero-downtime/)
+#       retries; about 7 minutes, --quick 3); writes
+#       results/{inits.json,inits.md}, docs/img/zero-downtime-inits.svg and
+#       the inits section of the doc (--quick: into target/zero-downtime/)
 #
 # Options: --lags LIST (default 0.3,0.5,1,3), --stops N (per run; default 2
 # per lag, --quick 1 per lag), --drain DURATION (the fixed drain, default
@@ -29,8 +31,8 @@
 # --no-prober, --rate N (requests/s, default 100), --reps N (default 1;
 # --inits 3), --lag SECONDS (--inits only, default 1), --port-base PORT
 # (default 18480; haproxy there, replicas on the next 4).
-# Installs what is missing (Debian packages nginx, haproxy, tini, busybox-
-# static, file, python3; needs none of their services), builds a static
+# Installs what is missing (Debian packages nginx, haproxy, file, python3,
+# and for --inits tini and busybox-static; needs none of their services), builds a static
 # usher and the images (examples/zero-downtime/images.sh), runs harness.py
 # and report.py. Removes its containers and images by id when it ends, also
 # on failure or Ctrl-C. Needs root (or sudo) for apt-get and a Docker engine.
@@ -38,7 +40,7 @@
 # gets its other scenarios measured and the adaptive rows marked as awaiting.
 set -euo pipefail
 
-usage() { sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,40p' "$0" | sed 's/^# \{0,1\}//'; }
 quick=0 inits=0 lag=1 drain=2s drain_long='' drain_min=0s drain_max=10s rate=100 reps='' stops=0
 lags=0.3,0.5,1,3 paths=http-close,http-pool,tcp-close,tcp-keepalive
 scenarios=nodrain,fixed,fixed-long,adaptive probe=1 port_base=18480
