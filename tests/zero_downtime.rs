@@ -243,7 +243,10 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
     );
 
     // The adaptive drain, if this usher has it.
-    if let Some(refused) = lines("UNSUPPORTED", "adaptive").first() {
+    if let Some(line) = lines("UNSUPPORTED", "adaptive").first() {
+        let refused = line
+            .split_once(" why=")
+            .map_or(line.as_str(), |(_, why)| why);
         let help = docker(&[
             "run",
             "--rm",
