@@ -1,19 +1,32 @@
-//! A rolling restart through a real load balancer must lose no request with
-//! usher's drain, and must lose some without it.
+//! A rolling restart through a real load balancer that pools its server
+//! connections: without a drain it loses requests, with a drain that covers
+//! the balancer's lag it loses none, and usher's adaptive drain
+//! (`--drain 0s..10s`) loses none and lets the stop signal through well
+//! before MAX once the traffic has stopped.
 //!
 //! A reduced run of `examples/zero-downtime/` (see docs/zero-downtime.md):
 //! `images.sh` builds a static usher and a FROM-scratch nginx image,
-//! `harness.py` puts two replicas behind haproxy on 127.0.0.1, sends 100
-//! requests/s through it and replaces both replicas the way a Deployment does
-//! (the replacement first, then `docker stop` of the old one, which haproxy
-//! stops using only 2 s later). Two restarts: `usher -r TERM:QUIT` with no
-//! drain, which must lose requests (else this test measures nothing), and
-//! `usher --drain 4s -r TERM:QUIT`, which must lose none.
+//! `harness.py` puts two replicas behind haproxy on 127.0.0.1 with
+//! `http-reuse always` (many requests share few server connections, so most
+//! of the traffic an old replica sees is bytes on established connections,
+//! not new ones), sends 100 requests/s through it, probes each replica
+//! directly once a second as kubelet does, and replaces replicas the way a
+//! Deployment does: the replacement first, then `docker stop` of the old
+//! one, which haproxy stops using only LAG seconds later. Each run makes two
+//! stops, with lags of 1 s and 2 s. Three runs, all `usher -r TERM:QUIT
+//! --grace-period 12s`:
+//! - no drain: must lose requests (else this test measures nothing);
+//! - `--drain 3s` (≥ the worst lag): must lose none;
+//! - `--drain 0s..10s`: must lose none, and usher's `forwarded` line must
+//!   come less than LAG + 4 s after `docker stop` (5 s for a 1 s lag), far
+//!   from MAX (10 s). An usher without the adaptive drain refuses the range
+//!   (exit 2): that part then says `SKIPPED` — unless usher's `--help` offers
+//!   a range for `--drain`, when a refusal fails the test.
 //!
-//! Why 2 s and not the docs' 1 s: the lag runs from the `docker stop` call,
+//! Why the lags are not shorter: the lag runs from the `docker stop` call,
 //! and on a loaded machine its signal reaches the container up to several
 //! hundred ms later, which shortens the window in which the baseline loses
-//! requests; 2 s keeps that window wide. The drain keeps the same 2 s margin.
+//! requests.
 //!
 //! Where Docker, nginx, haproxy or python3 is missing, the test prints one
 //! `SKIPPED` line and passes, unless `USHERTEST_REQUIRE_DOCKER=1` (set by
@@ -107,12 +120,17 @@ impl Drop for Cleanup {
     }
 }
 
-/// One `RESULT key=value ...` line of harness.py.
-fn field(line: &str, key: &str) -> u64 {
+/// A field of one `RESULT key=value ...` or `STOP key=value ...` line of
+/// harness.py, or None when it is absent or `None`.
+fn value(line: &str, key: &str) -> Option<f64> {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {line:?}"))
+}
+
+/// A field that must be there.
+fn field(line: &str, key: &str) -> f64 {
+    value(line, key).unwrap_or_else(|| panic!("no {key} in {line:?}"))
 }
 
 #[test]
@@ -156,47 +174,125 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
     eprintln!("images built in {:?}", out.took);
     let images = work.join("images.env");
     std::fs::write(&images, &out.stdout).expect("write images.env");
+    let usher_image = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("usher="))
+        .expect("images.sh printed no usher image")
+        .to_string();
 
-    // Two restarts, 2 s balancer lag, haproxy retries 0. The harness stops
-    // itself (and cleans up) at its deadline, before this test's limit.
+    // Three runs of two stops each, lags 1 s and 2 s, haproxy retries 0 and
+    // http-reuse always. The harness stops itself (and cleans up) at its
+    // deadline, before this test's limit.
     let mut cmd = Command::new("python3");
     cmd.arg(example.join("harness.py"))
         .args(["--images", &images.to_string_lossy()])
         .args(["--out", &work.join("results.json").to_string_lossy()])
         .args(["--run-id", &run, "--port-base", &base.to_string()])
+        .args(["--paths", "http-pool", "--lags", "1,2", "--stops", "2"])
         .args([
-            "--lag", "2", "--rate", "100", "--drain", "4s", "--grace", "8s",
+            "--rate",
+            "100",
+            "--drain-long",
+            "3s",
+            "--adaptive",
+            "0s..10s",
         ])
-        .args(["--scenarios", "usher-nodrain,usher-drain", "--reps", "1"])
-        .args(["--extra-reps", "0", "--deadline", "240"]);
+        .args(["--scenarios", "nodrain,fixed-long,adaptive", "--reps", "1"])
+        .args(["--deadline", "240"]);
     // try_run leaves out every inherited USHER_* variable (hermetic).
     let out = try_run(&mut cmd, Duration::from_secs(300)).unwrap_or_else(|e| panic!("{e}"));
     eprintln!("harness took {:?}:\n{}", out.took, out.stderr);
     assert_eq!(out.code, Some(0), "harness.py failed:\n{}", out.stderr);
-    let result = |scenario: &str| -> String {
+    let lines = |kind: &str, scenario: &str| -> Vec<String> {
+        let prefix = format!("{kind} scenario={scenario} ");
         out.stdout
             .lines()
-            .find(|l| l.starts_with(&format!("RESULT scenario={scenario} ")))
-            .unwrap_or_else(|| panic!("no result for {scenario}:\n{}", out.stdout))
-            .to_string()
+            .filter(|l| l.starts_with(&prefix))
+            .map(String::from)
+            .collect()
     };
-    let (without, with) = (result("usher-nodrain"), result("usher-drain"));
-    eprintln!("{without}\n{with}");
-    // The load ran: over 10 s at 100 requests/s each.
+    let result = |scenario: &str| -> String {
+        let found = lines("RESULT", scenario);
+        assert_eq!(found.len(), 1, "one result for {scenario}:\n{}", out.stdout);
+        eprintln!("{}\n{}", found[0], lines("STOP", scenario).join("\n"));
+        found[0].clone()
+    };
+    let (without, with) = (result("nodrain"), result("fixed-long"));
+    // The load ran: over 10 s at 100 requests/s each, and haproxy pooled its
+    // server connections (nginx's log: requests per connection).
     for line in [&without, &with] {
-        assert!(field(line, "sent") >= 600, "too little load: {line}");
+        assert!(field(line, "sent") >= 600.0, "too little load: {line}");
+        assert!(
+            field(line, "server_requests") >= 5.0 * field(line, "server_connections"),
+            "haproxy did not pool its server connections: {line}"
+        );
     }
-    // About 2 steps × 100/s × 1/3 of the rotation × 2 s of lag ≈ 133
-    // expected, less what a late stop signal takes off (signal_s in the
-    // line); a baseline that loses (almost) nothing shows nothing.
+    // About 100/s × 1/3 of the rotation × (1 s + 2 s) of lag ≈ 100 expected,
+    // less what a late stop signal takes off (signal_s in the line); a
+    // baseline that loses (almost) nothing shows nothing.
     assert!(
-        field(&without, "failed") >= 10,
+        field(&without, "failed") >= 10.0,
         "without a drain the restart lost almost nothing, so this test measures nothing: {without}"
     );
     assert_eq!(
         field(&with, "failed"),
-        0,
-        "with --drain 4s > 2 s lag the restart lost requests: {with}\n{}",
+        0.0,
+        "with --drain 3s ≥ the 2 s lag the restart lost requests: {with}\n{}",
         out.stderr
     );
+
+    // The adaptive drain, if this usher has it.
+    if let Some(line) = lines("UNSUPPORTED", "adaptive").first() {
+        let refused = line
+            .split_once(" why=")
+            .map_or(line.as_str(), |(_, why)| why);
+        let help = docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--label",
+            "usher-zd=1",
+            "--label",
+            &format!("usher-zd.run={run}"),
+            &usher_image,
+            "--help",
+        ])
+        .unwrap_or_default();
+        let offered = help
+            .lines()
+            .any(|l| l.contains("--drain") && l.contains(".."));
+        assert!(
+            !offered,
+            "usher's --help offers a range for --drain, yet it refused --drain 0s..10s: {refused}"
+        );
+        return skipped(&format!(
+            "its adaptive-drain part: this usher has no --drain MIN..MAX yet ({refused})"
+        ));
+    }
+    let adaptive = result("adaptive");
+    assert!(
+        field(&adaptive, "sent") >= 600.0,
+        "too little load: {adaptive}"
+    );
+    assert_eq!(
+        field(&adaptive, "failed"),
+        0.0,
+        "with --drain 0s..10s the restart lost requests: {adaptive}\n{}",
+        out.stderr
+    );
+    let stops = lines("STOP", "adaptive");
+    assert_eq!(stops.len(), 2, "two stops: {stops:?}");
+    for stop in &stops {
+        let lag = field(stop, "lag");
+        let forwarded = value(stop, "forwarded_s")
+            .unwrap_or_else(|| panic!("no `forwarded` line of usher after the stop: {stop}"));
+        assert!(
+            forwarded < lag + 4.0,
+            "--drain 0s..10s held the stop signal {forwarded} s after docker stop, though \
+             haproxy stopped sending {lag} s after it (want < {} s; MAX is 10 s): {stop}",
+            lag + 4.0
+        );
+    }
 }

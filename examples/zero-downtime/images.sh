@@ -105,7 +105,16 @@ pid /tmp/nginx.pid;
 error_log stderr notice;
 events { worker_connections 1024; }
 http {
-    access_log off;
+    # One line per request on stderr (docker logs): when it ended (\$msec)
+    # and took, on which connection (a serial number of the single worker)
+    # as its how-manieth request: which shows whether a balancer pools its
+    # connections, and when the last request reached a stopping replica.
+    log_format zd 'zd \$msec \$request_time \$connection \$connection_requests \$status \$uri';
+    access_log /dev/stderr zd;
+    # Keep-alive on, long, and without a request limit, so that a pool of
+    # connections (haproxy's http-reuse, keep-alive clients) really persists.
+    keepalive_timeout 120s;
+    keepalive_requests 1000000;
     client_body_temp_path /tmp/body;
     proxy_temp_path /tmp/proxy;
     fastcgi_temp_path /tmp/fastcgi;
@@ -115,9 +124,13 @@ http {
     server {
         listen 127.0.0.1:$port;
         root /srv;
+        # Which replica answered, also through an L4 balancer.
+        add_header X-Port \$server_port always;
         location = /small { }
         # About one second per response: in flight when the stop comes.
         location = /slow { limit_rate 100k; }
+        # The prober's (kubelet's) health check.
+        location = /healthz { return 200 "ok\\n"; }
     }
 }
 NGINX
