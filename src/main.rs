@@ -28,12 +28,13 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
 }
 
 /// Never called: nothing unwinds (panic = "abort"), but the precompiled
-/// `alloc` and `core` name these two symbols, which std would provide.
+/// `alloc` and `core` name these two symbols, which std would provide (a
+/// static glibc build gets `_Unwind_Resume` from gcc's libgcc_eh).
 #[cfg(not(test))]
 #[no_mangle]
 extern "C" fn rust_eh_personality() {}
 
-#[cfg(not(test))]
+#[cfg(not(any(test, all(target_env = "gnu", target_feature = "crt-static"))))]
 #[no_mangle]
 extern "C" fn _Unwind_Resume() -> ! {
     sys::panicked_unwinding()

@@ -16,8 +16,18 @@ use core::time::Duration;
 use crate::process::{Pid, Status};
 use crate::signals::{SigSet, Signal};
 
-// Without std, nothing else links the C library.
+// Without std, nothing else links the C library; a static glibc also needs
+// gcc's unwinding support, which its own objects name (std links it too).
 #[link(name = "c")]
+extern "C" {}
+#[cfg_attr(
+    all(target_env = "gnu", target_feature = "crt-static"),
+    link(name = "gcc_eh")
+)]
+#[cfg_attr(
+    all(target_env = "gnu", target_feature = "crt-static"),
+    link(name = "gcc")
+)]
 extern "C" {}
 
 /// A file descriptor as the C library numbers it.
