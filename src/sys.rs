@@ -1068,6 +1068,21 @@ pub fn sock_diag() -> io::Result<OwnedFd> {
     OwnedFd::new(unsafe { libc::socket(libc::AF_NETLINK, kind, libc::NETLINK_SOCK_DIAG) })
 }
 
+/// A close-on-exec NETLINK_SOCK_DIAG socket subscribed to the multicast
+/// `groups` (a bit mask): the kernel's broadcasts of destroyed sockets.
+/// Needs no privilege either.
+pub fn sock_diag_events(groups: u32) -> io::Result<OwnedFd> {
+    let fd = sock_diag()?;
+    // SAFETY: sockaddr_nl is plain data; zeroes are a valid value.
+    let mut addr: libc::sockaddr_nl = unsafe { core::mem::zeroed() };
+    addr.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    addr.nl_groups = groups;
+    let len = core::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
+    // SAFETY: `addr` is a valid sockaddr_nl of `len` bytes.
+    check(unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) })?;
+    Ok(fd)
+}
+
 /// Sends one netlink message to the kernel (an unconnected netlink socket's
 /// default destination), without waiting.
 pub fn netlink_send(fd: &OwnedFd, msg: &[u8]) -> io::Result<()> {

@@ -65,7 +65,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::sys::io;
+use crate::sys::{io, OwnedFd};
 
 use crate::process::{Pid, Traffic};
 use crate::sys;
@@ -96,6 +96,11 @@ const MSG: usize = 72;
 const BYTES_RECEIVED: usize = core::mem::offset_of!(libc::tcp_info, tcpi_bytes_received);
 /// The bytes received by a socket that reports no tcp_info (TIME_WAIT).
 const UNKNOWN: u64 = u64::MAX;
+/// The multicast groups of destroyed TCP sockets: IPv4 (1) and IPv6 (3).
+const DESTROYED: u32 = 1 << 0 | 1 << 2;
+/// Datagrams of destroy events read in one look at most (the rest wait for
+/// the next look; one that overflowed the socket's buffer counts once).
+const MAX_EVENTS: usize = 256;
 /// Room for the largest datagram of a dump (the kernel keeps them under 32 KiB).
 const BUF: usize = 32 * 1024;
 /// Datagrams one dump may take before it counts as failed: far more than
@@ -146,6 +151,12 @@ pub struct Sampler {
     /// The last sample's connections, sorted; and the next one's, being built.
     seen: Vec<Conn>,
     now: Vec<Conn>,
+    /// The kernel's broadcasts of destroyed TCP sockets, when it gives them
+    /// (Linux 4.10): every connection of the app is told at its end, so
+    /// one the client opened and closed between two looks is not missed.
+    ends: Option<OwnedFd>,
+    /// The connections of the app destroyed since the last look.
+    gone: Vec<[u8; 37]>,
     arrivals: u64,
 }
 
@@ -167,6 +178,8 @@ impl Sampler {
             passive: None,
             seen: Vec::new(),
             now: Vec::new(),
+            ends: sys::sock_diag_events(DESTROYED).ok(),
+            gone: Vec::new(),
             arrivals: 0,
         };
         for family in [AF_INET, AF_INET6] {
@@ -196,6 +209,7 @@ impl Sampler {
             Some(last) => passive_opens().map(|n| (n, n.saturating_sub(last)))?,
             None => (0, 0),
         };
+        let overflowed = self.read_ends();
         self.now.clear();
         for family in [AF_INET, AF_INET6] {
             if self.listeners.iter().any(|l| l.family == family) {
@@ -203,13 +217,20 @@ impl Sampler {
             }
         }
         sort(&mut self.now);
-        let (mut new, mut grown) = (0, 0);
+        self.gone.sort_unstable();
+        self.gone.dedup();
+        let seen_before = |key: &[u8; 37], seen: &[Conn]| seen.binary_search_by(|c| c.0.cmp(key));
+        let (mut new, mut grown) = (u64::from(overflowed), 0);
         for (key, bytes) in &self.now {
-            match self.seen.binary_search_by(|c| c.0.cmp(key)) {
+            match seen_before(key, &self.seen) {
                 Ok(i) => grown += u64::from(*bytes != UNKNOWN && *bytes != self.seen[i].1),
-                Err(_) => new += 1,
+                // One that ended and left a TIME_WAIT is counted at its end.
+                Err(_) => new += u64::from(self.gone.binary_search(key).is_err()),
             }
         }
+        // Ended without being seen alive: opened and closed between two looks.
+        new += self.gone.iter().filter(|k| seen_before(k, &self.seen).is_err()).count() as u64;
+        self.gone.clear();
         if let Some(last) = self.passive.as_mut() {
             new = new.max(passive.1);
             *last = passive.0;
@@ -250,6 +271,31 @@ impl Sampler {
             }
         }
         Err(io::Error::from_raw_os_error(libc::EPROTO)) // it did not end
+    }
+
+    /// Takes in the destroy events queued since the last look: the app's
+    /// connections among them go to `gone`. True when the kernel dropped
+    /// some (the socket's buffer overflowed: busy, whatever the count).
+    fn read_ends(&mut self) -> bool {
+        let Some(fd) = &self.ends else {
+            return false;
+        };
+        let mut buf = [0; BUF];
+        for _ in 0..MAX_EVENTS {
+            let n = match sys::netlink_recv(fd, &mut buf) {
+                Ok(n) => n,
+                Err(e) => return e.raw_os_error() == Some(libc::ENOBUFS),
+            };
+            let mut at = 0;
+            while let Ok(Next::Socket(s)) = next(buf.get(..n).unwrap_or_default(), &mut at) {
+                if self.listeners.iter().any(|l| l.takes(&s)) {
+                    let mut key = [s.family; 37];
+                    key[1..].copy_from_slice(&s.id);
+                    self.gone.push(key);
+                }
+            }
+        }
+        false
     }
 
     /// Takes in one socket of a dump: a listener, or a connection to one.
