@@ -1316,6 +1316,19 @@ mod tests {
         (&["--drain", "soon", "app"], &[], &["--drain \"soon\"", "500ms", "not a duration"]),
         (&["--grace-period", "soon", "app"], &[], &["--grace-period \"soon\""]),
         (&["--drain", "1.5", "app"], &[], &["--drain \"1.5\""]),
+        // Ranges: MIN..MAX, two dots, both bounds with a unit, MIN no longer than MAX.
+        (&["--drain", "5s..1s", "app"], &[], &["--drain \"5s..1s\": MIN is longer than MAX", "1s..15s"]),
+        (&["--drain", "..5s", "app"], &[], &["--drain \"..5s\": both bounds are needed", "MIN..MAX"]),
+        (&["--drain", "1s..", "app"], &[], &["--drain \"1s..\": both bounds are needed"]),
+        (&["--drain", "..", "app"], &[], &["--drain \"..\": both bounds are needed"]),
+        (&["--drain", "1s...3s", "app"], &[], &["--drain \"1s...3s\": two dots between the bounds, not three"]),
+        (&["--drain", "1..5s", "app"], &[], &["--drain \"1..5s\": \"1\" has no unit", "1s"]),
+        (&["--drain", "1s..5", "app"], &[], &["--drain \"1s..5\": \"5\" has no unit"]),
+        (&["--drain", "-1s..5s", "app"], &[], &["--drain \"-1s..5s\"", "cannot be negative"]),
+        (&["--drain", "1s..3s..5s", "app"], &[], &["--drain \"1s..3s..5s\"", "not a duration"]),
+        (&["--drain", "1s..400d", "app"], &[], &["--drain \"1s..400d\"", "at most 365d"]),
+        (&["app"], &[("USHER_DRAIN", "5s..1s")], &["USHER_DRAIN \"5s..1s\": MIN is longer than MAX"]),
+        (&["app"], &[("USHER_DRAIN", "1s..")], &["USHER_DRAIN \"1s..\": both bounds are needed"]),
         // Durations too long to mean anything (they could only overflow clocks).
         (&["--drain", "99999999999999999999s", "app"], &[], &["--drain \"99999999999999999999s\"", "at most 365d"]),
         (&["--drain", "18446744073709551615s", "app"], &[], &["--drain \"18446744073709551615s\"", "at most 365d"]),
@@ -1327,6 +1340,8 @@ mod tests {
         (&["--drain=5s", "--grace-period=5s", "app"], &[], &["--drain 5s must be shorter than --grace-period 5s"]),
         (&["--drain", "5s", "--grace-period", "1s", "app"], &[], &["--drain 5s must be shorter than --grace-period 1s"]),
         (&["--grace-period", "0s", "app"], &[], &["the default --drain 0s must be shorter than --grace-period 0s"]),
+        (&["--drain", "1s..5s", "--grace-period", "5s", "app"], &[], &["--drain's MAX 5s must be shorter than --grace-period 5s"]),
+        (&["--drain", "0s..9s", "--grace-period", "5s", "app"], &[], &["--drain's MAX 9s must be shorter than --grace-period 5s"]),
         // Hook command lines.
         (&["--pre-stop", "sh -c 'x", "app"], &[], &["--pre-stop", "sh -c 'x", "unclosed single quote"]),
         (&["--pre-stop", "say \"oops", "app"], &[], &["--pre-stop", "unclosed double quote"]),
@@ -1364,6 +1379,7 @@ mod tests {
         // Conflicts, between variables and between a variable and a flag.
         (&["app"], &[("USHER_DRAIN", "5s"), ("USHER_GRACE_PERIOD", "1s")], &["USHER_DRAIN 5s must be shorter than USHER_GRACE_PERIOD 1s"]),
         (&["--grace-period", "1s", "app"], &[("USHER_DRAIN", "5s")], &["USHER_DRAIN 5s must be shorter than --grace-period 1s"]),
+        (&["app"], &[("USHER_DRAIN", "1s..5s"), ("USHER_GRACE_PERIOD", "5s")], &["USHER_DRAIN's MAX 5s must be shorter than USHER_GRACE_PERIOD 5s"]),
     ];
 
     #[test]
