@@ -971,6 +971,53 @@ fn a_failing_http_pre_stop_hook_warns_and_the_stop_goes_on() {
     assert_eq!(field(&line, "http"), Some("503"), "{line}");
 }
 
+/// usher as the health check of the shell-less image. `docker run
+/// --health-cmd` always wraps its command in `/bin/sh -c`, which this image
+/// has not, so the test builds one FROM it with an exec-form `HEALTHCHECK
+/// CMD ["/usher", "--check", URL]`: the container turns healthy. Then
+/// `docker exec /usher --check --ready` is 0 before the stop and 1 in the
+/// 3 s drain after `docker kill -s TERM`, saying usher (PID 1) began its
+/// shutdown, while a plain `--check` stays 0; both answered before the app
+/// got TERM, which came after the drain: exit 0.
+#[test]
+fn usher_check_is_a_healthcheck_and_ready_fails_in_the_drain() {
+    let Some(s) = prepare() else { return };
+    let port = free_port().to_string();
+    let url = format!("http://127.0.0.1:{port}/");
+    let file = s.work.join(format!("health-{port}.Dockerfile"));
+    let check = format!(r#"HEALTHCHECK --interval=1s CMD ["/usher", "--check", "{url}"]"#);
+    let from = format!("FROM {}\n{check}\n", tag_of(s, "http-hook"));
+    std::fs::write(&file, from).expect("write the Dockerfile");
+    let (file, empty) = (file.to_string_lossy(), s.work.join("empty"));
+    let build = ["build", "-q", "-f", &file, &empty.to_string_lossy()];
+    let image = docker_ok(&build, secs(120));
+    let app = ["--drain", "3s", "--", "/http-app", &port];
+    let c = container(s, &[&["--network", "host", &image][..], &app].concat());
+    let inspect = ["inspect", "-f", "{{json .State.Health}}", &c.id];
+    let health = || docker(&inspect, secs(30)).stdout;
+    let healthy = r#""Status":"healthy""#;
+    let turned = poll(secs(30), Duration::from_millis(200), || {
+        health().contains(healthy)
+    });
+    assert!(turned, "never healthy: {}", health());
+    let check = |ready: &[&str]| c.exec(&[&["/usher", "--check"], ready, &[&url]].concat());
+    let before = check(&["--ready"]);
+    assert!(before.ok() && before.stderr.is_empty(), "{before:?}");
+    let kill = Sent::now();
+    docker_ok(&["kill", "-s", "TERM", &c.id], secs(30));
+    let (ready, plain, answered) = (check(&["--ready"]), check(&[]), kill.elapsed());
+    let term = c.wait_log("http-app: got TERM", secs(30)).at - kill.epoch;
+    eprintln!("checks answered {answered:.3}s after the kill, TERM after {term:.3}s");
+    let said = ready.stderr.contains("usher (pid 1) began its shutdown");
+    assert!(ready.code == Some(1) && said, "in the drain: {ready:?}");
+    assert!(plain.ok() && plain.stderr.is_empty(), "{plain:?}");
+    assert!(answered < term, "both in the drain:\n{}", c.logs_text());
+    assert_on_time("TERM after the drain", Some(term), 3.0, &c.logs_text());
+    assert_eq!(c.wait_code(secs(30)), 0, "{}", c.logs_text());
+    drop(c);
+    let _ = docker(&["rmi", &image], secs(60));
+}
+
 #[test]
 fn rfc3339_parses() {
     assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));

@@ -1,4 +1,4 @@
-//! Lifecycle hooks end to end: post-start alongside the app, its failure stopping the container (exit 124), HTTP actions against a real server, the stop reserve, and hook output in the container's log.
+//! Lifecycle hooks end to end: post-start alongside the app, its failure stopping the container (exit 124), post-stop once all is gone, HTTP actions (with `--http-header`) against a real server, the stop reserve, hook output in the container's log, and `usher --check [--ready]`.
 //!
 //! The HTTP server is a small std `TcpListener` on 127.0.0.1 in this test
 //! process: it records each request's method, target, headers and arrival
@@ -10,6 +10,7 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,6 +31,11 @@ struct Seen {
 }
 
 impl Seen {
+    /// The request line's method and target.
+    fn line(&self) -> (&str, &str) {
+        (&self.method, &self.target)
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         let h = self
             .headers
@@ -164,7 +170,7 @@ fn by_path(target: &str) -> (u16, Option<Duration>) {
 /// An app that traps TERM (records it, exits 0) and idles.
 const TRAPS_TERM: &str = "trap 'rec term; exit 0' TERM\nrec ready\nwhile :; do sleep 0.1; done";
 
-/// Runs usher (as PID 1 where namespaces work, else as a subreaper) with
+/// Runs usher (a plain process, `-s`: `modes()[0]`) with
 /// `flags` over the [`TRAPS_TERM`] app; with `after`, stops it with TERM
 /// that long after the app is ready (unless usher exits first); returns
 /// usher's end.
@@ -181,6 +187,54 @@ fn run_app(s: &Scratch, flags: &[&str], after: Option<Duration>) -> Finished {
     r.wait(Duration::from_secs(40))
 }
 
+/// [`start_app`] with a chance to adjust usher's command (variables, stdout).
+fn start_app_with(
+    mode: Mode,
+    s: &Scratch,
+    flags: &[&str],
+    body: &str,
+    adjust: impl FnOnce(&mut Command) -> &mut Command,
+) -> Running {
+    let a = app(s, "app", body);
+    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
+    start_with(mode, &[plain, flags, &["--", &a]].concat(), |c| {
+        adjust(c);
+    })
+}
+
+/// Waits for `r`'s app to be ready, then stops usher with TERM: when the
+/// signal went, and usher's end.
+fn stop(r: Running, s: &Scratch) -> (Sent, Finished) {
+    let r = r.ready(s, "ready");
+    (r.signal(TERM), r.wait(FINISH))
+}
+
+/// usher with `args` and `env`, run to its end (bounded): `usher --check`.
+fn usher_ran(args: &[&str], env: &[(&str, &str)]) -> Ran {
+    run_bounded(
+        usher_command(&[]).args(args).envs(env.iter().copied()),
+        SOON,
+    )
+}
+
+/// The first line of usher's containing `needle`; fails the test without one.
+#[track_caller]
+fn must<'a>(f: &'a Finished, needle: &str) -> &'a str {
+    line_with(&f.stderr, needle).unwrap_or_else(|| panic!("no line with {needle:?}: {f}"))
+}
+
+/// The `took=1.5s` of a hook's line, in seconds (0 without one).
+fn took(line: &str) -> f64 {
+    let t = field(line, "took").and_then(|t| t.trim_end_matches('s').parse().ok());
+    t.unwrap_or(0.0)
+}
+
+/// A loopback port nothing listens on (bound a moment ago, then released).
+fn free_port() -> u16 {
+    let bound = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    bound.expect("bind 127.0.0.1:0").port()
+}
+
 // ------------------------------------------------------------ post-start --
 
 #[test]
@@ -189,26 +243,16 @@ fn post_start_runs_alongside_the_app_which_is_never_held_back() {
         let s = Scratch::new("post-start-alongside");
         let hook = app(&s, "hook", "rec hook-start\nsleep 1\nrec hook-end");
         let r = start_app(mode, &s, &["--post-start", &hook], TRAPS_TERM).ready(&s, "ready");
-        assert!(
-            s.wait_for("hook-end", ".", SOON),
-            "{mode:?}: the hook never ended"
-        );
+        assert!(s.wait_for("hook-end", ".", SOON), "{mode:?}: no hook-end");
         let sent = r.signal(TERM);
         let f = r.wait(FINISH);
         assert_eq!(f.code, Some(0), "{mode:?}: {f}");
         let (ready, hook_end) = (s.stamp("ready").unwrap(), s.stamp("hook-end").unwrap());
-        assert!(
-            ready < hook_end,
-            "{mode:?}: the app waited for the hook\n{f}"
-        );
+        assert!(ready < hook_end, "{mode:?}: the app waited\n{f}");
         assert_on_time("TERM, no drain", s.since("term", sent), 0.0, &f.stderr);
-        let done =
-            line_with(&f.stderr, "info: post-start exited: pid=").unwrap_or_else(|| panic!("{f}"));
+        let done = must(&f, "info: post-start exited: pid=");
         assert_eq!(field(done, "status"), Some("exit:0"), "{done}");
-        let took: f64 = field(done, "took")
-            .and_then(|t| t.trim_end_matches('s').parse().ok())
-            .unwrap_or(0.0);
-        assert!(took >= 1.0, "the hook's 1 s: {done}");
+        assert!(took(done) >= 1.0, "the hook's 1 s: {done}");
     }
 }
 
@@ -221,6 +265,7 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
     let exits = app(&s, "exits", "rec failed\nexit 3");
     let killed = app(&s, "killed", "rec failed\nkill -KILL $$");
     let pre_stop = app(&s, "pre-stop-hook", "rec pre-stop");
+    let timing = ["--drain", "1s", "--grace-period", "10s"];
     for (hook, says) in [
         (exits.as_str(), "status=exit:3"),
         ("/nonexistent/warm-up", "no such file"),
@@ -228,23 +273,11 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
     ] {
         let _ = std::fs::remove_file(s.path("term"));
         let _ = std::fs::remove_file(s.path("pre-stop"));
-        let flags = [
-            "--post-start",
-            hook,
-            "--pre-stop",
-            &pre_stop,
-            "--drain",
-            "1s",
-            "--grace-period",
-            "10s",
-        ];
-        let f = run_app(&s, &flags, None);
+        let hooks = ["--post-start", hook, "--pre-stop", &pre_stop];
+        let f = run_app(&s, &[hooks, timing].concat(), None);
         assert_eq!(f.code, Some(124), "{hook}: {f}");
-        let failed = line_with(&f.stderr, "error: post-start").unwrap_or_else(|| panic!("{f}"));
-        assert!(
-            failed.contains(says),
-            "{hook}: {failed:?} should say {says:?}"
-        );
+        let failed = must(&f, "error: post-start");
+        assert!(failed.contains(says), "{failed:?} lacks {says:?}");
         assert_in_order(
             &f.stderr,
             &[
@@ -255,18 +288,12 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
                 "info: exiting: code=124",
             ],
         );
-        assert!(
-            s.stamp("pre-stop").is_some(),
-            "{hook}: the pre-stop hook ran\n{f}"
-        );
+        assert!(s.stamp("pre-stop").is_some(), "{hook}: no pre-stop\n{f}");
         let term = line_with(&f.stderr, "info: forwarded: signal=SIGTERM").and_then(line_t);
         assert_on_time("TERM after the drain", term, 1.0, &f.stderr);
         if let Some(failed_at) = s.stamp("failed") {
             let term_at = s.stamp("term").expect("the app got TERM");
-            assert!(
-                term_at - failed_at >= 1.0,
-                "{hook}: TERM before the 1 s drain\n{f}"
-            );
+            assert!(term_at - failed_at >= 1.0, "{hook}: TERM in the drain");
         }
     }
 }
@@ -275,22 +302,12 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
 fn post_start_from_the_environment() {
     let s = Scratch::new("post-start-env");
     let hook = app(&s, "hook", "exit 1");
-    let mode = modes()[0];
-    let mut cmd = usher_in(mode);
-    let a = app(&s, "app", TRAPS_TERM);
-    if mode == Mode::Plain {
-        cmd.arg("-s");
-    }
-    cmd.args(["--", &a]);
-    let f = start_command(mode, cmd, |c| {
-        c.env("USHER_POST_START", &hook);
-    })
-    .wait(FINISH);
+    let r = start_app_with(modes()[0], &s, &[], TRAPS_TERM, |c| {
+        c.env("USHER_POST_START", &hook)
+    });
+    let f = r.wait(FINISH);
     assert_eq!(f.code, Some(124), "{f}");
-    assert!(
-        line_with(&f.stderr, "error: post-start failed").is_some(),
-        "{f}"
-    );
+    must(&f, "error: post-start failed");
 }
 
 /// If the app exits while the post-start hook runs, the hook is a leftover:
@@ -300,24 +317,15 @@ fn a_post_start_still_running_when_the_app_exits_is_a_leftover() {
     for mode in modes() {
         let s = Scratch::new("post-start-leftover");
         let hook = app(&s, "hook", "echo $$ > hook-pid\nexec sleep 1000");
-        let a = app(
-            &s,
-            "app",
-            "while [ ! -s hook-pid ]; do sleep 0.05; done\nexit 6",
-        );
-        let mut args = vec!["--post-start", &hook];
-        if mode == Mode::Plain {
-            args.insert(0, "-s");
-        }
-        args.extend(["--", &a]);
-        let f = run(mode, &args);
+        let body = "while [ ! -s hook-pid ]; do sleep 0.05; done\nexit 6";
+        let f = start_app_with(mode, &s, &["--post-start", &hook], body, |c| c).wait(FINISH);
         assert_eq!(f.code, Some(6), "{mode:?}: the app's own code\n{f}");
         let hook_pid = s.pid("hook-pid");
         assert!(
             wait_until(SOON, || !alive(hook_pid)) || mode == Mode::Pid1,
             "{mode:?}: the hook survived"
         );
-        let told = line_with(&f.stderr, "signalled leftovers").unwrap_or_else(|| panic!("{f}"));
+        let told = must(&f, "signalled leftovers");
         assert!(
             mode == Mode::Pid1 || pids_field(told).contains(&hook_pid),
             "{told}"
@@ -325,32 +333,86 @@ fn a_post_start_still_running_when_the_app_exits_is_a_leftover() {
     }
 }
 
+// ------------------------------------------------------------- post-stop --
+
+/// The post-stop hook runs once the app and all it left are gone, as PID 1
+/// and not: after the app's own exit (a command, which finds the app's
+/// leftover dead) and after a stop (an HTTP request, from
+/// `USHER_POST_STOP`, after the app's end); its failure (exit 1, HTTP 500)
+/// is a warning, and usher exits with the app's code.
+#[test]
+fn post_stop_runs_once_all_is_gone_and_its_failure_keeps_the_app_code() {
+    let server = Server::start(by_path);
+    for mode in modes() {
+        let s = Scratch::new("post-stop");
+        let body = "kill -0 $(cat left) 2>/dev/null && rec alive\nrec post-stop\nexit 1";
+        let hook = app(&s, "hook", body);
+        let body = "sleep 1000 & echo $! > left\nrec app-end\nexit 3";
+        let f = start_app_with(mode, &s, &["--post-stop", &hook], body, |c| c).wait(FINISH);
+        assert_eq!(f.code, Some(3), "{mode:?}: the app's code\n{f}");
+        let failed = must(&f, "warn: post-stop failed");
+        assert_eq!(field(failed, "status"), Some("exit:1"), "{failed}");
+        let (end, ran, alive) = (s.stamp("app-end"), s.stamp("post-stop"), s.stamp("alive"));
+        assert!(end.is_some() && end < ran && alive.is_none(), "{f}");
+
+        let body = TRAPS_TERM.replace("exit 0", "exit 7");
+        let path = format!("/s/500?{mode:?}");
+        let url = format!("POST {}", server.url(&path));
+        let r = start_app_with(mode, &s, &[], &body, |c| c.env("USHER_POST_STOP", &url));
+        let f = stop(r, &s).1;
+        assert_eq!(f.code, Some(7), "{mode:?}: the app's code\n{f}");
+        let failed = must(&f, "warn: post-stop failed");
+        assert_eq!(field(failed, "http"), Some("500"), "{failed}");
+        let seen = server.seen().pop().expect("the post-stop request");
+        assert_eq!(seen.line(), ("POST", path.as_str()));
+        let after = s.stamp("term").is_some_and(|t| t < seen.at);
+        assert!(after, "after the app's end: {seen:?}");
+    }
+}
+
+/// A post-stop hook that hangs is cut, with its process group, at its bound
+/// from the stop: the deadline (grace period 2 s); the stop reserve when
+/// the deadline has passed (an app ignoring TERM is killed at 2 s, then
+/// 1 s); 5 s without a grace period. usher exits with the app's code.
+#[test]
+fn a_hanging_post_stop_is_cut_at_the_deadline_or_its_bound() {
+    let s = Scratch::new("post-stop-hangs");
+    let hook = app(&s, "hook", "echo $$ > hook-pid\nexec sleep 60");
+    let ignores = &TRAPS_TERM.replace("'rec term; exit 0'", "''");
+    let grace: &[&str] = &["--grace-period", "2s"];
+    for (flags, body, due, code) in [
+        (grace, TRAPS_TERM, 2.0, 0),
+        (grace, ignores, 3.0, 137),
+        (&[], TRAPS_TERM, 5.0, 0),
+    ] {
+        let _ = std::fs::remove_file(s.path("ready"));
+        let flags = [flags, &["--post-stop", &hook]].concat();
+        let (sent, f) = stop(start_app(modes()[0], &s, &flags, body), &s);
+        let took = sent.elapsed();
+        assert_eq!(f.code, Some(code), "{f}");
+        let cut = must(&f, "warn: post-stop cut short");
+        assert_on_time("the cut", line_t(cut), due, &f.stderr);
+        assert!((due..due + SLACK).contains(&took), "took {took:.3}s");
+        let hook = s.pid("hook-pid");
+        assert!(wait_until(SOON, || !alive(hook)), "the hook outlived usher");
+    }
+}
+
 // -------------------------------------------------------------------- HTTP --
 
 /// GET with a query as the post-start hook, POST as the pre-stop hook: what
-/// reaches the server, header by header, and when.
+/// reaches the server (with `--http-header`'s), header by header, and when.
 #[test]
 fn http_hooks_send_the_method_path_query_and_headers_and_wait_for_the_answer() {
     let server = Server::start(by_path);
     let s = Scratch::new("http-hooks");
     let post_start = server.url("/slow?warm=1&x=%20");
     let pre_stop = format!("POST {}", server.url("/s/204?from=usher"));
-    let flags = [
-        "--post-start",
-        &post_start,
-        "--pre-stop",
-        &pre_stop,
-        "--drain",
-        "500ms",
-        "--grace-period",
-        "10s",
-    ];
-    let mode = modes()[0];
-    let r = start_app(mode, &s, &flags, TRAPS_TERM).ready(&s, "ready");
-    assert!(
-        wait_until(SOON, || server.seen().len() == 1),
-        "the post-start request"
-    );
+    let hooks = ["--post-start", &post_start, "--pre-stop", &pre_stop];
+    let more = ["--drain", "500ms", "--grace-period", "10s", "--http-header"];
+    let flags = [&hooks[..], &more, &["X-Token:  a:b "]].concat();
+    let r = start_app(modes()[0], &s, &flags, TRAPS_TERM).ready(&s, "ready");
+    assert!(wait_until(SOON, || server.seen().len() == 1), "no GET");
     std::thread::sleep(Duration::from_millis(1500)); // the slow answer
     let sent = r.signal(TERM);
     let f = r.wait(FINISH);
@@ -358,48 +420,26 @@ fn http_hooks_send_the_method_path_query_and_headers_and_wait_for_the_answer() {
     let seen = server.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
     let (get, post) = (&seen[0], &seen[1]);
-    assert_eq!(
-        (get.method.as_str(), get.target.as_str()),
-        ("GET", "/slow?warm=1&x=%20")
-    );
-    assert_eq!(
-        (post.method.as_str(), post.target.as_str()),
-        ("POST", "/s/204?from=usher")
-    );
+    assert_eq!(get.line(), ("GET", "/slow?warm=1&x=%20"));
+    assert_eq!(post.line(), ("POST", "/s/204?from=usher"));
     let host = format!("127.0.0.1:{}", server.port);
     for r in &seen {
         assert_eq!(r.header("Host"), Some(host.as_str()), "{r:?}");
         assert_eq!(r.header("Connection"), Some("close"), "{r:?}");
         let agent = r.header("User-Agent").unwrap_or_default();
         assert!(agent.starts_with("usher/"), "{r:?}");
+        assert_eq!(r.header("X-Token"), Some("a:b"), "{r:?}");
     }
     assert_eq!(get.header("Content-Length"), None, "GET has no body");
-    assert_eq!(
-        post.header("Content-Length"),
-        Some("0"),
-        "POST says its body is empty"
-    );
-    assert!(
-        post.at - sent.epoch < SLACK,
-        "the pre-stop request went out at the stop"
-    );
-    let answered =
-        line_with(&f.stderr, "info: post-start answered").unwrap_or_else(|| panic!("{f}"));
+    assert_eq!(post.header("Content-Length"), Some("0"), "an empty body");
+    assert!(post.at - sent.epoch < SLACK, "pre-stop not at once");
+    let answered = must(&f, "info: post-start answered");
     assert_eq!(field(answered, "http"), Some("200"), "{answered}");
-    let took: f64 = field(answered, "took")
-        .and_then(|t| t.trim_end_matches('s').parse().ok())
-        .unwrap_or(0.0);
-    assert!(took >= 1.0, "usher waited for the slow answer: {answered}");
-    assert!(
-        line_with(&f.stderr, "info: pre-stop answered").is_some_and(|l| l.contains("http=204")),
-        "{f}"
-    );
-    assert_on_time(
-        "TERM after the answer and the drain",
-        s.since("term", sent),
-        0.5,
-        &f.stderr,
-    );
+    assert!(took(answered) >= 1.0, "waited for the answer: {answered}");
+    let answered = must(&f, "info: pre-stop answered");
+    assert_eq!(field(answered, "http"), Some("204"), "{answered}");
+    let term = s.since("term", sent);
+    assert_on_time("TERM after the answer and drain", term, 0.5, &f.stderr);
 }
 
 /// 200 and 302 are success; 500 and 503 fail the post-start hook (exit 124).
@@ -413,17 +453,9 @@ fn http_statuses_200_to_399_succeed_and_others_fail() {
         let f = run_app(&s, &["--post-start", &url], after);
         let want = if ok { 0 } else { 124 };
         assert_eq!(f.code, Some(want), "HTTP {status}: {f}");
-        let level = if ok {
-            "info: post-start answered"
-        } else {
-            "error: post-start failed"
-        };
-        let line = line_with(&f.stderr, level).unwrap_or_else(|| panic!("HTTP {status}: {f}"));
-        assert_eq!(
-            field(line, "http"),
-            Some(status.to_string().as_str()),
-            "{line}"
-        );
+        let level = ["error: post-start failed", "info: post-start answered"];
+        let line = must(&f, level[ok as usize]);
+        assert_eq!(field(line, "http"), Some(&*status.to_string()), "{line}");
     }
 }
 
@@ -433,13 +465,10 @@ fn a_failed_http_pre_stop_is_a_warning_and_the_stop_signal_follows() {
     let server = Server::start(by_path);
     let s = Scratch::new("http-pre-stop-503");
     let hook = format!("DELETE {}", server.url("/s/503"));
-    let f = run_app(
-        &s,
-        &["--pre-stop", &hook, "--grace-period", "5s"],
-        Some(Duration::ZERO),
-    );
+    let flags = ["--pre-stop", &hook, "--grace-period", "5s"];
+    let f = run_app(&s, &flags, Some(Duration::ZERO));
     assert_eq!(f.code, Some(0), "{f}");
-    let warn = line_with(&f.stderr, "warn: pre-stop failed").unwrap_or_else(|| panic!("{f}"));
+    let warn = must(&f, "warn: pre-stop failed");
     assert_eq!(field(warn, "http"), Some("503"), "{warn}");
     assert!(s.stamp("term").is_some(), "the app got TERM\n{f}");
     assert_eq!(server.seen()[0].method, "DELETE");
@@ -449,24 +478,14 @@ fn a_failed_http_pre_stop_is_a_warning_and_the_stop_signal_follows() {
 /// connect bound, then the post-start hook fails.
 #[test]
 fn a_refused_connection_fails_the_post_start_after_the_connect_bound() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let s = Scratch::new("http-refused");
-    let url = format!("http://127.0.0.1:{port}/ready");
+    let url = format!("http://127.0.0.1:{}/ready", free_port());
     let f = run_app(&s, &["--post-start", &url], None);
     assert_eq!(f.code, Some(124), "{f}");
-    let failed = line_with(&f.stderr, "error: post-start failed").unwrap_or_else(|| panic!("{f}"));
+    let failed = must(&f, "error: post-start failed");
     assert!(failed.contains("Connection refused"), "{failed}");
-    let took: f64 = field(failed, "took")
-        .and_then(|t| t.trim_end_matches('s').parse().ok())
-        .unwrap_or(0.0);
-    assert!(
-        (1.5..2.0 + SLACK).contains(&took),
-        "retried for the 2 s bound: {failed}"
-    );
+    let retried = (1.5..2.0 + SLACK).contains(&took(failed));
+    assert!(retried, "retried for the 2 s bound: {failed}");
 }
 
 /// A server that accepts and never answers: the post-start hook fails at
@@ -478,35 +497,19 @@ fn a_server_that_never_answers_never_stalls_usher() {
     let started = Instant::now();
     let f = run_app(&s, &["--post-start", &server.url("/never")], None);
     assert_eq!(f.code, Some(124), "{f}");
-    let failed = line_with(&f.stderr, "error: post-start failed").unwrap_or_else(|| panic!("{f}"));
+    let failed = must(&f, "error: post-start failed");
     assert!(failed.contains("no answer within 10s"), "{failed}");
-    assert!(
-        started.elapsed() < Duration::from_secs(10) + Duration::from_secs_f64(SLACK * 2.0),
-        "{f}"
-    );
+    let within = Duration::from_secs_f64(10.0 + SLACK * 2.0);
+    assert!(started.elapsed() < within, "{f}");
 
     let s = Scratch::new("http-never-pre");
     let hook = format!("POST {}", server.url("/never"));
-    let r = start_app(
-        modes()[0],
-        &s,
-        &["--pre-stop", &hook, "--grace-period", "3s"],
-        TRAPS_TERM,
-    )
-    .ready(&s, "ready");
-    let sent = r.signal(TERM);
-    let f = r.wait(FINISH);
+    let flags = ["--pre-stop", &hook, "--grace-period", "3s"];
+    let (sent, f) = stop(start_app(modes()[0], &s, &flags, TRAPS_TERM), &s);
     assert_eq!(f.code, Some(0), "{f}");
-    assert_on_time(
-        "TERM at the 1.5 s reserve point",
-        s.since("term", sent),
-        1.5,
-        &f.stderr,
-    );
-    assert!(
-        line_with(&f.stderr, "warn: pre-stop cut short").is_some(),
-        "{f}"
-    );
+    let term = s.since("term", sent);
+    assert_on_time("TERM at the 1.5 s reserve point", term, 1.5, &f.stderr);
+    must(&f, "warn: pre-stop cut short");
 }
 
 /// A bad URL is a usage error naming the flag (the table of every bad URL
@@ -515,10 +518,11 @@ fn a_server_that_never_answers_never_stalls_usher() {
 fn a_bad_hook_url_is_a_usage_error() {
     let s = Scratch::new("http-bad");
     let marker = s.path("ran");
+    let touch = ["--", "touch", marker.to_str().unwrap()];
     for (flag, value, says) in [
         (
             "--post-start",
-            "https://127.0.0.1/ready",
+            "https://127.0.0.1/",
             "https is not supported",
         ),
         (
@@ -528,16 +532,175 @@ fn a_bad_hook_url_is_a_usage_error() {
         ),
         ("--pre-stop", "http://:8080/", "no host"),
         ("--post-start", "http://127.0.0.1:99999/", "from 1 to 65535"),
+        (
+            "--post-stop",
+            "POST https://127.0.0.1/",
+            "https is not supported",
+        ),
     ] {
-        let f = run(
-            Mode::Plain,
-            &[flag, value, "--", "touch", marker.to_str().unwrap()],
-        );
+        let f = run(Mode::Plain, &[&[flag, value][..], &touch].concat());
         assert_eq!(f.code, Some(2), "{flag} {value}: {f}");
         let l = lines(&f.stderr);
         assert_eq!(l.len(), 1, "{f}");
         assert!(l[0].contains(flag) && l[0].contains(says), "{:?}", l[0]);
         assert!(!marker.exists(), "nothing runs after a usage error");
+    }
+}
+
+// ---------------------------------------------------------- usher --check --
+
+/// Asserts that `r` exited `code` having said one thing: an error with `says`.
+#[track_caller]
+fn assert_one_error(r: &Ran, code: i32, says: &str) {
+    let one = r.code == Some(code) && lines(&r.stderr).len() == 1;
+    let said = r.stderr.starts_with("usher: error: ") && r.stderr.contains(says);
+    assert!(one && said, "exit {code}, {says:?}: {r:?}");
+}
+
+/// `usher --check URL`: 200-399 exit 0 and say nothing; 4xx, 5xx, a refused
+/// connection and a server that never answers (cut at the 2 s default
+/// bound, or at `--check-timeout`) exit 1 with one line saying why.
+#[test]
+fn check_exits_0_for_200_to_399_else_1_with_one_line_saying_why() {
+    let server = Server::start(by_path);
+    let status = |code: u16| server.url(&format!("/s/{code}"));
+    for url in [200, 204, 302, 399].map(status) {
+        let r = usher_ran(&["--check", &url], &[]);
+        assert!(
+            r.ok() && r.stdout.is_empty() && r.stderr.is_empty(),
+            "{r:?}"
+        );
+    }
+    let [e404, e500, e503] = [404, 500, 503].map(status);
+    let (never, refused) = (server.url("/never"), free_port().to_string());
+    let refused = format!("http://127.0.0.1:{refused}/");
+    #[rustfmt::skip]
+    let failing: [(&[&str], &str, f64); 6] = [
+        (&[&e404], "answered 404", 0.0),
+        (&[&e500], "answered 500", 0.0),
+        (&[&e503], "answered 503", 0.0),
+        (&[&refused], "cannot connect: Connection refused", 0.0),
+        (&[&never], "no answer within 2s", 2.0),
+        (&["--check-timeout", "500ms", &never], "no answer within 500ms", 0.5),
+    ];
+    for (args, says, due) in failing {
+        let r = usher_ran(&[&["--check"], args].concat(), &[]);
+        let url = args[args.len() - 1];
+        assert_one_error(&r, 1, &format!("check failed: GET {url}: {says}"));
+        let took = r.took.as_secs_f64();
+        assert!((due..due + SLACK).contains(&took), "{took:.3}s: {r:?}");
+    }
+}
+
+/// `--check "POST URL"` makes a POST; `--http-header` (repeatable, a `Host`
+/// one replacing usher's) and `USHER_HTTP_HEADERS` (one header per line)
+/// reach the server as written; a flag wins over the variable.
+#[test]
+fn check_sends_the_method_and_the_headers() {
+    let server = Server::start(by_path);
+    let headers = ["X-Token: abc", "Authorization: a:b c", "Host: svc"];
+    let flags = headers.map(|h| ["--http-header", h]).concat();
+    let post = format!("POST {}", server.url("/s/201?q=1"));
+    assert!(usher_ran(&[&["--check"], &flags[..], &[&post]].concat(), &[]).ok());
+    let vars = [("USHER_HTTP_HEADERS", "X-One: 1\r\n  X-Two:  two words \n")];
+    assert!(usher_ran(&["--check", &server.url("/var")], &vars).ok());
+    let flag = ["--check", "--http-header=X-Flag:1", &server.url("/f")];
+    assert!(usher_ran(&flag, &vars).ok());
+    let seen = server.seen();
+    let [post, v, f] = &seen[..] else {
+        panic!("{seen:?}")
+    };
+    assert_eq!((post.line(), v.line().0), (("POST", "/s/201?q=1"), "GET"));
+    for (name, value) in headers.map(|h| h.split_once(": ").unwrap()) {
+        assert_eq!(post.header(name), Some(value), "{post:?}");
+    }
+    assert_eq!(post.headers.iter().filter(|h| h.0 == "Host").count(), 1);
+    let got = [v.header("X-One"), v.header("X-Two"), f.header("X-One")];
+    assert_eq!(got, [Some("1"), Some("two words"), None], "{seen:?}");
+    assert_eq!(f.header("X-Flag"), Some("1"), "{f:?}");
+}
+
+/// Every form `--check` refuses is a usage error: exit 2, one line saying
+/// what is wrong, and no request made.
+#[test]
+fn check_refuses_bad_forms_with_exit_2_and_sends_nothing() {
+    let server = Server::start(by_path);
+    let url = server.url("/s/200");
+    let url = url.as_str();
+    let header = |h| vec!["--check", "--http-header", h, url];
+    let (no, var): (&[_], &[_]) = (&[], &[("USHER_HTTP_HEADERS", "X-Ok: 1\nX: a\rY: b")]);
+    #[rustfmt::skip]
+    let cases = [
+        (vec!["--check"], no, "--check needs a URL"),
+        (vec!["--check", "https://127.0.0.1/"], no, "https is not supported"),
+        (vec!["--check", "http//127.0.0.1/"], no, "must start with http://"),
+        (vec!["--check", "get http://127.0.0.1/"], no, "method must be upper-case"),
+        (vec!["--check", "http://127.0.0.1:99999/"], no, "from 1 to 65535"),
+        (vec!["--check", "http://127.0.0.1:x/"], no, "from 1 to 65535"),
+        (header("X-Token abc"), no, "is not Name: value"),
+        (header(": abc"), no, "the header name must be"),
+        (header("X: a\r\nY: b"), no, "cannot hold a line break"),
+        (vec!["--check", url], var, "USHER_HTTP_HEADERS: \"X: a\\rY: b\": a header value"),
+        (vec!["--ready", url], no, "--ready goes with --check URL"),
+        (vec!["--check-timeout", "1s", "true"], no, "--check-timeout goes with --check"),
+        (vec!["--check", "POST", url], no, "takes one URL and nothing after it"),
+        (vec!["--check", url, "extra"], no, "takes one URL and nothing after it"),
+    ];
+    for (args, env, says) in cases {
+        assert_one_error(&usher_ran(&args, env), 2, says);
+    }
+    assert!(server.seen().is_empty(), "{:?}", server.seen());
+}
+
+/// `usher --check --ready URL`, run by the app itself (so in usher's PID
+/// namespace) over and over: 0 until usher begins its shutdown, then 1 for
+/// the whole drain, saying so, while a plain `--check` stays 0. usher is
+/// PID 1 of a fresh namespace, or (found by the scan of every process) an
+/// usher that is not PID 1, run by another usher as PID 1. Each in a PID
+/// namespace of its own, so no other usher of this host — another test's,
+/// another project's, stopping at the same time — can be seen.
+#[test]
+fn check_ready_fails_once_usher_began_its_shutdown() {
+    needs_namespaces!();
+    let server = Server::start(by_path);
+    let (c, url) = (format!("'{}' --check", usher()), server.url("/"));
+    let checks = format!("t=$(date +%s.%N); {c} --ready {url} 2>>why; r=$?; {c} {url}");
+    let report = "p=$?; echo $t $r $p $(date +%s.%N) >> checks";
+    let body = TRAPS_TERM.replace("sleep 0.1", &format!("{checks}; {report}"));
+    for nested in [false, true] {
+        let s = Scratch::new("ready");
+        let a = app(&s, "app", &body);
+        let outer: &[&str] = if nested { &["--", usher(), "-s"] } else { &[] };
+        let args = [outer, &["--drain", "2s", "--", &a]].concat();
+        let r = start(Mode::Pid1, &args).ready(&s, "ready");
+        std::thread::sleep(Duration::from_secs(1));
+        let mut stopping = r.usher_pid();
+        if nested {
+            stopping = child_named(stopping, "usher");
+        }
+        let sent = Sent::now();
+        kill(stopping, TERM).expect("kill usher");
+        let f = r.wait(FINISH);
+        assert_eq!(f.code, Some(0), "{f}");
+        let (term, log) = (s.stamp("term").expect("TERM"), s.read("checks"));
+        let row = |l: &str| l.split(' ').flat_map(str::parse).collect::<Vec<f64>>();
+        let checks: Vec<_> = log.lines().map(row).filter(|c| c.len() == 4).collect();
+        // (start, --ready's code, plain --check's code, end)
+        let before: Vec<_> = checks.iter().filter(|c| c[3] < sent.epoch).collect();
+        let drain = |c: &&Vec<f64>| c[0] > sent.epoch + 0.5 && c[3] < term;
+        let during: Vec<_> = checks.iter().filter(drain).collect();
+        let all = |v: &[&Vec<f64>], r| !v.is_empty() && v.iter().all(|c| c[1..3] == [r, 0.0]);
+        let what = format!("nested={nested}, stop at {}:\n{log}", sent.epoch);
+        assert!(all(&before, 0.0) && all(&during, 1.0), "{what}");
+        let pid = if nested { first_child_pid() } else { 1 };
+        let says = format!("usher: error: not ready: usher (pid {pid}) began its shutdown");
+        // Each failed --ready said so, the last maybe before its report line
+        // (the TERM to the app's group can end the next check: the shell
+        // then says "Terminated").
+        let (why, failed) = (s.read("why"), checks.iter().filter(|c| c[1] == 1.0).count());
+        let said: Vec<_> = why.lines().filter(|l| *l != "Terminated").collect();
+        let each = said.iter().all(|l| *l == says) && (failed..=failed + 1).contains(&said.len());
+        assert!(each, "{what}\n{why}");
     }
 }
 
@@ -559,11 +722,7 @@ fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
     let sent = r.signal(TERM);
     let f = r.wait(FINISH);
     assert_eq!(f.code, Some(0), "{f}");
-    let warn = line_with(
-        &f.stderr,
-        "warn: the drain would end after the stop reserve",
-    )
-    .unwrap_or_else(|| panic!("{f}"));
+    let warn = must(&f, "warn: the drain would end after the stop reserve");
     assert_eq!(
         (field(warn, "drain"), field(warn, "to")),
         (Some("1.900s"), Some("1s")),
@@ -579,31 +738,24 @@ fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
 
 // ------------------------------------------------------------ hook output --
 
-/// What a hook prints reaches usher's own stdout and stderr: the container log.
+/// What a hook prints (pre-stop, post-stop) reaches usher's own stdout and
+/// stderr: the container log.
 #[test]
 fn hook_output_reaches_the_container_log() {
     let s = Scratch::new("hook-output");
-    let hook = app(&s, "hook", "echo hook-says-out\necho hook-says-err >&2");
-    let a = app(&s, "app", TRAPS_TERM);
-    let mode = modes()[0];
-    let mut cmd = usher_in(mode);
-    if mode == Mode::Plain {
-        cmd.arg("-s");
-    }
-    cmd.args(["--pre-stop", &hook, "--", &a]);
-    let out_file = s.path("stdout");
-    let out = std::fs::File::create(&out_file).expect("stdout file");
-    let r = start_command(mode, cmd, |c| {
-        c.stdout(out);
-    })
-    .ready(&s, "ready");
-    r.signal(TERM);
-    let f = r.wait(FINISH);
+    let say = |hook: &str| app(&s, hook, &format!("echo {hook}-out\necho {hook}-err >&2"));
+    let (pre, post) = (say("pre"), say("post"));
+    let out = std::fs::File::create(s.path("stdout")).expect("stdout file");
+    let flags = ["--pre-stop", &pre, "--post-stop", &post];
+    let r = start_app_with(modes()[0], &s, &flags, TRAPS_TERM, |c| c.stdout(out));
+    let f = stop(r, &s).1;
     assert_eq!(f.code, Some(0), "{f}");
-    assert!(
-        s.read("stdout").contains("hook-says-out"),
-        "stdout: {:?}",
-        s.read("stdout")
-    );
-    assert!(f.stderr.contains("hook-says-err"), "{f}");
+    for said in ["pre", "post"] {
+        let stdout = s.read("stdout");
+        assert!(
+            stdout.contains(&format!("{said}-out")),
+            "stdout: {stdout:?}"
+        );
+        assert!(f.stderr.contains(&format!("{said}-err")), "{f}");
+    }
 }
