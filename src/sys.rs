@@ -1079,7 +1079,13 @@ pub fn sock_diag_events(groups: u32) -> io::Result<OwnedFd> {
     addr.nl_groups = groups;
     let len = core::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t;
     // SAFETY: `addr` is a valid sockaddr_nl of `len` bytes.
-    check(unsafe { libc::bind(fd.as_raw_fd(), (&addr as *const libc::sockaddr_nl).cast(), len) })?;
+    check(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_nl).cast(),
+            len,
+        )
+    })?;
     Ok(fd)
 }
 

@@ -4,9 +4,10 @@
 //! got SIGTERM. Bounds count from the test's clock read *before* their cause
 //! (the stop, the last request): SIGTERM never comes before MIN nor before
 //! [`FLOOR`] of silence, exactly; at most `SLACK` later. Fresh connections
-//! are read to their end, so the server closes first and every sample sees
-//! them in TIME_WAIT. The test holds a listener of its own, so no usher here
-//! counts PassiveOpens, which would count the traffic of other tests too.
+//! are closed by the server (TIME_WAIT shows them to every look) or by the
+//! client (gone at once: only the kernel's destroy events tell them). The
+//! test holds a listener of its own, so no usher here counts PassiveOpens,
+//! which would count the traffic of other tests too.
 
 mod common;
 use common::*;
@@ -35,8 +36,20 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
-/// GETs a second, for how many seconds, all on one kept-alive connection.
-type Traffic = (u32, f64, bool);
+/// How a load generator's connections end.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Conns {
+    /// One per request, `Connection: close`: the server closes first.
+    ServerCloses,
+    /// One per request, closed by the client once it has the answer.
+    ClientCloses,
+    /// One kept-alive connection for every request.
+    Pooled,
+}
+use Conns::*;
+
+/// GETs a second, for how many seconds, how.
+type Traffic = (u32, f64, Conns);
 const DRAIN: [&str; 4] = ["--drain", "0s..10s", "--grace-period", "15s"];
 
 /// What a load generator did: when each request was sent (epoch), what
@@ -47,14 +60,14 @@ struct Load {
     conn: Option<TcpStream>,
 }
 
-fn load(port: u16, (per_sec, secs, pooled): Traffic) -> Load {
+fn load(port: u16, (per_sec, secs, how): Traffic) -> Load {
     let gap = Duration::from_secs_f64(1.0 / f64::from(per_sec));
     let end = Instant::now() + Duration::from_secs_f64(secs);
     let (sent, failed, conn) = (Vec::new(), None, None);
     let mut l = Load { sent, failed, conn };
     while Instant::now() < end && l.failed.is_none() {
         let (next, at) = (Instant::now() + gap, epoch());
-        match get(port, &mut l.conn, pooled) {
+        match get(port, &mut l.conn, how) {
             Ok(()) => l.sent.push(at),
             Err(e) => l.failed = Some(format!("request {}: {e}", l.sent.len() + 1)),
         }
@@ -63,18 +76,22 @@ fn load(port: u16, (per_sec, secs, pooled): Traffic) -> Load {
     l
 }
 
-/// One GET, on `conn` if `pooled` (opened if need be, kept there).
-fn get(port: u16, conn: &mut Option<TcpStream>, pooled: bool) -> std::io::Result<()> {
+/// One GET, on `conn` when pooled (opened if need be, kept there).
+fn get(port: u16, conn: &mut Option<TcpStream>, how: Conns) -> std::io::Result<()> {
     let mut c = match conn.take() {
         Some(c) => c,
         None => TcpStream::connect(("127.0.0.1", port))?,
     };
     c.set_read_timeout(Some(SOON))?;
     c.set_nodelay(true)?;
-    let close = if pooled { "" } else { "Connection: close\r\n" };
+    let close = if how == ServerCloses {
+        "Connection: close\r\n"
+    } else {
+        ""
+    };
     c.write_all(format!("GET / HTTP/1.1\r\nHost: t\r\n{close}\r\n").as_bytes())?;
     let (mut got, mut buf) = (Vec::new(), [0u8; 512]);
-    while !(pooled && got.ends_with(b"\r\n\r\nok\n")) {
+    while !(how != ServerCloses && got.ends_with(b"\r\n\r\nok\n")) {
         match c.read(&mut buf)? {
             0 => break,
             n => got.extend_from_slice(&buf[..n]),
@@ -83,7 +100,7 @@ fn get(port: u16, conn: &mut Option<TcpStream>, pooled: bool) -> std::io::Result
     if !got.ends_with(b"\r\n\r\nok\n") {
         return Err(std::io::Error::other("a wrong or cut answer"));
     }
-    *conn = pooled.then_some(c);
+    *conn = (how == Pooled).then_some(c);
     Ok(())
 }
 
@@ -190,9 +207,9 @@ fn a_quiet_server_holds_to_min_by_flag_or_variable() {
 
 /// Busy traffic, 30 GETs a second from 0.5 s before the stop to 2 s into a
 /// 0s..10s drain: SIGTERM goes out soon after it stops, never before.
-fn traffic_that_stops(pooled: bool) {
+fn traffic_that_stops(how: Conns) {
     for mode in server_modes() {
-        let run = shutdown(mode, &DRAIN, &[], &[(30, 2.5, pooled)]);
+        let run = shutdown(mode, &DRAIN, &[], &[(30, 2.5, how)]);
         forwarded_after(&run, &run.loads[0]);
         drain_over(&run.log, "quiet");
     }
@@ -200,19 +217,20 @@ fn traffic_that_stops(pooled: bool) {
 
 #[test]
 fn new_connections_that_stop_end_the_drain() {
-    traffic_that_stops(false);
+    traffic_that_stops(ServerCloses);
+    traffic_that_stops(ClientCloses);
 }
 
 #[test]
 fn a_kept_alive_connection_that_goes_idle_ends_the_drain() {
-    traffic_that_stops(true);
+    traffic_that_stops(Pooled);
 }
 
 #[test]
 fn steady_traffic_holds_the_drain_to_max() {
     for mode in server_modes() {
         let flags = ["--drain", "0s..3s", "--grace-period", "8s"];
-        let run = shutdown(mode, &flags, &[], &[(30, 3.0 + SLACK + 2.0, false)]);
+        let run = shutdown(mode, &flags, &[], &[(30, 3.0 + SLACK + 2.0, ClientCloses)]);
         let log = &run.log;
         assert_on_time("SIGTERM", Some(run.term - run.stop.epoch), 3.0, log);
         let rate = field(drain_over(log, "max"), "rate").and_then(|r| r.strip_suffix("/s"));
@@ -226,7 +244,12 @@ fn steady_traffic_holds_the_drain_to_max() {
 #[test]
 fn a_prober_once_a_second_does_not_hold_the_drain() {
     for mode in server_modes() {
-        let run = shutdown(mode, &DRAIN, &[], &[(30, 2.5, false), (1, 12.0, false)]);
+        let run = shutdown(
+            mode,
+            &DRAIN,
+            &[],
+            &[(30, 2.5, ServerCloses), (1, 12.0, ClientCloses)],
+        );
         forwarded_after(&run, &run.loads[0]);
         drain_over(&run.log, "quiet");
         let in_drain = |&&t: &&f64| t > run.stop.epoch && t < run.term;
