@@ -920,7 +920,9 @@ impl Settings {
             Some(first) if first.is_empty() => return Err("the command is an empty string".into()),
             Some(_) => {}
         }
-        let policy = core::mem::take(&mut self.policy);
+        let mut policy = core::mem::take(&mut self.policy);
+        let log = self.logger();
+        policy.note_forwards = log.enabled(Level::Debug);
         if let Some(grace) = policy.grace {
             let max = policy.drain.max();
             if max >= grace {
@@ -942,7 +944,7 @@ impl Settings {
             subreaper: self.subreaper,
             pdeathsig: self.pdeathsig,
             policy,
-            log: self.logger(),
+            log,
             termination_log: core::mem::take(&mut self.termination_log),
         })))
     }

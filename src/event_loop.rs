@@ -98,7 +98,7 @@ impl<W: World> EventLoop<W> {
     fn carry_out(&mut self) -> Option<Ending> {
         while let Some(action) = self.machine.poll_action() {
             match action {
-                Action::Exit(ending) => return Some(ending),
+                Action::Exit(ending) => return Some(*ending),
                 action => {
                     if let Some(answer) = self.world.perform(action) {
                         self.answers.push_back(answer);

@@ -99,7 +99,7 @@ fn memory(m: &Memory, fields: &mut Vec<(&'static str, Value)>) {
 pub fn note(log: &Logger, n: &Note) {
     // The hot path is a forwarded signal at debug level: build nothing
     // when nobody will read it.
-    if let NoteKind::Forwarded { stop: false, .. } = n.kind {
+    if let NoteKind::Forwarded { stop: false, .. } = *n.kind {
         if !log.enabled(Level::Debug) {
             return;
         }

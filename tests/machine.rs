@@ -1101,9 +1101,9 @@ fn an_answer_is_handled_before_anything_else_and_nothing_runs_in_between() {
         .iter()
         .position(|a| matches!(a, Action::Census(_)))
         .unwrap();
-    let named = a
-        .iter()
-        .position(|a| matches!(a, Action::Note(n) if matches!(n.kind, NoteKind::Signalled { .. })));
+    let named = a.iter().position(
+        |a| matches!(a, Action::Note(n) if matches!(*n.kind, NoteKind::Signalled { .. })),
+    );
     assert_eq!(named, Some(census + 1), "{a:?}");
 }
 

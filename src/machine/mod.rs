@@ -34,6 +34,7 @@
 //! cutting a pre-stop hook short, so the app is always asked before it is
 //! killed; `Deadline` SIGKILLs everything left (in PostStop: cuts the hook).
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -81,6 +82,10 @@ pub struct Policy {
     pub hooks: [Option<HookAction>; HookKind::ALL.len()],
     /// Log each orphan reaped as a warning (tini's `-w`).
     pub warn_on_reap: bool,
+    /// Note every signal forwarded, not only stop signals: those lines are
+    /// debug-level, so with less verbose logs the most frequent thing an
+    /// init does builds no note at all.
+    pub note_forwards: bool,
 }
 
 impl Policy {
@@ -120,6 +125,7 @@ impl Default for Policy {
             grace: None,
             hooks: [const { None }; HookKind::ALL.len()],
             warn_on_reap: false,
+            note_forwards: true,
         }
     }
 }
@@ -194,7 +200,7 @@ pub enum Action {
         to: Target,
     },
     /// Start this hook; answered by [`Event::HookStarted`] or [`Event::HookFailed`].
-    StartHook(HookKind, HookAction),
+    StartHook(HookKind, Box<HookAction>),
     /// List who is left where the errand's situation says, then answer with
     /// [`Event::Census`] carrying the errand back.
     Census(Errand),
@@ -209,7 +215,7 @@ pub enum Action {
     /// `usher --check --ready`).
     ShowStopping,
     /// Exit with `ending.code`; nothing comes after it.
-    Exit(Ending),
+    Exit(Box<Ending>),
 }
 
 /// A signal for leftovers, waiting for the census that says who they are.
@@ -445,7 +451,7 @@ impl Machine {
 
     /// Whether usher has decided to exit (after [`Action::Exit`]).
     pub fn exited(&self) -> bool {
-        self.life == Life::Exited
+        matches!(self.life, Life::Exited)
     }
 
     fn app_alive(&self) -> bool {
@@ -598,12 +604,14 @@ impl Machine {
             true => Target::Process(self.start.app),
             false => Target::Group(self.start.app),
         };
-        self.note(NoteKind::Forwarded {
-            signal,
-            sent,
-            to,
-            stop,
-        });
+        if stop || self.policy.note_forwards {
+            self.note(NoteKind::Forwarded {
+                signal,
+                sent,
+                to,
+                stop,
+            });
+        }
         self.push(Action::Send { signal: sent, to });
         if stop {
             self.resume(to);
@@ -831,7 +839,7 @@ impl Machine {
     fn start_hook(&mut self, kind: HookKind) {
         if let Some(action) = self.policy.hook(kind).cloned() {
             self.hooks[kind as usize] = Hook::Starting { since: self.now };
-            self.push(Action::StartHook(kind, action));
+            self.push(Action::StartHook(kind, Box::new(action)));
         }
     }
 
@@ -906,7 +914,7 @@ impl Machine {
     /// A failure of this hook now stops the container: a post-start hook
     /// while the app runs and no stop was asked for (the kubelet's rule).
     fn fails_the_start(&self, kind: HookKind) -> bool {
-        kind == HookKind::PostStart && self.life == Life::Running
+        kind == HookKind::PostStart && matches!(self.life, Life::Running)
     }
 
     fn hook_done(&mut self, kind: HookKind, ok: bool) {
@@ -1189,6 +1197,7 @@ impl Machine {
 
     fn exit(&mut self, mut ending: Ending, notable: bool) {
         ending.hooks = core::mem::take(&mut self.troubles);
+        let ending = Box::new(ending);
         self.note(NoteKind::Exiting {
             ending: ending.clone(),
             notable,
@@ -1200,6 +1209,7 @@ impl Machine {
 
     fn note(&mut self, kind: NoteKind) {
         let elapsed = self.stop().map(|s| self.now.saturating_sub(s.t0));
+        let kind = Box::new(kind);
         self.push(Action::Note(Note { elapsed, kind }));
     }
 

@@ -3,6 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
+use alloc::boxed::Box;
 use core::time::Duration;
 
 use super::drain::{DrainEnd, DrainSpec};
@@ -16,7 +17,9 @@ use crate::signals::Signal;
 pub struct Note {
     /// Time since the shutdown sequence began, once it has.
     pub elapsed: Option<Duration>,
-    pub kind: NoteKind,
+    /// Boxed: a note is rare next to what the action queue carries most (a
+    /// signal to send), which then moves a few words, not the largest note.
+    pub kind: Box<NoteKind>,
 }
 
 /// What began the shutdown sequence.
@@ -139,7 +142,7 @@ pub enum NoteKind {
         purpose: Purpose,
     },
     Exiting {
-        ending: Ending,
+        ending: Box<Ending>,
         notable: bool,
     },
 }

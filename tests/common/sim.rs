@@ -163,7 +163,7 @@ impl Sim {
     pub fn feed(&mut self, e: Event) -> Vec<Action> {
         if let Some(ending) = self.l.settle(e) {
             self.exited = true;
-            self.l.world.done.push(Action::Exit(ending));
+            self.l.world.done.push(Action::Exit(Box::new(ending)));
         }
         self.take()
     }
@@ -181,7 +181,7 @@ impl Sim {
         match self.l.turn() {
             Ok(Some(ending)) => {
                 self.exited = true;
-                self.l.world.done.push(Action::Exit(ending));
+                self.l.world.done.push(Action::Exit(Box::new(ending)));
             }
             Ok(None) => {}
             Err(Blind) => unreachable!("a timer is armed"),
@@ -266,7 +266,7 @@ pub fn notes(actions: &[Action]) -> Vec<&usher::machine::NoteKind> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Note(n) => Some(&n.kind),
+            Action::Note(n) => Some(&*n.kind),
             _ => None,
         })
         .collect()
