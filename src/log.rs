@@ -263,7 +263,8 @@ fn join(list: &[i64]) -> String {
     parts.join(",")
 }
 
-/// `1.5s`, `250ms`, `0s`: short, exact to the millisecond.
+/// `1.500s`, `250ms`, `25s`, `0s`: whole seconds bare, under a second in
+/// milliseconds, else seconds with three decimals (exact to the millisecond).
 pub fn secs(d: Duration) -> String {
     if d.subsec_millis() == 0 {
         format!("{}s", d.as_secs())
