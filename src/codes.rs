@@ -42,8 +42,67 @@ pub const TABLE: &[(&str, &str)] = &[
     ),
 ];
 
-/// The table as one paragraph of prose, for `--help` and the man page.
+/// The table as one paragraph of prose, for `--help` (the man page lists it as a table).
 pub fn prose() -> String {
     let parts: Vec<String> = TABLE.iter().map(|(c, m)| format!("{c} {m}")).collect();
     parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TABLE;
+    use std::format;
+    use std::string::String;
+    use std::vec::Vec;
+
+    const README: &str = include_str!("../README.md");
+
+    /// The README's exit status table: its rows, in order.
+    fn readme_rows() -> Vec<&'static str> {
+        let head = "| exit status | meaning |\n|---|---|\n";
+        let at = README
+            .find(head)
+            .expect("README.md has a table headed `| exit status | meaning |`");
+        README[at + head.len()..]
+            .lines()
+            .take_while(|l| l.starts_with('|'))
+            .collect()
+    }
+
+    /// README.md, `--help` and the man page list exactly the codes of
+    /// TABLE, each with its meaning: none of the three can drift from it.
+    #[test]
+    fn readme_help_and_man_page_name_every_exit_code() {
+        let rows = readme_rows();
+        let want: Vec<String> = TABLE
+            .iter()
+            .map(|(c, m)| format!("| {c} | {m} |"))
+            .collect();
+        assert_eq!(
+            rows, want,
+            "README.md's exit status table is not codes::TABLE"
+        );
+
+        let help = crate::cli::help();
+        let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        let man = crate::manpage::render();
+        let status = man
+            .split(".SH EXIT STATUS\n")
+            .nth(1)
+            .and_then(|rest| rest.split(".SH ").next())
+            .expect("the man page has an EXIT STATUS section");
+        let mut man_want = String::new();
+        for (code, meaning) in TABLE {
+            assert!(
+                help.contains(&format!("{code} {meaning}")),
+                "--help does not name exit status {code}: {meaning}"
+            );
+            let esc = crate::manpage::escape;
+            man_want.push_str(&format!(".TP\n.B {}\n{}\n", esc(code), esc(meaning)));
+        }
+        assert_eq!(
+            status, man_want,
+            "the man page's EXIT STATUS is not codes::TABLE"
+        );
+    }
 }

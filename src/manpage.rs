@@ -23,11 +23,12 @@ pub fn render() -> String {
     out.push_str(
         ".SH NAME\nusher \\- a tiny PID 1 for containers: starts the app, reaps zombies, forwards signals, shuts down gracefully\n\
          .SH SYNOPSIS\n.B usher\n[\\fIOPTIONS\\fR] [\\fB\\-\\-\\fR] \\fICOMMAND\\fR [\\fIARGS\\fR...]\n\
+         .br\n.B usher \\-\\-check\n[\\fB\\-\\-ready\\fR] [\\fIOPTIONS\\fR] \\fIURL\\fR\n\
          .SH DESCRIPTION\nusher runs as a container's ENTRYPOINT (or as the engine's \\fB\\-\\-init\\fR), starts \\fICOMMAND\\fR as its child, \
          reaps every orphan, forwards signals to the app's process group, and shuts the app down gracefully: \
          an optional drain before the stop signal, lifecycle hooks, and its own deadline after which it SIGKILLs what is left and says so in the log.\n\
          .PP\nEverything from \\fICOMMAND\\fR on belongs to the app. Every option can also be set by its environment variable; the flag wins. \
-         An empty variable counts as unset.\n.SH OPTIONS\n",
+         An empty variable counts as unset, except \\fBUSHER_TERMINATION_LOG\\fR, where it means none.\n.SH OPTIONS\n",
     );
     for opt in OPTIONS.iter().filter(|o| !o.help.is_empty()) {
         let _ = writeln!(out, ".TP\n{}", flags(opt));
@@ -50,11 +51,13 @@ pub fn render() -> String {
             let _ = writeln!(out, ".TP\n.B {}\nas {}", peer.var, flags(opt));
         }
     }
+    out.push_str(".SH EXIT STATUS\n");
+    for (code, meaning) in crate::codes::TABLE {
+        let _ = writeln!(out, ".TP\n.B {}\n{}", escape(code), escape(meaning));
+    }
     out.push_str(
-        ".SH EXIT STATUS\nThe app's code; 128+N if it died of signal N; 0 for a code given to \\fB\\-e\\fR; \
-         137 if usher killed it at the grace period; 2 for a usage error; 124 if the post-start hook failed and usher stopped the app; \
-         125 if usher itself failed; 126 if the command cannot run; 127 if it was not found.\n\
-         .SH EXAMPLES\n.nf\nENTRYPOINT [\"/usher\", \"\\-\\-drain\", \"5s\", \"\\-\\-grace\\-period\", \"25s\", \"\\-\\-\"]\n\
+        ".SH EXAMPLES\n.nf\nENTRYPOINT [\"/usher\", \"\\-\\-drain\", \"5s\", \"\\-\\-grace\\-period\", \"25s\", \"\\-\\-\"]\n\
+         HEALTHCHECK CMD [\"/usher\", \"\\-\\-check\", \"http://127.0.0.1:8080/healthz\"]\n\
          docker run \\-\\-init \\-v /usr/local/bin/usher:/sbin/docker\\-init:ro \\-e USHER_DRAIN=5s IMAGE\n.fi\n\
          .SH SEE ALSO\n\\fBtini\\fR(1), \\fBdumb\\-init\\fR(1), \\fBdocker\\-run\\fR(1)\n",
     );
@@ -78,7 +81,7 @@ fn flags(opt: &Opt) -> String {
 }
 
 /// Hyphens and backslashes as roff wants them; a leading dot or quote kept literal.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = text.replace('\\', "\\e").replace('-', "\\-");
     if out.starts_with(['.', '\'']) {
         out.insert_str(0, "\\&");
