@@ -188,7 +188,7 @@ pub fn parse_header(text: &str) -> Result<String, String> {
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
     if name.is_empty() || !name.bytes().all(token) {
         return Err(format!(
-            "{text:?}: the header name must be letters, digits or -_. (e.g. X-Token)"
+            "{text:?}: the header name must be a token: letters, digits and !#$%&'*+-.^_`|~ (e.g. X-Token)"
         ));
     }
     if value.contains(['\r', '\n', '\0']) {
