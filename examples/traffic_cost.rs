@@ -38,10 +38,7 @@ fn main() {
     let n = clients.len();
     let me = std::process::id() as usher::process::Pid;
     let mut sampler = Sampler::start(&[me]).expect("sampler");
-    println!(
-        "{n} connections; PassiveOpens counted: {}",
-        sampler.counts_passive_opens()
-    );
+    println!("{n} connections");
     let idle = time(&mut sampler, n, |_| {});
     report("idle", &idle);
     let busy = time(&mut sampler, n, |_| {
