@@ -158,7 +158,7 @@ pub struct Sampler {
     /// one the client opened and closed between two looks is not missed.
     ends: Option<OwnedFd>,
     /// The connections of the app destroyed since the last look.
-    gone: Vec<[u8; 37]>,
+    gone: Vec<Conn>,
     arrivals: u64,
 }
 
@@ -205,22 +205,22 @@ impl Sampler {
             }
         }
         sort(&mut self.now);
-        self.gone.sort_unstable();
-        self.gone.dedup();
+        sort(&mut self.gone);
+        self.gone.dedup_by(|a, b| a.0 == b.0);
         let seen_before = |key: &[u8; 37], seen: &[Conn]| seen.binary_search_by(|c| c.0.cmp(key));
         let (mut new, mut grown) = (u64::from(overflowed), 0);
         for (key, bytes) in &self.now {
             match seen_before(key, &self.seen) {
                 Ok(i) => grown += u64::from(*bytes != UNKNOWN && *bytes != self.seen[i].1),
                 // One that ended and left a TIME_WAIT is counted at its end.
-                Err(_) => new += u64::from(self.gone.binary_search(key).is_err()),
+                Err(_) => new += u64::from(seen_before(key, &self.gone).is_err()),
             }
         }
         // Ended without being seen alive: opened and closed between two looks.
         let unseen = |k: &&[u8; 37]| {
             seen_before(k, &self.seen).is_err() && seen_before(k, &self.older).is_err()
         };
-        new += self.gone.iter().filter(unseen).count() as u64;
+        new += self.gone.iter().map(|c| &c.0).filter(unseen).count() as u64;
         self.gone.clear();
         self.arrivals += new + grown;
         core::mem::swap(&mut self.older, &mut self.now);
@@ -279,7 +279,7 @@ impl Sampler {
                 if self.listeners.iter().any(|l| l.takes(&s)) {
                     let mut key = [s.family; 37];
                     key[1..].copy_from_slice(&s.id);
-                    self.gone.push(key);
+                    self.gone.push((key, UNKNOWN));
                 }
             }
         }
