@@ -18,6 +18,7 @@ pub mod codes;
 pub mod driver;
 pub mod duration;
 pub mod event_loop;
+pub mod heapsort;
 pub mod hook;
 pub mod http;
 pub mod log;

@@ -70,7 +70,7 @@ use alloc::vec::Vec;
 use crate::sys::{io, OwnedFd};
 
 use crate::process::{Pid, Traffic};
-use crate::sys;
+use crate::{heapsort, sys};
 
 /// How many connections one sample keeps track of. Beyond that the rest of
 /// the dump is left unread: those connections are neither counted nor
@@ -204,8 +204,8 @@ impl Sampler {
                 self.dump(family, CONNECTED).map_err(dump_failed)?;
             }
         }
-        sort(&mut self.now);
-        sort(&mut self.gone);
+        heapsort::sort(&mut self.now);
+        heapsort::sort(&mut self.gone);
         self.gone.dedup_by(|a, b| a.0 == b.0);
         let seen_before = |key: &[u8; 37], seen: &[Conn]| seen.binary_search_by(|c| c.0.cmp(key));
         let (mut new, mut grown) = (u64::from(overflowed), 0);
@@ -316,31 +316,6 @@ fn unreadable(what: &str, e: io::Error) -> String {
 
 fn dump_failed(e: io::Error) -> String {
     unreadable("TCP sockets (sock_diag)", e)
-}
-
-/// Sorts connections by key: a heapsort, for its small code (std's sorts
-/// cost kilobytes) and its time, bounded whatever the input.
-fn sort(v: &mut [Conn]) {
-    fn sift(v: &mut [Conn], mut root: usize) {
-        loop {
-            let mut child = 2 * root + 1;
-            if child + 1 < v.len() && v[child].0 < v[child + 1].0 {
-                child += 1;
-            }
-            if child >= v.len() || v[root].0 >= v[child].0 {
-                return;
-            }
-            v.swap(root, child);
-            root = child;
-        }
-    }
-    for root in (0..v.len() / 2).rev() {
-        sift(v, root);
-    }
-    for end in (1..v.len()).rev() {
-        v.swap(0, end);
-        sift(&mut v[..end], 0);
-    }
 }
 
 /// The inodes of the sockets `owners` hold open; Err when no owner's fd
@@ -865,17 +840,6 @@ mod tests {
             let _ = parsed(&framed);
             framed.truncate(framed.len() / 2);
             let _ = parsed(&framed);
-        }
-    }
-
-    proptest::proptest! {
-        #[test]
-        fn heapsort_sorts(keys in proptest::collection::vec(0u8..4, 0..200)) {
-            let mut v: Vec<Conn> = keys.iter().enumerate().map(|(i, &k)| ([k; 37], i as u64)).collect();
-            let mut want: Vec<[u8; 37]> = v.iter().map(|c| c.0).collect();
-            want.sort();
-            sort(&mut v);
-            proptest::prop_assert_eq!(v.iter().map(|c| c.0).collect::<Vec<_>>(), want);
         }
     }
 

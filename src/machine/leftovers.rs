@@ -134,7 +134,7 @@ impl Situation {
             Some(_) if self.spare_group => outside,
             Some(l) => l.iter().map(|p| p.pid).collect(),
         };
-        pids.sort_unstable();
+        crate::heapsort::sort(&mut pids);
         let named = match pids.is_empty() {
             false => Named::Pids(pids),
             true if census.group_alive && !self.spare_group => Named::Group(app),

@@ -1087,7 +1087,7 @@ impl Machine {
                     let killed = self.deadline_killed.get_or_insert_with(Vec::new);
                     if let Named::Pids(pids) = &named {
                         killed.extend(pids);
-                        killed.sort_unstable();
+                        crate::heapsort::sort(killed);
                         killed.dedup();
                     }
                 }
