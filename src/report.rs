@@ -156,12 +156,14 @@ fn words(kind: &NoteKind) -> (Level, String, Vec<(&'static str, Value)>) {
                     silence,
                     rate: r,
                     arrivals,
+                    sparse,
                 } => (
                     "quiet",
                     vec![
                         ("silence", (*silence).into()),
                         ("rate", rate(*r)),
                         ("arrivals", Value::Int(*arrivals as i64)),
+                        ("sparse", Value::Int(*sparse as i64)),
                     ],
                 ),
                 DrainEnd::Max { rate: r, arrivals } => (

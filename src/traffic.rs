@@ -11,9 +11,12 @@
 //! - a connection (family and 4-tuple) that the previous sample did not
 //!   show; the connections of the first sample, taken by `start`, are the
 //!   baseline and not arrivals;
-//! - a connection whose `tcpi_bytes_received` changed since the previous
-//!   sample, once per connection per sample: a balancer's pooled keep-alive
-//!   connection counts while it carries requests, not while it idles;
+//! - the data segments a connection received since the previous sample
+//!   (`tcpi_data_segs_in`), at most [`PER_LOOK`] per connection per sample:
+//!   a request that fits in one segment is one arrival, so a balancer's
+//!   pooled keep-alive connection counts its requests while it carries
+//!   them and nothing while it idles, and a bulk upload counts no more than
+//!   a busy connection;
 //! - a connection of the app the kernel says it destroyed (sock_diag's
 //!   multicast group of destroyed TCP sockets, Linux 4.10, no privilege)
 //!   that the previous sample did not show alive: one opened and closed
@@ -33,15 +36,15 @@
 //!   unix sockets);
 //! - a new connection that reuses, between two samples, the 4-tuple of one
 //!   the previous sample saw in TIME_WAIT: taken for the same connection
-//!   until its bytes change or it ends;
+//!   until it receives data or ends;
 //! - traffic on a connection that brings no payload (keep-alive probes,
-//!   ACKs); the peer's FIN counts as one received byte (the kernel's counter
-//!   includes it), so a client closing a kept-alive connection is one event;
+//!   ACKs, the peer's FIN); a request split over several segments counts
+//!   as several (up to [`PER_LOOK`]);
 //! - a connection can count twice: seen in SYN_RECV in one sample, then
-//!   with its first bytes in the next;
+//!   with its first data in the next;
 //! - an outgoing connection from a listener's own port counts like an
 //!   incoming one;
-//! - kernels before 4.1 report no `tcpi_bytes_received`: only new
+//! - kernels before 4.6 report no `tcpi_data_segs_in`: only new
 //!   connections count there; before 4.10 there are no destroy events: a
 //!   connection the client opens and closes between two samples is missed;
 //! - destroy events the kernel dropped (the socket's buffer full between
@@ -95,9 +98,13 @@ const INET_DIAG_INFO: u16 = 2;
 /// Sizes of `struct nlmsghdr` and `struct inet_diag_msg`.
 const HDR: usize = 16;
 const MSG: usize = 72;
-const BYTES_RECEIVED: usize = core::mem::offset_of!(libc::tcp_info, tcpi_bytes_received);
-/// The bytes received by a socket that reports no tcp_info (TIME_WAIT).
+const DATA_SEGS_IN: usize = core::mem::offset_of!(libc::tcp_info, tcpi_data_segs_in);
+/// The data segments received by a socket that reports no tcp_info (TIME_WAIT).
 const UNKNOWN: u64 = u64::MAX;
+/// The most arrivals one connection counts in one sample: 80 a second is
+/// busy by any measure, and a bulk transfer's thousands of segments must
+/// not make the rate look higher than a busy connection's.
+pub const PER_LOOK: u64 = 8;
 /// The multicast groups of destroyed TCP sockets: IPv4 (1) and IPv6 (3).
 const DESTROYED: u32 = 1 << 0 | 1 << 2;
 /// Datagrams of destroy events read in one look at most (the rest wait for
@@ -126,7 +133,7 @@ struct Socket {
     state: u8,
     id: [u8; 36],
     inode: u32,
-    bytes: u64,
+    segs: u64,
 }
 
 impl Listener {
@@ -138,7 +145,7 @@ impl Listener {
     }
 }
 
-/// A connection seen in a sample: family then socket id, and bytes received.
+/// A connection seen in a sample: family then socket id, and data segments received.
 type Conn = ([u8; 37], u64);
 
 /// Watches the app's listeners; see the module doc for what counts.
@@ -208,13 +215,14 @@ impl Sampler {
         heapsort::sort(&mut self.gone);
         self.gone.dedup_by(|a, b| a.0 == b.0);
         let seen_before = |key: &[u8; 37], seen: &[Conn]| seen.binary_search_by(|c| c.0.cmp(key));
-        let (mut new, mut grown) = (u64::from(overflowed), 0);
-        for (key, bytes) in &self.now {
-            match seen_before(key, &self.seen) {
-                Ok(i) => grown += u64::from(*bytes != UNKNOWN && *bytes != self.seen[i].1),
+        let mut new = u64::from(overflowed);
+        for &(ref key, segs) in &self.now {
+            new += match seen_before(key, &self.seen) {
+                Ok(i) => received(self.seen[i].1, segs),
                 // One that ended and left a TIME_WAIT is counted at its end.
-                Err(_) => new += u64::from(seen_before(key, &self.gone).is_err()),
-            }
+                Err(_) if seen_before(key, &self.gone).is_ok() => 0,
+                Err(_) => received(0, segs).max(1),
+            };
         }
         // Ended without being seen alive: opened and closed between two looks.
         let unseen = |k: &&[u8; 37]| {
@@ -222,7 +230,7 @@ impl Sampler {
         };
         new += self.gone.iter().map(|c| &c.0).filter(unseen).count() as u64;
         self.gone.clear();
-        self.arrivals += new + grown;
+        self.arrivals += new;
         core::mem::swap(&mut self.older, &mut self.now);
         core::mem::swap(&mut self.seen, &mut self.older);
         Ok(Traffic {
@@ -302,8 +310,8 @@ impl Sampler {
             let mut key = [s.family; 37];
             key[1..].copy_from_slice(&s.id);
             // A request socket has no tcp_info, and has received nothing.
-            let syn = s.state == SYN_RECV && s.bytes == UNKNOWN;
-            self.now.push((key, if syn { 0 } else { s.bytes }));
+            let syn = s.state == SYN_RECV && s.segs == UNKNOWN;
+            self.now.push((key, if syn { 0 } else { s.segs }));
         }
         self.now.len() < MAX_TRACKED
     }
@@ -312,6 +320,15 @@ impl Sampler {
 /// Why a source of the sampler cannot be used.
 fn unreadable(what: &str, e: io::Error) -> String {
     format!("cannot read {what}: {e}")
+}
+
+/// The arrivals a connection's data segments say: those received between
+/// two samples (the kernel's u32 counter wraps), at most [`PER_LOOK`].
+fn received(before: u64, after: u64) -> u64 {
+    if before == UNKNOWN || after == UNKNOWN {
+        return 0;
+    }
+    u64::from((after as u32).wrapping_sub(before as u32)).min(PER_LOOK)
 }
 
 fn dump_failed(e: io::Error) -> String {
@@ -445,14 +462,14 @@ fn next(d: &[u8], at: &mut usize) -> io::Result<Next> {
 fn socket(body: &[u8]) -> Option<Socket> {
     let msg = body.get(..MSG)?;
     let mut attrs = body.get(MSG..)?;
-    let mut bytes = UNKNOWN;
+    let mut segs = UNKNOWN;
     while !attrs.is_empty() {
         let len = usize::from(u16::from_ne_bytes(field(attrs, 0)?));
         let value = attrs.get(4..len)?;
         if u16::from_ne_bytes(field(attrs, 2)?) == INET_DIAG_INFO {
-            // Shorter before Linux 4.1, which had no tcpi_bytes_received.
-            if let Some(b) = field(value, BYTES_RECEIVED) {
-                bytes = u64::from_ne_bytes(b);
+            // Shorter before Linux 4.6, which had no tcpi_data_segs_in.
+            if let Some(b) = field(value, DATA_SEGS_IN) {
+                segs = u64::from(u32::from_ne_bytes(b));
             }
         }
         attrs = attrs.get(len.next_multiple_of(4)..).unwrap_or_default();
@@ -462,7 +479,7 @@ fn socket(body: &[u8]) -> Option<Socket> {
         state: msg[1],
         id: field(msg, 4)?,
         inode: u32::from_ne_bytes(field(msg, 68)?),
-        bytes,
+        segs,
     })
 }
 
@@ -627,24 +644,32 @@ mod tests {
     }
 
     #[test]
-    fn bytes_on_a_kept_alive_connection_count_once_per_sample() {
+    fn requests_on_a_kept_alive_connection_count_up_to_a_cap() {
         let l = TcpListener::bind("127.0.0.1:0").expect("bind");
         let (mut c, mut s) = connect(&l);
         let mut sampler = watching(&l);
-        for round in 0..3 {
-            for _ in 0..50 {
-                send(&mut c, &mut s, 100); // fifty requests, one connection
+        for n in [1, 3, PER_LOOK, 50] {
+            for _ in 0..n {
+                send(&mut c, &mut s, 100); // one request, one segment
             }
-            assert_arrivals(&mut sampler, 1, &format!("busy round {round}"));
+            assert_arrivals(&mut sampler, n.min(PER_LOOK), &format!("{n} requests"));
         }
         for round in 0..3 {
             assert_arrivals(&mut sampler, 0, &format!("idle round {round}"));
         }
-        // The client's FIN counts as a received byte.
+        // The client's FIN carries no data.
         drop(c);
         assert_eq!(s.read(&mut [0; 1]).expect("EOF"), 0);
-        assert_arrivals(&mut sampler, 1, "the client closed");
-        assert_arrivals(&mut sampler, 0, "closed, idle");
+        assert_arrivals(&mut sampler, 0, "the client closed");
+    }
+
+    #[test]
+    fn segment_counts_wrap_and_unknowns_count_nothing() {
+        assert_eq!(received(u64::from(u32::MAX), 2), 3);
+        assert_eq!(received(5, 5), 0);
+        assert_eq!(received(0, 1000), PER_LOOK);
+        assert_eq!(received(UNKNOWN, 7), 0);
+        assert_eq!(received(7, UNKNOWN), 0);
     }
 
     #[test]
@@ -715,7 +740,7 @@ mod tests {
             state: 1,
             id,
             inode: 0,
-            bytes: 0,
+            segs: 0,
         };
         let lo4 = Listener {
             family: AF_INET,
@@ -760,15 +785,15 @@ mod tests {
         d
     }
 
-    fn diag_msg(info: Option<usize>, bytes: u64) -> Vec<u8> {
+    fn diag_msg(info: Option<usize>, segs: u32) -> Vec<u8> {
         let mut m = vec![AF_INET, 1, 0, 0];
         m.extend([0x1f, 0x90]); // port 8080
         m.resize(68, 7);
         m.extend(42u32.to_ne_bytes());
         if let Some(len) = info {
             let mut value = vec![0; len];
-            if let Some(at) = value.get_mut(BYTES_RECEIVED..BYTES_RECEIVED + 8) {
-                at.copy_from_slice(&bytes.to_ne_bytes());
+            if let Some(at) = value.get_mut(DATA_SEGS_IN..DATA_SEGS_IN + 4) {
+                at.copy_from_slice(&segs.to_ne_bytes());
             }
             m.extend(((4 + len) as u16).to_ne_bytes());
             m.extend(INET_DIAG_INFO.to_ne_bytes());
@@ -777,7 +802,7 @@ mod tests {
         m
     }
 
-    /// What a parse handed over: family, local port, inode, bytes received.
+    /// What a parse handed over: family, local port, inode, data segments received.
     type Parsed = Vec<(u8, u16, u32, u64)>;
 
     fn parsed(d: &[u8]) -> io::Result<(bool, Parsed)> {
@@ -786,7 +811,7 @@ mod tests {
             match next(d, &mut at)? {
                 Next::Socket(s) => {
                     let port = u16::from_be_bytes([s.id[0], s.id[1]]);
-                    got.push((s.family, port, s.inode, s.bytes));
+                    got.push((s.family, port, s.inode, s.segs));
                 }
                 Next::More => return Ok((true, got)),
                 Next::Done => return Ok((false, got)),
@@ -800,7 +825,7 @@ mod tests {
         let d = datagram(&[
             (SOCK_DIAG_BY_FAMILY, diag_msg(Some(full), 1234)),
             (SOCK_DIAG_BY_FAMILY, diag_msg(None, 0)),
-            (SOCK_DIAG_BY_FAMILY, diag_msg(Some(104), 5)), // Linux 4.0's tcp_info
+            (SOCK_DIAG_BY_FAMILY, diag_msg(Some(144), 5)), // before Linux 4.6: no tcpi_data_segs_in
         ]);
         let (more, got) = parsed(&d).expect("well-formed");
         assert!(more);

@@ -1,17 +1,27 @@
 //! The drain: how long the stop signal is held — a set time, or (`--drain MIN..MAX`) until the app's inbound traffic has stopped.
 //!
 //! The adaptive rule, a pure function of the looks at the traffic
-//! ([`Watch::observe`]): with λ the arrival rate seen since the drain began,
-//! the traffic has stopped once the silence since the last arrival is one
-//! that a Poisson stream at λ would show with probability below 1/1000
-//! (e^(−λ·t) < 0.001, so t > ln(1000)/λ ≈ 6.9/λ), and at least [`FLOOR`].
-//! λ counts the whole drain so far, the silence included: a conservative
-//! estimate, so that a few early arrivals never make a short pause look
-//! like the end.
-//! A rate seen over the whole drain includes the busy time before the
-//! balancer let go, so sparse background traffic after it (a prober every
-//! second, a scrape every 15 s) does not reset the verdict for long; a quiet
-//! spell in light traffic before the balancer noticed is what MIN is for.
+//! ([`Watch::observe`]), asks whether the app's traffic has dropped: the
+//! traffic has stopped once, for some recent look that saw arrivals, the
+//! arrivals since it are far fewer than the rate before it predicts — fewer
+//! than a Poisson stream at that rate would bring with probability 1/10,000
+//! — and the last arrival is at least [`FLOOR`] ago. With no arrival since
+//! that look this is a silence longer than ln(10,000)/λ ≈ 9.2/λ; the
+//! arrivals allowed after it must come one per look (a prober every second,
+//! a scrape every 15 s), never several at once, so that sparse background
+//! traffic after the balancer let go does not hold the drain, while a busy
+//! stream that pauses and resumes does.
+//!
+//! The rate before a look is its arrivals over the time from the drain's
+//! start to it, plus one [`PERIOD`]: one more look of silence than was seen,
+//! so that the first few arrivals (a rate from little evidence) never make a
+//! short pause look like the end. One arrival is no rate: with none or one
+//! (a stray request, a probe), [`FLOOR`] of silence is enough. One in 10,000 per look keeps a steady
+//! stream's chance of a false end low over a drain of many looks (150 in
+//! 15 s). The arrivals before the stop signal are not seen (nothing is
+//! sampled before it), so light traffic (a few requests a second) gives
+//! little evidence in a short time: that is what MIN is for. The unit tests
+//! below measure the rule on simulated streams; docs/shutdown.md quotes them.
 
 use core::time::Duration;
 
@@ -53,14 +63,22 @@ pub const PERIOD: Duration = Duration::from_millis(100);
 /// The shortest silence that counts as "stopped", whatever the rate: three looks.
 pub const FLOOR: Duration = Duration::from_millis(300);
 
+/// The chance below which the arrivals after a look say the traffic stopped.
+const ALPHA: f64 = 1e-4;
+/// The looks with arrivals the rule remembers: the last busy one and the
+/// sparse ones after it.
+const RECENT: usize = 8;
+
 /// Why a drain ended (the reason in its log line).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum DrainEnd {
-    /// The traffic stopped: silent this long, after `arrivals` at this rate.
+    /// The traffic stopped: `silence` since the last busy look, whose rate
+    /// was `rate`; `arrivals` in all, `sparse` of them after it.
     Quiet {
         silence: Duration,
         rate: Rate,
         arrivals: u64,
+        sparse: u64,
     },
     /// MAX came with the traffic still arriving.
     Max { rate: Rate, arrivals: u64 },
@@ -99,7 +117,10 @@ pub struct Watch {
     /// The first look's cumulative count (arrivals are counted from it).
     base: Option<u64>,
     arrivals: u64,
-    last_arrival: Option<Time>,
+    /// The last looks that saw arrivals, oldest first: when (milliseconds
+    /// since `since`) and the arrivals by then; `len` of them are set.
+    recent: [(u32, u64); RECENT],
+    len: usize,
 }
 
 impl Watch {
@@ -108,7 +129,8 @@ impl Watch {
             since,
             base: None,
             arrivals: 0,
-            last_arrival: None,
+            recent: [(0, 0); RECENT],
+            len: 0,
         }
     }
 
@@ -121,31 +143,67 @@ impl Watch {
             }
             return Verdict::Holding;
         };
+        let at = now
+            .saturating_sub(self.since)
+            .as_millis()
+            .min(u32::MAX.into()) as u32;
         let total = look.arrivals.saturating_sub(base);
         if total > self.arrivals {
             self.arrivals = total;
-            self.last_arrival = Some(now);
+            self.remember(at, total);
         }
-        let silence = now.saturating_sub(self.last_arrival.unwrap_or(self.since));
-        match silence >= self.needed(now) {
-            true => Verdict::Over(DrainEnd::Quiet {
-                silence,
-                rate: self.rate(now),
-                arrivals: self.arrivals,
-            }),
-            false => Verdict::Holding,
+        match self.quiet(at) {
+            Some(end) => Verdict::Over(end),
+            None => Verdict::Holding,
         }
     }
 
-    /// The silence that says the traffic stopped: ln(1000)/λ, at least FLOOR.
-    fn needed(&self, now: Time) -> Duration {
-        if self.arrivals == 0 {
-            return FLOOR;
+    fn remember(&mut self, at: u32, total: u64) {
+        if self.len == RECENT {
+            self.recent.copy_within(1.., 0);
+            self.len -= 1;
         }
-        let elapsed = now.saturating_sub(self.since).as_nanos();
-        // ln(1000) = 6.907755…
-        let nanos = elapsed * 6_907_755 / (1_000_000 * u128::from(self.arrivals));
-        FLOOR.max(Duration::from_nanos(nanos.min(u128::from(u64::MAX)) as u64))
+        self.recent[self.len] = (at, total);
+        self.len += 1;
+    }
+
+    /// The rule (module doc), `at` milliseconds into the drain.
+    fn quiet(&self, at: u32) -> Option<DrainEnd> {
+        let last = self.recent[..self.len].last().map_or(0, |r| r.0);
+        if u64::from(at.saturating_sub(last)) < FLOOR.as_millis() as u64 {
+            return None;
+        }
+        let ms = |n: u32| Duration::from_millis(n.into());
+        if self.arrivals <= 1 {
+            // One arrival is no rate: a stray request, a probe.
+            return Some(DrainEnd::Quiet {
+                silence: ms(at.saturating_sub(last)),
+                rate: Rate(0),
+                arrivals: self.arrivals,
+                sparse: self.arrivals,
+            });
+        }
+        for k in (0..self.len).rev() {
+            let (t, n) = self.recent[k];
+            if n < 2 {
+                return None;
+            }
+            let (before, silence) = (ms(t) + PERIOD, ms(at.saturating_sub(t)));
+            let sparse = self.arrivals - n;
+            if fewer_than_expected(n, before, silence, sparse) {
+                return Some(DrainEnd::Quiet {
+                    silence,
+                    rate: Rate::of(n, before),
+                    arrivals: self.arrivals,
+                    sparse,
+                });
+            }
+            // Looks before this one would count its arrivals as sparse.
+            if k == 0 || n - self.recent[k - 1].1 != 1 {
+                return None;
+            }
+        }
+        None
     }
 
     /// The rate seen since the drain began.
@@ -158,9 +216,43 @@ impl Watch {
     }
 }
 
+/// Whether `after` arrivals in `since` are improbably few (below [`ALPHA`])
+/// for a Poisson stream at the rate of `n` arrivals in `before`.
+fn fewer_than_expected(n: u64, before: Duration, since: Duration, after: u64) -> bool {
+    let mean = n as f64 * since.as_secs_f64() / before.as_secs_f64();
+    let mut term = exp_neg(mean); // P(0 arrivals)
+    let mut p = term;
+    for j in 1..=after {
+        term *= mean / j as f64;
+        p += term;
+        if p >= ALPHA {
+            return false;
+        }
+    }
+    p < ALPHA
+}
+
+/// e^−x for x ≥ 0 (core has no exp): x = k·ln 2 + r with 0 ≤ r < ln 2,
+/// e^−r by its series, then scaled by 2^−k in the exponent bits.
+fn exp_neg(x: f64) -> f64 {
+    use core::f64::consts::{LN_2, LOG2_E};
+    if x.is_nan() || x >= 708.0 {
+        return 0.0; // below f64's normal range, or NaN
+    }
+    let k = (x.max(0.0) * LOG2_E) as u64;
+    let r = x.max(0.0) - k as f64 * LN_2;
+    let (mut term, mut sum) = (1.0, 1.0);
+    for i in 1..16 {
+        term *= -r / i as f64;
+        sum += term;
+    }
+    sum * f64::from_bits((1023 - k) << 52)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::{println, vec::Vec};
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -257,20 +349,144 @@ mod tests {
     }
 
     #[test]
-    fn sparse_traffic_needs_a_longer_silence() {
+    fn one_arrival_is_no_rate() {
         let mut w = Watch::new(ms(0));
         let mut total = 0;
         w.observe(look(1, 0), ms(0));
-        // One arrival a second, the last at 9.1 s, then none: at time t,
-        // λ = 10/t, so the silence t − 9.1 must reach 6.9·t/10: t ≥ 29.4 s.
+        let (t, end) = feed(&mut w, &mut total, 100, 5000, |t| u64::from(t == 200)).unwrap();
+        assert_eq!(t, 500, "{end:?}");
+    }
+
+    #[test]
+    fn the_silence_needed_is_ln_10000_over_the_rate() {
+        let mut w = Watch::new(ms(0));
+        let mut total = 0;
+        w.observe(look(1, 0), ms(0));
+        // Two arrivals every 200 ms, the last at 9.1 s, then none: λ = 92/9.2 s,
+        // so the silence must reach ln(10,000)/λ = 0.92 s.
+        let steady = |t: u64| if t % 200 == 100 { 2 } else { 0 };
+        assert_eq!(feed(&mut w, &mut total, 100, 9_100, steady), None);
+        let (t, end) = feed(&mut w, &mut total, 9_200, 60_000, |_| 0).unwrap();
+        assert_eq!(t, 10_100, "{end:?}");
+        let rate = Rate(10_000);
+        let (arrivals, sparse, silence) = (92, 0, ms(1000));
         assert_eq!(
-            feed(&mut w, &mut total, 100, 9_100, |t| u64::from(
-                t % 1000 == 100
-            )),
-            None
+            end,
+            DrainEnd::Quiet {
+                silence,
+                rate,
+                arrivals,
+                sparse
+            }
         );
-        let (t, _) = feed(&mut w, &mut total, 9_200, 60_000, |_| 0).unwrap();
-        assert!((29_400..=29_600).contains(&t), "ended at {t} ms");
+    }
+
+    /// A simulated drain: Poisson arrivals at `rate` a second until `lag`
+    /// seconds (the balancer lets go), a prober every `probe` seconds (0:
+    /// none) at a random phase, looks every 100 ms; when it ended (seconds;
+    /// MAX is 10 s, MIN as given).
+    fn simulated(seed: u64, rate: f64, lag: f64, probe: f64, min: f64) -> f64 {
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut uniform = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut times = Vec::new();
+        let mut t = -uniform().ln() / rate;
+        while t < lag {
+            times.push(t);
+            t -= uniform().ln() / rate;
+        }
+        if probe > 0.0 {
+            let mut t = uniform() * probe;
+            while t < 10.0 {
+                times.push(t);
+                t += probe;
+            }
+        }
+        let mut w = Watch::new(ms(0));
+        w.observe(look(1, 0), ms(0));
+        for k in 1..100 {
+            let now = k as f64 / 10.0;
+            let total = times.iter().filter(|&&t| t <= now).count() as u64;
+            let over = w.observe(look(1, total), ms(k * 100)) != Verdict::Holding;
+            if over && now >= min - 1e-9 {
+                return now;
+            }
+        }
+        10.0
+    }
+
+    /// Over `runs` seeds: the share that ended before the lag, the mean end,
+    /// the share held to MAX.
+    fn simulate(rate: f64, lag: f64, probe: f64, min: f64) -> (f64, f64, f64) {
+        let runs = 400;
+        let ends: Vec<f64> = (0..runs)
+            .map(|s| simulated(s, rate, lag, probe, min))
+            .collect();
+        let share =
+            |f: &dyn Fn(f64) -> bool| ends.iter().filter(|&&e| f(e)).count() as f64 / runs as f64;
+        let mean = ends.iter().sum::<f64>() / runs as f64;
+        let got = (share(&|e| e < lag), mean, share(&|e| e >= 10.0));
+        println!(
+            "{rate:>4}/s lag {lag:>3}s prober {probe:>2}s MIN {min}s: early {:5.1}%  mean end {:5.2}s  at MAX {:5.1}%",
+            got.0 * 100.0,
+            got.1,
+            got.2 * 100.0
+        );
+        got
+    }
+
+    /// The rule on simulated streams (`cargo test --lib simulated_streams --
+    /// --nocapture` prints the table docs/shutdown.md quotes): busy traffic
+    /// (25 requests a second to a replica, as in examples/zero-downtime)
+    /// ends soon after the balancer lets go, prober or not, and never early;
+    /// light traffic (5 a second) needs a MIN to be safe.
+    #[test]
+    fn simulated_streams() {
+        for lag in [0.3, 0.5, 1.0, 3.0] {
+            for probe in [0.0, 1.0, 10.0] {
+                let (early, mean, max) = simulate(25.0, lag, probe, 0.0);
+                assert!(early <= 0.01 && max <= 0.01, "early {early}, at MAX {max}");
+                assert!(mean < lag + 1.0, "mean end {mean} after a lag of {lag}");
+            }
+        }
+        for lag in [0.3, 1.0, 3.0] {
+            for (probe, min) in [(0.0, 0.0), (0.0, 2.0), (1.0, 2.0)] {
+                simulate(5.0, lag, probe, min);
+            }
+        }
+        let (early, _, _) = simulate(5.0, 3.0, 1.0, 2.0);
+        assert!(early <= 0.05, "light traffic with MIN 2s: early {early}");
+    }
+
+    #[test]
+    fn exp_neg_agrees_with_std() {
+        for x in [0.0, 1e-9, 0.5, 0.7, 1.0, 9.21, 50.0, 700.0] {
+            let (got, want): (f64, f64) = (exp_neg(x), (-x).exp());
+            assert!(
+                (got - want).abs() <= want * 1e-12,
+                "e^-{x}: {got} vs {want}"
+            );
+        }
+        assert_eq!(
+            (exp_neg(708.0), exp_neg(f64::INFINITY), exp_neg(f64::NAN)),
+            (0.0, 0.0, 0.0)
+        );
+        assert_eq!(exp_neg(-1.0), 1.0, "clamped at 0");
+    }
+
+    #[test]
+    fn poisson_tail_threshold() {
+        let s = Duration::from_secs;
+        // 10 arrivals in 1 s: 0 in the next 0.92 s has p = e^-9.2 = 1.0e-4.
+        assert!(!fewer_than_expected(10, s(1), ms(900), 0));
+        assert!(fewer_than_expected(10, s(1), ms(950), 0));
+        // One arrival allowed: p = e^-μ(1 + μ) < 1e-4 needs μ > 11.76.
+        assert!(!fewer_than_expected(10, s(1), ms(1170), 1));
+        assert!(fewer_than_expected(10, s(1), ms(1190), 1));
     }
 
     #[test]
