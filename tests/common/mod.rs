@@ -168,11 +168,18 @@ fn namespaces_for(part: &str) -> bool {
     let Err(why) = namespace_prefix() else {
         return true;
     };
-    if std::env::var_os("USHERTEST_REQUIRE_NAMESPACES").is_some_and(|v| v == "1") {
-        panic!("USHERTEST_REQUIRE_NAMESPACES=1, but {why}");
-    }
-    skipped(&format!("{part}{why}"));
+    skip("USHERTEST_REQUIRE_NAMESPACES", &format!("{part}{why}"));
     false
+}
+
+/// A test (or part) that cannot run here: one `SKIPPED` line saying why,
+/// or, with the CI switch `require` (`USHERTEST_REQUIRE_DOCKER`...) set to
+/// 1, a failure.
+pub fn skip(require: &str, why: &str) {
+    if std::env::var_os(require).is_some_and(|v| v == "1") {
+        panic!("{require}=1, but {why}");
+    }
+    skipped(why);
 }
 
 /// Returns from the test, saying why, where PID namespaces are unavailable.
@@ -529,15 +536,22 @@ pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) 
 /// Starts usher in `mode` with `flags` (and `-s` when not PID 1) running
 /// the app script `body` (see [`app`]) in `s`.
 pub fn start_app(mode: Mode, s: &Scratch, flags: &[&str], body: &str) -> Running {
+    start_app_with(mode, s, flags, body, |c| c)
+}
+
+/// [`start_app`] with a chance to adjust usher's command (variables, stdout).
+pub fn start_app_with(
+    mode: Mode,
+    s: &Scratch,
+    flags: &[&str],
+    body: &str,
+    adjust: impl FnOnce(&mut Command) -> &mut Command,
+) -> Running {
     let a = app(s, "app", body);
-    let mut args = if mode == Mode::Plain {
-        vec!["-s"]
-    } else {
-        vec![]
-    };
-    args.extend(flags);
-    args.extend(["--", &a]);
-    start(mode, &args)
+    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
+    start_with(mode, &[plain, flags, &["--", &a]].concat(), |c| {
+        adjust(c);
+    })
 }
 
 /// Starts `cmd`, which is or execs usher (setpriv, prlimit, an unshare of
@@ -868,4 +882,118 @@ pub fn has_line(text: &[u8], want: &[u8]) -> bool {
 /// An OS string from raw bytes.
 pub fn bytes(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
+}
+
+// ------------------------------------------- shared by the Docker tests --
+
+/// `Duration::from_secs`, short.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The words of `line`, split at white space: for command lines of flags,
+/// names and numbers (no quoting: a path goes as an argument of its own).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// A loopback port nothing listens on (bound a moment ago, then released).
+pub fn free_port() -> u16 {
+    let bound = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    bound.expect("bind 127.0.0.1:0").port()
+}
+
+/// An id unique to this test run on this host: the pid and the clock's nanoseconds.
+pub fn run_id() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH);
+    let nanos = nanos.map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{nanos:08x}", std::process::id())
+}
+
+/// The cargo target dir of the static usher that tests/docker/setup.sh and
+/// the example's images.sh build: one for every test binary, so it is built once.
+pub fn static_target_dir() -> PathBuf {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(&tmp).join("docker-static")
+}
+
+/// `docker ARGS...`, for at most `limit`; panics if it cannot run or hangs.
+pub fn docker(args: &[&str], limit: Duration) -> Ran {
+    run_bounded(Command::new("docker").args(args), limit)
+}
+
+/// `docker ARGS...` that must succeed; returns its trimmed stdout.
+pub fn docker_ok(args: &[&str], limit: Duration) -> String {
+    let out = docker(args, limit);
+    assert!(out.ok(), "docker {args:?} failed: {out:?}");
+    out.stdout.trim().to_string()
+}
+
+/// Whether a Docker engine answers (asked once); if not, [`skip`]s the
+/// running test (`USHERTEST_REQUIRE_DOCKER=1` makes that a failure).
+pub fn docker_engine() -> bool {
+    static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
+    let answer = ENGINE.get_or_init(|| {
+        let mut cmd = Command::new("docker");
+        cmd.args(["version", "--format", "{{.Server.Version}}"]);
+        match try_run(&mut cmd, secs(30)) {
+            Err(e) => Err(format!("no Docker engine answers ({e})")),
+            Ok(out) if out.ok() && !out.stdout.trim().is_empty() => Ok(()),
+            Ok(out) => Err(format!(
+                "no Docker engine answers (`docker version`: {})",
+                out.stderr.lines().next().unwrap_or("no output").trim()
+            )),
+        }
+    });
+    answer
+        .as_ref()
+        .map_err(|why| skip("USHERTEST_REQUIRE_DOCKER", why))
+        .is_ok()
+}
+
+/// `--label` arguments for everything a test makes in Docker: `usher-test=1`,
+/// `usher-test.run=RUN`, the test's pid and host (setup.sh's sweep removes
+/// what a killed run left behind).
+pub fn docker_labels(run: &str) -> Vec<String> {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let (pid, host) = (std::process::id(), host.trim());
+    let labels = [
+        format!("run={run}"),
+        format!("pid={pid}"),
+        format!("host={host}"),
+    ];
+    let labels = labels.map(|l| format!("usher-test.{l}"));
+    let all = ["usher-test=1".to_string()].into_iter().chain(labels);
+    all.flat_map(|l| ["--label".to_string(), l]).collect()
+}
+
+/// Removes, by id, every container and then every image labelled `label`
+/// (`KEY=VALUE`); never panics (it may run while a failed test unwinds).
+pub fn remove_labelled(label: &str) {
+    let filter = format!("label={label}");
+    let docker = |args: &[&str], ids: &[String]| {
+        let mut cmd = Command::new("docker");
+        cmd.args(args).args(ids);
+        try_run(&mut cmd, secs(120))
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    };
+    let ids = |list: &[&str]| -> Vec<String> {
+        let out = docker(&[list, &["--no-trunc", "--filter", &filter]].concat(), &[]);
+        let mut ids: Vec<String> = out.split_whitespace().map(String::from).collect();
+        ids.dedup();
+        ids
+    };
+    let containers = ids(&["ps", "-aq"]);
+    if !containers.is_empty() {
+        docker(&["rm", "-f", "-v"], &containers);
+    }
+    // An image built FROM another goes first: a few rounds remove a chain.
+    for _ in 0..3 {
+        let images = ids(&["images", "-q"]);
+        if images.is_empty() {
+            break;
+        }
+        docker(&["rmi", "-f"], &images);
+    }
 }
