@@ -257,22 +257,3 @@ fn a_prober_once_a_second_does_not_hold_the_drain() {
         assert!(probes >= 2, "{probes} probes in the drain\n{}", run.log);
     }
 }
-
-#[test]
-fn refused_ranges_exit_2_naming_the_flag_or_variable() {
-    let max = ["--drain", "1s..5s", "--grace-period", "5s"];
-    let cases: [(&[&str], _, &str); 3] = [
-        (&["--drain", "5s..1s"], None, "--drain \"5s..1s\": MIN is"),
-        (&[], Some("1s.."), "USHER_DRAIN \"1s..\": both bounds"),
-        (&max, None, "--drain's MAX 5s must"),
-    ];
-    for (flags, var, says) in cases {
-        let args = [flags, &["--", "true"]].concat();
-        let r = start_with(Mode::Plain, &args, |c| {
-            c.envs(var.map(|v| ("USHER_DRAIN", v)));
-        });
-        let f = r.wait(FINISH);
-        let said = lines(&f.stderr).len() == 1 && f.stderr.contains(says);
-        assert!(f.code == Some(2) && said, "{args:?} {var:?}: {f}");
-    }
-}

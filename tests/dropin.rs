@@ -108,26 +108,6 @@ fn dumb_init_setsid_0_signals_the_child_alone() {
     }
 }
 
-/// tini's TINI_VERBOSITY and dumb-init's DUMB_INIT_DEBUG turn on usher's
-/// debug lines; USHER_LOG wins over both.
-#[test]
-fn the_peers_verbosity_variables_work_and_usher_log_wins() {
-    for (env, debug) in [
-        (vec![("TINI_VERBOSITY", "3")], true),
-        (vec![("DUMB_INIT_DEBUG", "1")], true),
-        (vec![("TINI_VERBOSITY", "3"), ("USHER_LOG", "info")], false),
-        (vec![], false),
-    ] {
-        let f = start_with(Mode::Plain, &["-s", "--", "true"], |c| {
-            c.envs(env.iter().copied());
-        })
-        .wait(FINISH);
-        assert_eq!(f.code, Some(0), "{env:?}: {f}");
-        let said = line_with(&f.stderr, "debug: started:").is_some();
-        assert_eq!(said, debug, "{env:?}: {f}");
-    }
-}
-
 /// An init whose parent made it a child subreaper before exec (the flag
 /// survives exec) reaps orphans already: no warning, as tini asks the kernel.
 #[test]

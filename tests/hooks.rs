@@ -10,7 +10,6 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -187,21 +186,6 @@ fn run_app(s: &Scratch, flags: &[&str], after: Option<Duration>) -> Finished {
     r.wait(Duration::from_secs(40))
 }
 
-/// [`start_app`] with a chance to adjust usher's command (variables, stdout).
-fn start_app_with(
-    mode: Mode,
-    s: &Scratch,
-    flags: &[&str],
-    body: &str,
-    adjust: impl FnOnce(&mut Command) -> &mut Command,
-) -> Running {
-    let a = app(s, "app", body);
-    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
-    start_with(mode, &[plain, flags, &["--", &a]].concat(), |c| {
-        adjust(c);
-    })
-}
-
 /// Waits for `r`'s app to be ready, then stops usher with TERM: when the
 /// signal went, and usher's end.
 fn stop(r: Running, s: &Scratch) -> (Sent, Finished) {
@@ -227,12 +211,6 @@ fn must<'a>(f: &'a Finished, needle: &str) -> &'a str {
 fn took(line: &str) -> f64 {
     let t = field(line, "took").and_then(|t| t.trim_end_matches('s').parse().ok());
     t.unwrap_or(0.0)
-}
-
-/// A loopback port nothing listens on (bound a moment ago, then released).
-fn free_port() -> u16 {
-    let bound = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
-    bound.expect("bind 127.0.0.1:0").port()
 }
 
 // ------------------------------------------------------------ post-start --
@@ -318,7 +296,7 @@ fn a_post_start_still_running_when_the_app_exits_is_a_leftover() {
         let s = Scratch::new("post-start-leftover");
         let hook = app(&s, "hook", "echo $$ > hook-pid\nexec sleep 1000");
         let body = "while [ ! -s hook-pid ]; do sleep 0.05; done\nexit 6";
-        let f = start_app_with(mode, &s, &["--post-start", &hook], body, |c| c).wait(FINISH);
+        let f = start_app(mode, &s, &["--post-start", &hook], body).wait(FINISH);
         assert_eq!(f.code, Some(6), "{mode:?}: the app's own code\n{f}");
         let hook_pid = s.pid("hook-pid");
         assert!(
@@ -348,7 +326,7 @@ fn post_stop_runs_once_all_is_gone_and_its_failure_keeps_the_app_code() {
         let body = "kill -0 $(cat left) 2>/dev/null && rec alive\nrec post-stop\nexit 1";
         let hook = app(&s, "hook", body);
         let body = "sleep 1000 & echo $! > left\nrec app-end\nexit 3";
-        let f = start_app_with(mode, &s, &["--post-stop", &hook], body, |c| c).wait(FINISH);
+        let f = start_app(mode, &s, &["--post-stop", &hook], body).wait(FINISH);
         assert_eq!(f.code, Some(3), "{mode:?}: the app's code\n{f}");
         let failed = must(&f, "warn: post-stop failed");
         assert_eq!(field(failed, "status"), Some("exit:1"), "{failed}");
@@ -442,38 +420,6 @@ fn http_hooks_send_the_method_path_query_and_headers_and_wait_for_the_answer() {
     assert_on_time("TERM after the answer and drain", term, 0.5, &f.stderr);
 }
 
-/// 200 and 302 are success; 500 and 503 fail the post-start hook (exit 124).
-#[test]
-fn http_statuses_200_to_399_succeed_and_others_fail() {
-    let server = Server::start(by_path);
-    for (status, ok) in [(200, true), (302, true), (500, false), (503, false)] {
-        let s = Scratch::new("http-status");
-        let url = server.url(&format!("/s/{status}"));
-        let after = ok.then_some(Duration::from_millis(800));
-        let f = run_app(&s, &["--post-start", &url], after);
-        let want = if ok { 0 } else { 124 };
-        assert_eq!(f.code, Some(want), "HTTP {status}: {f}");
-        let level = ["error: post-start failed", "info: post-start answered"];
-        let line = must(&f, level[ok as usize]);
-        assert_eq!(field(line, "http"), Some(&*status.to_string()), "{line}");
-    }
-}
-
-/// A pre-stop request answered 503 is a warning; the sequence goes on.
-#[test]
-fn a_failed_http_pre_stop_is_a_warning_and_the_stop_signal_follows() {
-    let server = Server::start(by_path);
-    let s = Scratch::new("http-pre-stop-503");
-    let hook = format!("DELETE {}", server.url("/s/503"));
-    let flags = ["--pre-stop", &hook, "--grace-period", "5s"];
-    let f = run_app(&s, &flags, Some(Duration::ZERO));
-    assert_eq!(f.code, Some(0), "{f}");
-    let warn = must(&f, "warn: pre-stop failed");
-    assert_eq!(field(warn, "http"), Some("503"), "{warn}");
-    assert!(s.stamp("term").is_some(), "the app got TERM\n{f}");
-    assert_eq!(server.seen()[0].method, "DELETE");
-}
-
 /// Nothing listens: the refused connection is tried again for the 2 s
 /// connect bound, then the post-start hook fails.
 #[test]
@@ -519,25 +465,15 @@ fn a_bad_hook_url_is_a_usage_error() {
     let s = Scratch::new("http-bad");
     let marker = s.path("ran");
     let touch = ["--", "touch", marker.to_str().unwrap()];
-    for (flag, value, says) in [
-        (
-            "--post-start",
-            "https://127.0.0.1/",
-            "https is not supported",
-        ),
-        (
-            "--pre-stop",
-            "GET ftp://127.0.0.1/",
-            "must start with http://",
-        ),
+    #[rustfmt::skip]
+    let cases = [
+        ("--post-start", "https://127.0.0.1/", "https is not supported"),
+        ("--pre-stop", "GET ftp://127.0.0.1/", "must start with http://"),
         ("--pre-stop", "http://:8080/", "no host"),
         ("--post-start", "http://127.0.0.1:99999/", "from 1 to 65535"),
-        (
-            "--post-stop",
-            "POST https://127.0.0.1/",
-            "https is not supported",
-        ),
-    ] {
+        ("--post-stop", "POST https://127.0.0.1/", "https is not supported"),
+    ];
+    for (flag, value, says) in cases {
         let f = run(Mode::Plain, &[&[flag, value][..], &touch].concat());
         assert_eq!(f.code, Some(2), "{flag} {value}: {f}");
         let l = lines(&f.stderr);
@@ -711,29 +647,16 @@ fn check_ready_fails_once_usher_began_its_shutdown() {
 #[test]
 fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
     let s = Scratch::new("drain-cut");
-    let mode = modes()[0];
-    let r = start_app(
-        mode,
-        &s,
-        &["--drain", "1900ms", "--grace-period", "2s"],
-        TRAPS_TERM,
-    )
-    .ready(&s, "ready");
+    let flags = ["--drain", "1900ms", "--grace-period", "2s"];
+    let r = start_app(modes()[0], &s, &flags, TRAPS_TERM).ready(&s, "ready");
     let sent = r.signal(TERM);
     let f = r.wait(FINISH);
     assert_eq!(f.code, Some(0), "{f}");
     let warn = must(&f, "warn: the drain would end after the stop reserve");
-    assert_eq!(
-        (field(warn, "drain"), field(warn, "to")),
-        (Some("1.900s"), Some("1s")),
-        "{warn}"
-    );
-    assert_on_time(
-        "TERM at the reserve point",
-        s.since("term", sent),
-        1.0,
-        &f.stderr,
-    );
+    let cut = (field(warn, "drain"), field(warn, "to"));
+    assert_eq!(cut, (Some("1.900s"), Some("1s")), "{warn}");
+    let term = s.since("term", sent);
+    assert_on_time("TERM at the reserve point", term, 1.0, &f.stderr);
 }
 
 // ------------------------------------------------------------ hook output --

@@ -66,13 +66,25 @@ impl Drop for PidGuard {
 
 // ------------------------------------------------------------------- drain --
 
+/// The drain holds the stop signal alone: the app keeps working (its
+/// heartbeats go on up to the drain's end), and another signal sent in the
+/// drain (HUP) is forwarded at once.
 #[test]
-fn drain_delays_term_while_the_app_keeps_working() {
+fn drain_holds_term_while_the_app_works_and_other_signals_pass() {
     needs_namespaces!();
     let s = Scratch::new("drain");
-    let body = "trap 'rec term; exit 0' TERM\nrec ready\nwhile :; do rec beat; sleep 0.1; done";
-    let (stop, f) = terminate(&s, &["--drain", "1s"], body, 0);
+    let traps = "trap 'rec term; exit 0' TERM\ntrap 'rec hup' HUP\nrec ready";
+    let body = format!("{traps}\nwhile :; do rec beat; sleep 0.1; done");
+    let signals = [(TERM, 0), (libc::SIGHUP, 300)];
+    let (sent, f) = shutdown(Mode::Pid1, &s, &["--drain", "1s"], &body, &signals, 0);
+    let stop = sent[0];
     assert_on_time("TERM", s.since("term", stop), 1.0, &f.stderr);
+    assert_on_time("HUP", s.since("hup", sent[1]), 0.0, &f.stderr);
+    let hup_first = s.stamp("hup") < s.stamp("term");
+    assert!(
+        hup_first,
+        "HUP came after TERM: it waited for the drain\n{f}"
+    );
     // Heartbeats kept coming during the drain, up to its end.
     let term = s.stamp("term").unwrap();
     let in_drain = |b: &f64| *b > stop.epoch && *b < term;
@@ -84,84 +96,27 @@ fn drain_delays_term_while_the_app_keeps_working() {
     assert_on_time("forwarding, by usher", fwd.and_then(line_t), 1.0, &f.stderr);
 }
 
-/// A second stop signal during the drain is forwarded at once, as itself
-/// (design.md: "A second stop signal while waiting forwards at once").
-fn second_stop_cuts_the_drain(second: i32, name: &str, file: &str) {
+/// A second stop signal during the drain, TERM again or INT, is forwarded
+/// at once, as itself (design.md: "A second stop signal while waiting
+/// forwards at once").
+#[test]
+fn a_second_stop_signal_during_the_drain_forwards_at_once() {
     needs_namespaces!();
-    let s = Scratch::new("cut");
-    let body = idle("trap 'rec term; exit 0' TERM\ntrap 'rec int; exit 0' INT");
-    let signals = [(TERM, 0), (second, 300)];
-    let (sent, f) = shutdown(Mode::Pid1, &s, &["--drain", "10s"], &body, &signals, 0);
-    // At once, so long before the first one's 10s drain would have ended.
-    assert_on_time(name, s.since(file, sent[1]), 0.0, &f.stderr);
-    if file == "int" {
-        assert_eq!(s.read("term"), "", "the drained TERM went out too\n{f}");
+    for (second, name, file) in [(TERM, "SIGTERM", "term"), (libc::SIGINT, "SIGINT", "int")] {
+        let s = Scratch::new("cut");
+        let body = idle("trap 'rec term; exit 0' TERM\ntrap 'rec int; exit 0' INT");
+        let signals = [(TERM, 0), (second, 300)];
+        let (sent, f) = shutdown(Mode::Pid1, &s, &["--drain", "10s"], &body, &signals, 0);
+        // At once, so long before the first one's 10s drain would have ended.
+        assert_on_time(name, s.since(file, sent[1]), 0.0, &f.stderr);
+        if file == "int" {
+            assert_eq!(s.read("term"), "", "the drained TERM went out too\n{f}");
+        }
+        let cut = format!("info: drain cut short: signal={name}");
+        let forwarded = format!("info: forwarded: signal={name} to=group:{{app}}");
+        let stop = "info: stop received: signal=SIGTERM drain=10s";
+        assert_in_order(&f.stderr, &[stop, &cut, &forwarded, "exiting: code=0"]);
     }
-    let cut = format!("info: drain cut short: signal={name}");
-    let forwarded = format!("info: forwarded: signal={name} to=group:{{app}}");
-    let stop = "info: stop received: signal=SIGTERM drain=10s";
-    assert_in_order(&f.stderr, &[stop, &cut, &forwarded, "exiting: code=0"]);
-}
-
-#[test]
-fn second_term_during_the_drain_forwards_at_once() {
-    second_stop_cuts_the_drain(TERM, "SIGTERM", "term");
-}
-
-#[test]
-fn int_during_a_term_drain_forwards_at_once() {
-    second_stop_cuts_the_drain(libc::SIGINT, "SIGINT", "int");
-}
-
-#[test]
-fn hup_during_the_drain_is_forwarded_at_once_and_term_still_waits() {
-    needs_namespaces!();
-    let s = Scratch::new("hup");
-    let body = idle("trap 'rec term; exit 0' TERM\ntrap 'rec hup' HUP");
-    let signals = [(TERM, 0), (libc::SIGHUP, 300)];
-    let (sent, f) = shutdown(Mode::Pid1, &s, &["--drain", "1500ms"], &body, &signals, 0);
-    assert_on_time("HUP", s.since("hup", sent[1]), 0.0, &f.stderr);
-    assert_on_time("TERM", s.since("term", sent[0]), 1.5, &f.stderr);
-    let hup_first = s.stamp("hup") < s.stamp("term");
-    assert!(
-        hup_first,
-        "HUP came after TERM: it waited for the drain\n{f}"
-    );
-}
-
-#[test]
-fn app_exiting_during_the_drain_ends_usher_at_once() {
-    needs_namespaces!();
-    let s = Scratch::new("exit-in-drain");
-    let body =
-        "trap 'rec term; exit 0' TERM\nrec ready\nwhile [ ! -f quit ]; do sleep 0.05; done\nexit 5";
-    let r = start_app(Mode::Pid1, &s, &["--drain", "10s"], body).ready(&s, "ready");
-    r.signal(TERM);
-    std::thread::sleep(Duration::from_millis(300));
-    let quit = Sent::now();
-    std::fs::write(s.path("quit"), "now\n").expect("write quit");
-    let f = r.wait(FINISH);
-    assert_eq!(f.code, Some(5), "usher exits with the app's own code\n{f}");
-    assert_on_time(
-        "usher's exit after the app's",
-        Some(quit.elapsed()),
-        0.0,
-        &f.stderr,
-    );
-    assert_eq!(
-        s.read("term"),
-        "",
-        "TERM to an app that exited in the drain"
-    );
-    assert_in_order(
-        &f.stderr,
-        &[
-            "info: stop received: signal=SIGTERM drain=10s",
-            "info: child exited: pid={app} status=exit:5",
-            "info: exiting: code=5",
-        ],
-    );
-    assert_no_line(&f.stderr, "forwarded", "nothing to forward to a gone app");
 }
 
 // ---------------------------------------------------------------- pre-stop --
@@ -435,37 +390,6 @@ fn a_leftover_without_a_grace_period_is_killed_at_once() {
 }
 
 // ------------------------------------------------------- signals, rewrites --
-
-#[test]
-fn stop_on_quit_drains_quit_and_forwards_term_at_once() {
-    needs_namespaces!();
-    let s = Scratch::new("stop-on-quit");
-    let body = idle("trap 'rec quit; exit 0' QUIT\ntrap 'rec term' TERM");
-    let flags = ["--stop-on", "QUIT", "--drain", "1500ms"];
-    let signals = [(libc::SIGQUIT, 0), (TERM, 200)];
-    let (sent, f) = shutdown(Mode::Pid1, &s, &flags, &body, &signals, 0);
-    assert_on_time(
-        "TERM, no stop signal here,",
-        s.since("term", sent[1]),
-        0.0,
-        &f.stderr,
-    );
-    assert_on_time("QUIT", s.since("quit", sent[0]), 1.5, &f.stderr);
-    let term_first = s.stamp("term") < s.stamp("quit");
-    assert!(
-        term_first,
-        "TERM reached the app after the drained QUIT\n{f}"
-    );
-    assert_in_order(
-        &f.stderr,
-        &[
-            "info: stop received: signal=SIGQUIT drain=1.500s",
-            "info: forwarded: signal=SIGQUIT to=group:{app}",
-            "info: exiting: code=0",
-        ],
-    );
-    assert_no_line(&f.stderr, "drain cut short", "TERM is no stop signal here");
-}
 
 #[test]
 fn rewrite_term_to_quit_after_the_drain() {
