@@ -175,17 +175,9 @@ fn non_root_usher_does_its_whole_job() {
             "app",
             "trap 'rec hup' HUP\ntrap '' TERM\nsh -c 'sleep 0.1 & exit 0'\nrec ready\nwhile :; do sleep 1; done",
         );
-        let flags = [
-            "-v",
-            "--drain",
-            "300ms",
-            "--grace-period",
-            "1500ms",
-            "--",
-            &a,
-        ];
         let r = start_command(mode, as_nobody(mode), |c| {
-            c.args(flags);
+            c.args(words("-v --drain 300ms --grace-period 1500ms --"))
+                .arg(&a);
         })
         .ready(&s, "ready");
         let uid = proc_status(r.usher_pid(), "Uid").unwrap();
@@ -420,8 +412,12 @@ enum BadStderr {
     /// fd 2 closed (`2>&-`): EBADF.
     Closed,
     /// A pipe whose read end is closed: EPIPE, and SIGPIPE raised in usher.
+    /// Was a bug: usher forwarded that SIGPIPE, killing the app (exit 141
+    /// instead of 3).
     BrokenPipe,
-    /// A file past RLIMIT_FSIZE: EFBIG, and SIGXFSZ raised in usher.
+    /// A file past RLIMIT_FSIZE: EFBIG, and SIGXFSZ raised in usher. Was a
+    /// bug: usher forwarded that SIGXFSZ, killing the app (exit 153 instead
+    /// of 3).
     OverSizeLimit,
 }
 
@@ -496,16 +492,8 @@ fn keeps_working_without_stderr(how: BadStderr) {
             format!("{traps}\ntrap 'rec term; exit 7' TERM\nrec ready\nwhile :; do sleep 1; done");
         let a = app(&s, "drained", &body);
         let r = start_command(mode, usher_in(mode), |c| {
-            c.args([
-                "-vvv",
-                "-s",
-                "--drain",
-                "1s",
-                "--grace-period",
-                "10s",
-                "--",
-                &a,
-            ]);
+            c.args(words("-vvv -s --drain 1s --grace-period 10s --"))
+                .arg(&a);
             bad_stderr(c, how, &s);
         })
         .ready(&s, "ready");
@@ -523,22 +511,14 @@ fn keeps_working_without_stderr(how: BadStderr) {
 }
 
 #[test]
-fn closed_stderr_changes_nothing() {
-    keeps_working_without_stderr(BadStderr::Closed);
-}
-
-/// Was a bug: usher's log write on a broken pipe raised SIGPIPE in usher,
-/// which it then forwarded, killing the app (exit 141 instead of 3).
-#[test]
-fn broken_pipe_stderr_changes_nothing() {
-    keeps_working_without_stderr(BadStderr::BrokenPipe);
-}
-
-/// Was a bug: past RLIMIT_FSIZE usher's log write raised SIGXFSZ in usher,
-/// which it forwarded, killing the app (exit 153 instead of 3).
-#[test]
-fn stderr_past_the_file_size_limit_changes_nothing() {
-    keeps_working_without_stderr(BadStderr::OverSizeLimit);
+fn a_closed_broken_or_oversized_stderr_changes_nothing() {
+    for how in [
+        BadStderr::Closed,
+        BadStderr::BrokenPipe,
+        BadStderr::OverSizeLimit,
+    ] {
+        keeps_working_without_stderr(how);
+    }
 }
 
 /// Was a gap: usher wrote its log with blocking writes, so a reader that
@@ -610,18 +590,8 @@ fn without_proc(empty: bool) {
     } else {
         "[ \"$(readlink /proc/self)\" = 1 ] && exit 96; exec \"$@\""
     };
-    cmd.args([
-        "sh",
-        "-c",
-        setup,
-        "sh",
-        usher(),
-        "-v",
-        "--grace-period",
-        "1s",
-        "--",
-        &a,
-    ]);
+    cmd.args(["sh", "-c", setup, "sh", usher()]);
+    cmd.args(words("-v --grace-period 1s --")).arg(&a);
     let r = start_command(Mode::Pid1, cmd, |_| {}).ready(&s, "ready");
     let pid = r.usher_pid();
     // Both orphans reaped: no zombie child of usher once they are done.
@@ -640,13 +610,10 @@ fn without_proc(empty: bool) {
 }
 
 #[test]
-fn empty_proc_usher_still_reaps_forwards_and_escalates() {
-    without_proc(true);
-}
-
-#[test]
-fn foreign_proc_usher_still_reaps_forwards_and_escalates() {
-    without_proc(false);
+fn without_its_own_proc_usher_still_reaps_forwards_and_escalates() {
+    for empty in [true, false] {
+        without_proc(empty);
+    }
 }
 
 /// An app that stops itself, with no terminal: usher does not stop with it

@@ -43,13 +43,10 @@ fn heavy() -> MutexGuard<'static, ()> {
 /// The compiled storm app, or None after saying why there is none.
 fn storm_app() -> Option<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/storms/storm_app.c");
-    match cc_binary(&src, "storm_app") {
-        Ok(p) => Some(p.to_string_lossy().into_owned()),
-        Err(why) => {
-            skipped(&why);
-            None
-        }
-    }
+    let app = cc_binary(&src, "storm_app")
+        .map_err(|why| skipped(&why))
+        .ok()?;
+    Some(app.to_string_lossy().into_owned())
 }
 
 /// Slots of the counts file (see storm_app.c).
@@ -431,26 +428,11 @@ fn zombie_storm(mode: Mode) -> Option<(Finished, Orphans, f64, i32)> {
     let s = Scratch::new("zombie-storm");
     let file = s.path("orphans");
     let file_arg = file.to_str().expect("utf-8 temp dir");
-    let n = ORPHANS.to_string();
-    let step = STEP_US.to_string();
-    let mut args = vec![];
-    if mode == Mode::Plain {
-        args.push("-s");
-    }
-    args.extend([
-        "-v",
-        "--drain",
-        "1s",
-        "--grace-period",
-        "3s",
-        "--",
-        &app,
-        "orphans",
-        &n,
-        &step,
-        file_arg,
-    ]);
-    let r = start(mode, &args);
+    let (n, step) = (ORPHANS.to_string(), STEP_US.to_string());
+    let storm = [&app, "orphans", &n, &step, file_arg];
+    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
+    let timing = words("-v --drain 1s --grace-period 3s --");
+    let r = start(mode, &[plain, &timing, &storm].concat());
     let mut orphans = None;
     wait_until(HEAVY, || {
         orphans = read_orphans(&file);
@@ -473,36 +455,30 @@ fn zombie_storm(mode: Mode) -> Option<(Finished, Orphans, f64, i32)> {
 /// The checks both modes share: exit code, deadline, every orphan reaped
 /// by usher, and the storm really ran through the drain and after it.
 fn check_zombie_storm(f: &Finished, orphans: &Orphans, took: f64) {
-    assert_eq!(
-        (orphans.made, orphans.failed),
-        (ORPHANS, 0),
-        "the app could not fork all its orphans"
-    );
+    let made = (orphans.made, orphans.failed);
+    assert_eq!(made, (ORPHANS, 0), "the app could not fork all its orphans");
     assert_eq!(orphans.pids.len(), ORPHANS, "one pid per orphan");
-    let lines: Vec<&str> = f
+    // For failure messages: usher's log without the thousands of reaped lines.
+    let rest: Vec<&str> = f
         .stderr
         .lines()
-        .filter(|l| l.starts_with("usher: "))
+        .filter(|l| !l.contains(" debug: reaped: "))
         .collect();
-    // For failure messages: usher's log without the thousands of reaped lines.
+    let (code, rest) = (f.code, rest.join("\n"));
     let tail = format!(
-        "exit {:?} {took:.3}s after TERM; stderr, usher's reaped lines left out:\n{}",
-        f.code,
-        f.stderr
-            .lines()
-            .filter(|l| !l.contains(" debug: reaped: "))
-            .collect::<Vec<_>>()
-            .join("\n")
+        "exit {code:?} {took:.3}s after TERM; stderr, usher's reaped lines left out:\n{rest}"
     );
     assert_eq!(f.code, Some(137), "killed at the deadline: 137\n{tail}");
     let kill_line = assert_deadline(GRACE, took, &tail);
     let kill_t = line_t(&kill_line).expect("time on the kill line");
     let mut reaped = std::collections::HashMap::new();
     let (mut in_drain, mut after_drain, mut exited_7) = (0, 0, 0);
-    for l in lines.iter().filter(|l| l.contains(" debug: reaped: ")) {
-        let pid: i32 = field(l, "pid")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no pid: {l}"));
+    for l in usher_lines(&f.stderr)
+        .iter()
+        .filter(|l| l.contains(" debug: reaped: "))
+    {
+        let pid = field(l, "pid").and_then(|p| p.parse::<i32>().ok());
+        let pid = pid.unwrap_or_else(|| panic!("no pid: {l}"));
         *reaped.entry(pid).or_insert(0) += 1;
         let t = line_t(l).unwrap_or_else(|| panic!("no time: {l}"));
         if field(l, "status") == Some("exit:7") {
@@ -523,10 +499,9 @@ fn check_zombie_storm(f: &Finished, orphans: &Orphans, took: f64) {
     );
     let twice: Vec<_> = reaped.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "reaped more than once: {twice:?}");
-    let missing: Vec<i32> = orphans
+    let missing: Vec<&i32> = orphans
         .pids
         .iter()
-        .copied()
         .filter(|p| !reaped.contains_key(p))
         .collect();
     assert!(
@@ -573,10 +548,10 @@ fn zombie_storm_during_shutdown_as_subreaper_leaves_no_zombie() {
         return;
     };
     let me = std::process::id() as i32;
-    let ours: Vec<i32> = children_of(me)
+    let ours = children_of(me)
         .into_iter()
-        .filter(|p| orphans.pids.contains(p) || *p == orphans.app)
-        .collect();
+        .filter(|p| orphans.pids.contains(p) || *p == orphans.app);
+    let ours: Vec<i32> = ours.collect();
     for &p in &ours {
         // Clean up after a failure: kill and reap what came to us.
         let _ = kill(p, libc::SIGKILL);
@@ -592,10 +567,11 @@ fn zombie_storm_during_shutdown_as_subreaper_leaves_no_zombie() {
     );
     // Nor is anything (zombies included) left in the app's process group.
     let group = kill(-orphans.app, 0);
+    let empty = group
+        .as_ref()
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH));
     assert!(
-        group
-            .as_ref()
-            .is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH)),
+        empty,
         "the app's group {} still has members: {group:?}",
         orphans.app
     );
