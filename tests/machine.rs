@@ -41,16 +41,11 @@ fn kill_cause(actions: &[Action]) -> Option<KillCause> {
 }
 
 fn ending(actions: &[Action]) -> &usher::machine::Ending {
-    actions
-        .iter()
-        .find_map(|a| {
-            if let Action::Exit(e) = a {
-                Some(e)
-            } else {
-                None
-            }
-        })
-        .expect("an exit")
+    let exit = actions.iter().find_map(|a| match a {
+        Action::Exit(e) => Some(e),
+        _ => None,
+    });
+    exit.expect("an exit")
 }
 
 // ---- the core: forwarding and exit codes ----
@@ -58,15 +53,12 @@ fn ending(actions: &[Action]) -> &usher::machine::Ending {
 #[test]
 fn forwards_to_the_group_by_default_and_the_app_alone_with_single_child() {
     let mut s = Sim::new(Policy::default());
-    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::HUP, TO_APP)]);
+    assert_eq!(sent(&s.sig(HUP)), [(HUP, TO_APP)]);
     let mut s = Sim::new(Policy {
         single_child: true,
         ..Policy::default()
     });
-    assert_eq!(
-        sent(&s.sig(Signal::USR1)),
-        [(Signal::USR1, Target::Process(APP))]
-    );
+    assert_eq!(sent(&s.sig(USR1)), [(USR1, Target::Process(APP))]);
 }
 
 #[test]
@@ -88,7 +80,7 @@ fn never_forwards_chld_or_faults() {
 #[test]
 fn sigpipe_raised_by_usher_own_write_stays_with_usher() {
     let mut s = Sim::not_pid1(Policy::default());
-    for signal in [Signal::PIPE, Signal::XFSZ] {
+    for signal in [PIPE, XFSZ] {
         let own = s.feed(Event::Signal {
             signal,
             sender: Some(3),
@@ -106,26 +98,21 @@ fn sigpipe_raised_by_usher_own_write_stays_with_usher() {
 #[test]
 fn rewrite_and_drop() {
     let mut policy = Policy::default();
-    policy.rewrite.set(Signal::TERM, Some(Signal::QUIT));
-    policy.rewrite.set(Signal::HUP, None);
+    policy.rewrite.set(TERM, Some(QUIT));
+    policy.rewrite.set(HUP, None);
     let mut s = Sim::new(policy);
-    let a = s.sig(Signal::HUP);
+    let a = s.sig(HUP);
     assert!(sent(&a).is_empty());
-    assert_eq!(
-        notes(&a),
-        [&NoteKind::Dropped {
-            signal: Signal::HUP
-        }]
-    );
-    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::QUIT, TO_APP)]);
+    assert_eq!(notes(&a), [&NoteKind::Dropped { signal: HUP }]);
+    assert_eq!(forwards(&s.sig(TERM)), [(QUIT, TO_APP)]);
 }
 
 #[test]
 fn a_stop_signal_rewritten_to_0_is_dropped_and_starts_nothing() {
     let mut policy = grace(0, Some(2000));
-    policy.rewrite.set(Signal::INT, None);
+    policy.rewrite.set(INT, None);
     let mut s = Sim::new(policy);
-    let a = s.sig(Signal::INT);
+    let a = s.sig(INT);
     assert!(
         sent(&a).is_empty() && matches!(notes(&a)[..], [NoteKind::Dropped { .. }]),
         "{a:?}"
@@ -133,7 +120,7 @@ fn a_stop_signal_rewritten_to_0_is_dropped_and_starts_nothing() {
     assert_eq!(s.m().life(), &Life::Running);
     assert_eq!(s.m().poll_timeout(), None, "no deadline was started");
     assert!(matches!(
-        notes(&s.sig(Signal::TERM))[0],
+        notes(&s.sig(TERM))[0],
         NoteKind::StopReceived { .. }
     ));
 }
@@ -142,9 +129,9 @@ fn a_stop_signal_rewritten_to_0_is_dropped_and_starts_nothing() {
 fn a_signal_rewritten_to_a_stop_signal_is_forwarded_at_once() {
     // --stop-on names what usher receives; the rewrite only changes what goes out.
     let mut policy = grace(5000, Some(10_000));
-    policy.rewrite.set(Signal::HUP, Some(Signal::TERM));
+    policy.rewrite.set(HUP, Some(TERM));
     let mut s = Sim::new(policy);
-    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::TERM, TO_APP)]);
+    assert_eq!(sent(&s.sig(HUP)), [(TERM, TO_APP)]);
     assert_eq!(s.m().life(), &Life::Running);
 }
 
@@ -153,9 +140,9 @@ fn exit_codes_follow_the_app_and_remapped_codes_become_zero() {
     for (status, remap, code) in [
         (Status::Exited(0), vec![], 0),
         (Status::Exited(3), vec![], 3),
-        (Status::Signaled(Signal::TERM), vec![], 143),
-        (Status::Signaled(Signal::KILL), vec![], 137),
-        (Status::Signaled(Signal::TERM), vec![143, 3], 0),
+        (Status::Signaled(TERM), vec![], 143),
+        (Status::Signaled(KILL), vec![], 137),
+        (Status::Signaled(TERM), vec![143, 3], 0),
         (Status::Exited(4), vec![143, 3], 4),
     ] {
         let mut s = Sim::new(Policy {
@@ -173,9 +160,7 @@ fn orphans_are_reaped_without_exiting() {
     let mut s = Sim::new(Policy::default());
     let a = s.reaped(123, Status::Exited(0));
     assert!(matches!(notes(&a)[0], NoteKind::Reaped { pid: 123, .. }));
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
+    let a = s.reap_done(true);
     assert!(exit_code(&a).is_none() && !s.m().exited());
 }
 
@@ -184,14 +169,11 @@ fn orphans_are_reaped_without_exiting() {
 #[test]
 fn a_stop_logs_and_arms_the_drain_and_the_deadline() {
     let mut s = Sim::new(grace(1000, Some(5000)));
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(sent(&a).is_empty(), "nothing forwarded during the drain");
     assert!(matches!(
         notes(&a)[0],
-        NoteKind::StopReceived {
-            signal: Signal::TERM,
-            ..
-        }
+        NoteKind::StopReceived { signal: TERM, .. }
     ));
     assert_eq!(elapsed(&a)[0], Some(Duration::ZERO));
     assert!(
@@ -207,14 +189,14 @@ fn a_stop_logs_and_arms_the_drain_and_the_deadline() {
 #[test]
 fn the_stop_signal_goes_out_when_the_drain_ends() {
     let mut s = Sim::new(grace(1000, Some(5000)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(999);
     assert!(
         sent(&s.feed(Event::Timer)).is_empty(),
         "an early timer forwards nothing"
     );
     let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(sent(&a), [(TERM, TO_APP)]);
     assert_eq!(elapsed(&a)[0], Some(ms(1000)));
     assert!(matches!(s.m().life(), Life::Stopping { .. }));
     assert_eq!(s.m().poll_timeout(), Some(ms(6000)), "then the deadline");
@@ -223,7 +205,7 @@ fn the_stop_signal_goes_out_when_the_drain_ends() {
 #[test]
 fn the_stop_signal_waits_for_the_pre_stop_hook() {
     let mut s = Sim::new(with(grace(500, Some(5000)), HookKind::PreStop));
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(started(&a, HookKind::PreStop));
     assert!(matches!(
         notes(&a)[1],
@@ -246,7 +228,7 @@ fn the_stop_signal_waits_for_the_pre_stop_hook() {
     assert!(
         matches!(notes(&a)[0], NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500))
     );
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
     assert_eq!(
         s.m().poll_timeout(),
         Some(ms(6000)),
@@ -257,16 +239,16 @@ fn the_stop_signal_waits_for_the_pre_stop_hook() {
 #[test]
 fn a_pre_stop_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
     let mut s = Sim::new(with(grace(1000, None), HookKind::PreStop));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(100);
     assert!(sent(&s.reaped(HOOK, Status::Exited(0))).is_empty());
-    assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&s.fire_timer()), [(TERM, TO_APP)]);
 }
 
 #[test]
 fn a_pre_stop_hook_that_cannot_start_is_logged_and_does_not_block() {
     let mut s = Sim::refusing_hooks(with(grace(0, None), HookKind::PreStop));
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(notes(&a).iter().any(|n| matches!(
         n,
         NoteKind::HookFailed {
@@ -275,7 +257,7 @@ fn a_pre_stop_hook_that_cannot_start_is_logged_and_does_not_block() {
             ..
         }
     )));
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
 }
 
 #[test]
@@ -283,25 +265,22 @@ fn a_hanging_pre_stop_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signa
     // grace 3 s: the reserve is min(2 s, 1.5 s), so at 1.5 s the hook is
     // killed with its group and TERM goes out; SIGKILL waits for 3 s.
     let mut s = Sim::new(with(grace(500, Some(3000)), HookKind::PreStop));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.fire_timer(); // the drain
     let a = s.fire_timer();
     assert_eq!(s.now(), ms(2500));
-    assert_eq!(
-        sent(&a),
-        [(Signal::KILL, Target::Group(HOOK)), (Signal::TERM, TO_APP)]
-    );
+    assert_eq!(sent(&a), [(KILL, Target::Group(HOOK)), (TERM, TO_APP)]);
     assert!(
         matches!(notes(&a)[0], NoteKind::HookCut { kind: HookKind::PreStop, pid: HOOK, took } if *took == ms(1500))
     );
     assert_eq!(s.m().poll_timeout(), Some(ms(4000)), "the deadline");
     assert!(matches!(
-        notes(&s.reaped(HOOK, Status::Signaled(Signal::KILL)))[..],
+        notes(&s.reaped(HOOK, Status::Signaled(KILL)))[..],
         [NoteKind::Reaped { pid: HOOK, .. }]
     ));
     s.l.world.left = leftovers(&[(APP, APP)]);
-    assert_eq!(sent(&s.fire_timer()), [(Signal::KILL, Target::Everyone)]);
-    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
+    assert_eq!(sent(&s.fire_timer()), [(KILL, Target::Everyone)]);
+    let a = s.app_exits(Status::Signaled(KILL), false);
     assert_eq!(exit_code(&a), Some(137));
     assert_eq!(
         ending(&a).hooks,
@@ -313,33 +292,28 @@ fn a_hanging_pre_stop_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signa
 #[test]
 fn a_second_stop_cuts_the_drain_and_later_ones_go_through() {
     let mut s = Sim::new(grace(10_000, None));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(300);
-    let a = s.sig(Signal::INT);
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::DrainCut {
-            signal: Signal::INT
-        }
-    ));
-    assert_eq!(forwards(&a), [(Signal::INT, TO_APP)]);
+    let a = s.sig(INT);
+    assert!(matches!(notes(&a)[0], NoteKind::DrainCut { signal: INT }));
+    assert_eq!(forwards(&a), [(INT, TO_APP)]);
     assert_eq!(s.m().poll_timeout(), None, "nothing left to time");
     s.at(500);
-    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&s.sig(TERM)), [(TERM, TO_APP)]);
 }
 
 #[test]
 fn other_signals_pass_during_the_drain() {
     let mut s = Sim::new(grace(10_000, None));
-    s.sig(Signal::TERM);
-    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::HUP, TO_APP)]);
+    s.sig(TERM);
+    assert_eq!(sent(&s.sig(HUP)), [(HUP, TO_APP)]);
     assert_eq!(s.m().poll_timeout(), Some(ms(11_000)), "the drain goes on");
 }
 
 #[test]
 fn an_app_exiting_during_the_drain_ends_it() {
     let mut s = Sim::new(grace(10_000, Some(20_000)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(200);
     let a = s.app_exits(Status::Exited(0), false);
     assert!(sent(&a).is_empty());
@@ -351,9 +325,9 @@ fn an_app_exiting_during_the_drain_ends_it() {
 fn leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
     let mut s = Sim::new(grace(0, Some(2000)));
     let a = s.app_exits(Status::Exited(7), true);
-    assert_eq!(sent(&a), [(Signal::TERM, Target::Everyone)]);
+    assert_eq!(sent(&a), [(TERM, Target::Everyone)]);
     assert!(notes(&a).contains(&&NoteKind::Signalled {
-        signal: Signal::TERM,
+        signal: TERM,
         named: Named::Pids(vec![IN_GROUP, OUTSIDE]),
         purpose: Purpose::Ask {
             spared_group: false
@@ -365,7 +339,7 @@ fn leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
         Some(ms(3000)),
         "the deadline counts from the app's exit"
     );
-    assert_eq!(sent(&s.fire_timer()), [(Signal::KILL, Target::Everyone)]);
+    assert_eq!(sent(&s.fire_timer()), [(KILL, Target::Everyone)]);
     let a = s.all_gone();
     assert_eq!(exit_code(&a), Some(7), "the app's own code, not 137");
     assert_eq!(
@@ -381,9 +355,7 @@ fn without_a_grace_period_leftovers_are_killed_at_once_and_again_while_any_is_le
     let a = s.app_exits(Status::Exited(0), true);
     assert_eq!(kill_cause(&a), Some(KillCause::NoGrace));
     assert_eq!(exit_code(&a), None);
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
+    let a = s.reap_done(true);
     assert!(killed(&a), "kill again if anything is still there");
     assert!(notes(&a).iter().any(|n| matches!(
         n,
@@ -398,12 +370,12 @@ fn without_a_grace_period_leftovers_are_killed_at_once_and_again_while_any_is_le
 #[test]
 fn leftovers_get_the_stop_signal_that_was_received_rewritten() {
     let mut policy = grace(0, Some(5000));
-    policy.stop_on = vec![Signal::QUIT];
-    policy.rewrite.set(Signal::QUIT, Some(Signal::USR1));
+    policy.stop_on = vec![QUIT];
+    policy.rewrite.set(QUIT, Some(USR1));
     let mut s = Sim::new(policy);
     assert_eq!(
         forwards(&s.app_exits(Status::Exited(0), true)),
-        [(Signal::USR1, Target::Everyone)]
+        [(USR1, Target::Everyone)]
     );
 }
 
@@ -422,25 +394,15 @@ fn sigcont_follows_a_stop_signal_only_while_something_is_suspended() {
     // stop signal now rather than at the deadline.
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: APP });
-    assert_eq!(
-        sent(&s.sig(Signal::TERM)),
-        [(Signal::TERM, TO_APP), (Signal::CONT, TO_APP)]
-    );
+    assert_eq!(sent(&s.sig(TERM)), [(TERM, TO_APP), (CONT, TO_APP)]);
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: APP });
     s.feed(Event::Resumed { pid: APP });
-    assert_eq!(
-        sent(&s.sig(Signal::TERM)),
-        [(Signal::TERM, TO_APP)],
-        "resumed since"
-    );
+    assert_eq!(sent(&s.sig(TERM)), [(TERM, TO_APP)], "resumed since");
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: OUTSIDE });
     let a = s.app_exits(Status::Exited(0), true);
-    let want = [
-        (Signal::TERM, Target::Everyone),
-        (Signal::CONT, Target::Everyone),
-    ];
+    let want = [(TERM, Target::Everyone), (CONT, Target::Everyone)];
     assert_eq!(
         sent(&a),
         want,
@@ -451,22 +413,16 @@ fn sigcont_follows_a_stop_signal_only_while_something_is_suspended() {
 #[test]
 fn an_app_ignoring_term_is_killed_at_the_deadline_sigkill_before_the_census() {
     let mut s = Sim::new(grace(1000, Some(4000)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert!(!killed(&s.fire_timer()), "drain end forwards, no kill");
     s.at(3999);
     assert!(!killed(&s.feed(Event::Timer)));
     s.l.world.left = leftovers(&[(APP, APP), (IN_GROUP, APP)]);
     let a = s.fire_timer();
     assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
-    let kill = a.iter().position(|a| {
-        matches!(
-            a,
-            Action::Send {
-                signal: Signal::KILL,
-                ..
-            }
-        )
-    });
+    let kill = a
+        .iter()
+        .position(|a| matches!(a, Action::Send { signal: KILL, .. }));
     let census = a.iter().position(|a| matches!(a, Action::Census(_)));
     assert!(
         kill < census,
@@ -484,7 +440,7 @@ fn an_app_ignoring_term_is_killed_at_the_deadline_sigkill_before_the_census() {
     assert_eq!(elapsed(&a).last(), Some(&Some(ms(4000))));
     s.at(4010);
     assert_eq!(
-        exit_code(&s.app_exits(Status::Signaled(Signal::KILL), false)),
+        exit_code(&s.app_exits(Status::Signaled(KILL), false)),
         Some(137)
     );
 }
@@ -492,32 +448,26 @@ fn an_app_ignoring_term_is_killed_at_the_deadline_sigkill_before_the_census() {
 #[test]
 fn not_pid1_the_deadline_names_every_descendant_alive_then() {
     let mut s = Sim::not_pid1(grace(0, Some(1500)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.l.world.left = leftovers(&[(APP, APP), (IN_GROUP, APP), (OUTSIDE, OUTSIDE)]);
     let a = s.fire_timer();
-    assert_eq!(
-        sent(&a),
-        [
-            (Signal::KILL, TO_APP),
-            (Signal::KILL, Target::Process(OUTSIDE))
-        ]
-    );
+    assert_eq!(sent(&a), [(KILL, TO_APP), (KILL, Target::Process(OUTSIDE))]);
     assert!(notes(&a).iter().any(|n| matches!(n, NoteKind::Signalled { named: Named::Pids(p), .. } if p == &[APP, IN_GROUP, OUTSIDE])));
 }
 
 #[test]
 fn a_late_timer_past_the_reserve_and_the_deadline_asks_before_it_kills() {
     let mut s = Sim::new(with(grace(9000, Some(10_000)), HookKind::PreStop));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(30_000);
     let a = s.feed(Event::Timer);
     let order: Vec<Signal> = forwards(&a).into_iter().map(|(sig, _)| sig).collect();
     assert_eq!(
         order,
-        [Signal::KILL, Signal::TERM, Signal::KILL],
+        [KILL, TERM, KILL],
         "the hook cut, the app asked, then killed"
     );
-    assert_eq!(forwards(&a)[1], (Signal::TERM, TO_APP));
+    assert_eq!(forwards(&a)[1], (TERM, TO_APP));
 }
 
 #[test]
@@ -526,10 +476,10 @@ fn the_deadline_exit_is_137_even_when_the_remapped_code_would_be_zero() {
         remap_exit: vec![137],
         ..grace(0, Some(1000))
     });
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.fire_timer();
     assert_eq!(
-        exit_code(&s.app_exits(Status::Signaled(Signal::KILL), false)),
+        exit_code(&s.app_exits(Status::Signaled(KILL), false)),
         Some(137)
     );
 }
@@ -537,22 +487,19 @@ fn the_deadline_exit_is_137_even_when_the_remapped_code_would_be_zero() {
 #[test]
 fn stop_on_quit_makes_term_an_ordinary_signal() {
     let mut s = Sim::new(Policy {
-        stop_on: vec![Signal::QUIT],
+        stop_on: vec![QUIT],
         ..grace(1000, None)
     });
-    assert_eq!(sent(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
-    assert!(
-        sent(&s.sig(Signal::QUIT)).is_empty(),
-        "QUIT starts the drain"
-    );
-    assert_eq!(forwards(&s.fire_timer()), [(Signal::QUIT, TO_APP)]);
+    assert_eq!(sent(&s.sig(TERM)), [(TERM, TO_APP)]);
+    assert!(sent(&s.sig(QUIT)).is_empty(), "QUIT starts the drain");
+    assert_eq!(forwards(&s.fire_timer()), [(QUIT, TO_APP)]);
 }
 
 #[test]
 fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
     let mut s = Sim::new(grace(1000, Some(5000)));
-    assert_eq!(elapsed(&s.sig(Signal::HUP)), [None], "before any stop");
-    s.sig(Signal::TERM);
+    assert_eq!(elapsed(&s.sig(HUP)), [None], "before any stop");
+    s.sig(TERM);
     s.fire_timer();
     s.at(1500);
     let a = s.app_exits(Status::Exited(0), false);
@@ -566,7 +513,7 @@ fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
     };
     assert_eq!(
         (ending.code, ending.cause, ending.app),
-        (0, Cause::Signal(Signal::TERM), Status::Exited(0))
+        (0, Cause::Signal(TERM), Status::Exited(0))
     );
 }
 
@@ -606,7 +553,7 @@ fn post_start_success_is_exit_0_or_http_200_to_399() {
 fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() {
     let failures = [
         (None, Status::Exited(1)),
-        (None, Status::Signaled(Signal::KILL)),
+        (None, Status::Signaled(KILL)),
         (Some(Outcome::Status(503)), Status::Exited(1)),
         (
             Some(Outcome::Failed("cannot connect: Connection refused".into())),
@@ -638,7 +585,7 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
         assert!(matches!(
             n[1],
             NoteKind::StopReceived {
-                signal: Signal::TERM,
+                signal: TERM,
                 cause: Cause::PostStartFailed,
                 ..
             }
@@ -646,7 +593,7 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
         assert!(started(&a, HookKind::PreStop), "pre-stop hook first");
         assert!(sent(&a).is_empty(), "then the drain");
         s.reaped(HOOK, Status::Exited(0));
-        assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
+        assert_eq!(forwards(&s.fire_timer()), [(TERM, TO_APP)]);
         assert_eq!(
             exit_code(&s.app_exits(Status::Exited(0), false)),
             Some(124),
@@ -670,14 +617,14 @@ fn post_start_that_cannot_start_stops_the_container_too() {
         )
     });
     assert!(failed, "{a:?}");
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
     assert_eq!(exit_code(&s.app_exits(Status::Exited(0), false)), Some(124));
 }
 
 #[test]
 fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
     let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStart));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     let a = s.reaped(POST, Status::Exited(1));
     assert!(matches!(
         notes(&a)[..],
@@ -695,14 +642,9 @@ fn post_start_still_running_when_the_app_exits_is_a_leftover() {
     let mut s = Sim::not_pid1(with(grace(0, Some(5000)), HookKind::PostStart));
     s.l.world.left = leftovers(&[(POST, POST)]);
     s.reaped(APP, Status::Exited(0));
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
-    assert_eq!(forwards(&a), [(Signal::TERM, Target::Process(POST))]);
-    assert_eq!(
-        sent(&s.fire_timer()),
-        [(Signal::KILL, Target::Process(POST))]
-    );
+    let a = s.reap_done(true);
+    assert_eq!(forwards(&a), [(TERM, Target::Process(POST))]);
+    assert_eq!(sent(&s.fire_timer()), [(KILL, Target::Process(POST))]);
 }
 
 #[test]
@@ -712,7 +654,7 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
         (Some(Outcome::Status(503)), Status::Exited(1)),
     ] {
         let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PreStop));
-        s.sig(Signal::TERM);
+        s.sig(TERM);
         if let Some(outcome) = answer {
             s.feed(Event::HookAnswered { pid: HOOK, outcome });
         }
@@ -730,7 +672,7 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
                     HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
                 )
         );
-        assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+        assert_eq!(forwards(&a), [(TERM, TO_APP)]);
         let e = s.app_exits(Status::Exited(0), false);
         assert!(matches!(
             ending(&e).hooks[..],
@@ -742,7 +684,7 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
 #[test]
 fn post_stop_runs_last_and_its_failure_keeps_the_code() {
     let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStop));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     let a = s.app_exits(Status::Exited(3), true);
     assert!(!started(&a, HookKind::PostStop), "not while leftovers live");
     let a = s.all_gone();
@@ -783,7 +725,7 @@ fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
         Some(s.now() + usher::machine::POST_STOP_BOUND)
     );
     let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::KILL, Target::Group(LAST))]);
+    assert_eq!(sent(&a), [(KILL, Target::Group(LAST))]);
     assert!(matches!(
         notes(&a)[0],
         NoteKind::HookCut {
@@ -791,7 +733,7 @@ fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
             ..
         }
     ));
-    s.reaped(LAST, Status::Signaled(Signal::KILL));
+    s.reaped(LAST, Status::Signaled(KILL));
     assert_eq!(exit_code(&s.all_gone()), Some(0));
     let mut s = Sim::refusing_hooks(with(Policy::default(), HookKind::PostStop));
     let a = s.app_exits(Status::Exited(5), false);
@@ -805,9 +747,9 @@ fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
 #[test]
 fn post_stop_after_a_deadline_kill_gets_the_stop_reserve() {
     let mut s = Sim::new(with(grace(0, Some(3000)), HookKind::PostStop));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.fire_timer(); // the deadline: SIGKILL
-    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
+    let a = s.app_exits(Status::Signaled(KILL), false);
     assert!(started(&a, HookKind::PostStop));
     assert_eq!(
         s.m().poll_timeout(),
@@ -824,7 +766,7 @@ fn the_reserve_is_two_seconds_or_half_the_grace_period() {
         let p = grace(0, Some(grace_ms));
         assert_eq!(p.reserve(), Some(ms(reserve_ms)), "grace {grace_ms}ms");
         let mut s = Sim::new(with(p, HookKind::PreStop));
-        s.sig(Signal::TERM);
+        s.sig(TERM);
         assert_eq!(
             s.m().timer(Timer::Reserve),
             Some(ms(1000 + grace_ms - reserve_ms))
@@ -843,10 +785,10 @@ fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
         reserve: ms(2000),
     };
     assert_eq!(notes(&s.take()), [&warned]);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     let a = s.fire_timer();
     assert_eq!(s.now(), ms(9000), "8 s after the stop");
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
     let mut s = Sim::new(grace(5000, Some(10_000)));
     assert!(s.take().is_empty());
 }
@@ -904,7 +846,7 @@ fn until_forwarded(s: &mut Sim) -> (u64, Option<DrainEnd>) {
 fn an_adaptive_drain_ends_soon_after_the_traffic_stops() {
     let mut s = Sim::new(range(0, 10_000, None));
     traffic(&mut s, 1, 3, 3000);
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(a.contains(&Action::Look), "the first look comes at once");
     let (t, end) = until_forwarded(&mut s);
     assert!((3300..=3600).contains(&t), "forwarded at {t} ms");
@@ -918,11 +860,11 @@ fn an_adaptive_drain_ends_soon_after_the_traffic_stops() {
 fn an_adaptive_drain_holds_at_least_min_and_at_most_max() {
     let mut s = Sim::new(range(2000, 10_000, None));
     traffic(&mut s, 1, 0, 0);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert_eq!(until_forwarded(&mut s).0, 2000, "a quiet server: MIN");
     let mut s = Sim::new(range(0, 4000, None));
     traffic(&mut s, 1, 2, u64::MAX);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     let (t, end) = until_forwarded(&mut s);
     assert_eq!(t, 4000, "steady traffic: MAX");
     assert!(matches!(end, Some(DrainEnd::Max { .. })), "{end:?}");
@@ -932,7 +874,7 @@ fn an_adaptive_drain_holds_at_least_min_and_at_most_max() {
 fn an_app_without_a_listening_socket_drains_min_and_says_so() {
     let mut s = Sim::new(range(1500, 10_000, None));
     traffic(&mut s, 0, 0, 0);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert_eq!(until_forwarded(&mut s), (1500, Some(DrainEnd::NoListener)));
 }
 
@@ -940,7 +882,7 @@ fn an_app_without_a_listening_socket_drains_min_and_says_so() {
 fn unseen_traffic_holds_to_max_with_one_warning() {
     let mut s = Sim::new(range(0, 3000, Some(10_000)));
     s.l.world.traffic = Box::new(|_| Err("no sock_diag".into()));
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(notes(&a)
         .iter()
         .any(|n| matches!(n, NoteKind::TrafficUnseen { .. })));
@@ -951,13 +893,13 @@ fn unseen_traffic_holds_to_max_with_one_warning() {
 fn a_second_signal_and_the_reserve_end_an_adaptive_drain() {
     let mut s = Sim::new(range(0, 60_000, None));
     traffic(&mut s, 1, 3, u64::MAX);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.fire_timer();
-    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&s.sig(TERM)), [(TERM, TO_APP)]);
     assert_eq!(s.m().poll_timeout(), None, "no more looks");
     let mut s = Sim::new(range(0, 9000, Some(10_000)));
     traffic(&mut s, 1, 3, u64::MAX);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert_eq!(
         until_forwarded(&mut s).0,
         8000,
@@ -983,7 +925,7 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
         memory: memory(2),
     };
     let mut s = Sim::at_start(Policy::default(), start);
-    let killed = Status::Signaled(Signal::KILL);
+    let killed = Status::Signaled(KILL);
     let a = s.feed(Event::Reaped {
         pid: 50,
         status: killed,
@@ -1001,9 +943,7 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
         memory: memory(3),
     });
     assert!(matches!(notes(&a)[0], NoteKind::OomKilled { pid: APP, .. }));
-    let a = s.feed(Event::ReapDone {
-        children_left: false,
-    });
+    let a = s.reap_done(false);
     let e = ending(&a);
     assert!(
         e.app_oom.is_some() && e.oom.is_empty() && e.code == 137,
@@ -1034,11 +974,11 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
 #[test]
 fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
     let mut s = Sim::new(grace(0, Some(5000)));
-    s.sig(Signal::TERM);
-    let a = s.app_exits(Status::Signaled(Signal::TERM), true);
+    s.sig(TERM);
+    let a = s.app_exits(Status::Signaled(TERM), true);
     assert_eq!(
         forwards(&a),
-        [(Signal::TERM, Target::Process(OUTSIDE))],
+        [(TERM, Target::Process(OUTSIDE))],
         "a second TERM can cut its cleanup short"
     );
     // With -c only the app itself was told.
@@ -1046,10 +986,10 @@ fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
         single_child: true,
         ..grace(0, Some(5000))
     });
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert_eq!(
         forwards(&s.app_exits(Status::Exited(0), true)),
-        [(Signal::TERM, Target::Everyone)]
+        [(TERM, Target::Everyone)]
     );
 }
 
@@ -1062,10 +1002,8 @@ fn not_pid1_without_children_only_the_group_is_probed_and_usher_exits() {
         group_alive: true,
     };
     s.reaped(APP, Status::Exited(0));
-    let a = s.feed(Event::ReapDone {
-        children_left: false,
-    });
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    let a = s.reap_done(false);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
     assert_eq!(
         exit_code(&a),
         Some(0),
@@ -1077,14 +1015,12 @@ fn not_pid1_without_children_only_the_group_is_probed_and_usher_exits() {
 fn a_census_that_found_nobody_is_not_repeated_before_the_next_reap() {
     let mut s = Sim::not_pid1(grace(0, Some(5000)));
     s.reaped(APP, Status::Exited(0));
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
+    let a = s.reap_done(true);
     assert_eq!(
         a.iter().filter(|a| matches!(a, Action::Census(_))).count(),
         1
     );
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(
         !a.iter().any(|a| matches!(a, Action::Census(_))) && sent(&a).is_empty(),
         "{a:?}"
@@ -1117,15 +1053,15 @@ fn job_control_suspends_with_the_app_and_hands_back_the_terminal() {
         s.feed(Event::Suspended { pid: 99 }).is_empty(),
         "other children do not matter"
     );
-    let a = s.sig(Signal::CONT);
+    let a = s.sig(CONT);
     assert_eq!(a[0], Action::Foreground, "terminal first, then CONT");
-    assert_eq!(sent(&a), [(Signal::CONT, TO_APP)]);
+    assert_eq!(sent(&a), [(CONT, TO_APP)]);
     let mut s = Sim::started(Policy::default(), 1, true);
     assert!(
         s.feed(Event::Suspended { pid: APP }).is_empty(),
         "as PID 1 usher never suspends"
     );
-    assert!(!s.sig(Signal::CONT).contains(&Action::Foreground));
+    assert!(!s.sig(CONT).contains(&Action::Foreground));
 }
 
 // ---- properties over random event sequences ----
@@ -1235,13 +1171,13 @@ mod props {
                     Step::Stop(term) => {
                         k.stops += 1;
                         if k.t0.is_none() && k.app.is_none() { k.t0 = Some(now); }
-                        let signal = if term { Signal::TERM } else { Signal::INT };
+                        let signal = if term { TERM } else { INT };
                         Event::Signal { signal, sender: Some(100) }
                     }
-                    Step::Other => Event::Signal { signal: Signal::HUP, sender: None },
+                    Step::Other => Event::Signal { signal: HUP, sender: None },
                     Step::AppExit(c) => {
                         if k.app.is_some() { continue; }
-                        let status = if c == 256 { Status::Signaled(Signal::KILL) } else { Status::Exited(c) };
+                        let status = if c == 256 { Status::Signaled(KILL) } else { Status::Exited(c) };
                         k.app = Some(status);
                         k.t0 = k.t0.or(Some(now));
                         Event::Reaped { pid: APP, status, memory: None }
@@ -1308,7 +1244,7 @@ mod props {
         for a in actions {
             prop_assert!(k.exited_with.is_none(), "no action after Exit: {:?}", a);
             match a {
-                Action::Send { signal, to } if signal == Signal::TERM || signal == Signal::INT => {
+                Action::Send { signal, to } if signal == TERM || signal == INT => {
                     prop_assert!(
                         pid1 || to != Target::Everyone,
                         "kill(-1) outside a namespace"
@@ -1333,15 +1269,12 @@ mod props {
                     }
                 }
                 Action::Send {
-                    signal: Signal::KILL,
+                    signal: KILL,
                     to: Target::Group(pid),
                 } if pid == HOOK || pid == LAST => {
                     k.running.retain(|&p| p != pid);
                 }
-                Action::Send {
-                    signal: Signal::KILL,
-                    to,
-                } => {
+                Action::Send { signal: KILL, to } => {
                     prop_assert!(
                         pid1 || to != Target::Everyone,
                         "kill(-1) outside a namespace"
@@ -1378,7 +1311,7 @@ mod props {
                     let status = k.app.expect("exit before the app was reaped");
                     let want = if k.start_failed {
                         124
-                    } else if k.killed_while_alive && status == Status::Signaled(Signal::KILL) {
+                    } else if k.killed_while_alive && status == Status::Signaled(KILL) {
                         137
                     } else if policy.remap_exit.contains(&status.code()) {
                         0
