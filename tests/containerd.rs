@@ -33,7 +33,6 @@ mod common;
 use common::*;
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -322,23 +321,6 @@ disabled_plugins = [
         panic!("the app of {id} never said {ready:?}: {f}\nits stdout:\n{out}\ncontainerd's log:\n{log}");
     }
 
-    /// The container's `/dev` (its own tmpfs), opened while the container
-    /// runs: the directory stays readable through this handle after the
-    /// container, its mount namespace and its /dev mount are gone.
-    fn hold_dev(&self, id: &str) -> fs::File {
-        // The task's pid in the daemon's PID namespace (`ctr run --pid-file`).
-        let file = format!("{id}.pid");
-        let written = wait_until(SOON, || self.dir.read(&file).trim().parse::<i32>().is_ok());
-        assert!(written, "ctr run wrote no pid file for {id}");
-        // containerd's root, its own /proc, the task's root.
-        let dev = format!(
-            "/proc/{}/root/proc/{}/root/dev",
-            self.containerd,
-            self.dir.pid(&file)
-        );
-        fs::File::open(&dev).unwrap_or_else(|e| panic!("open {dev}: {e}"))
-    }
-
     /// `ctr task kill --signal SIG ID`; returns when, read just before.
     fn kill(&self, id: &str, sig: &str) -> Sent {
         let mut cmd = self.ctr(&["task", "kill", "--signal", sig, id]);
@@ -389,17 +371,6 @@ fn remove_cgroups(name: &str) {
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
     let entries = fs::read_dir(dir).into_iter().flatten().flatten();
     entries.map(|e| e.path()).filter(|p| p.is_dir()).collect()
-}
-
-/// The file names in a directory held open by `dir`.
-fn names_in(dir: &fs::File) -> Vec<String> {
-    let listed = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-    let entries = listed.expect("list the held directory").flatten();
-    let mut names: Vec<String> = entries
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// A daemon with the image imported, or None when the test is skipped.
@@ -493,42 +464,5 @@ fn task_kill_drains_forwards_and_writes_the_termination_message() {
     assert!(
         text.lines().any(|l| l == "shutdown: SIGTERM received"),
         "no line `shutdown: SIGTERM received` in the termination message:\n{text:?}\n{log}"
-    );
-}
-
-/// Without a file at /dev/termination-log (no kubelet, or a pod that set
-/// no terminationMessagePath), usher creates none: the container's own
-/// /dev, held open from the host while it runs, is listed after it exited.
-/// The app's own file written there on TERM shows the listing sees what was
-/// written in that /dev up to the end.
-#[test]
-fn no_termination_log_file_is_created_when_none_is_mounted() {
-    let Some(d) = daemon_with_image("containerd-nolog") else {
-        return;
-    };
-    let app = "trap 'touch /dev/app-stopped; echo \"app: got TERM, exiting 42\"; exit 42' TERM; \
-               echo app: ready; while :; do sleep 1 & wait $!; done";
-    let task = d.run("nolog", &[], &["sh", "-c", app]);
-    let task = d.wait_ready("nolog", task, "app: ready");
-    let dev = d.hold_dev("nolog");
-    let before = names_in(&dev);
-    let fresh =
-        before.iter().any(|n| n == "null") && !before.iter().any(|n| n == "termination-log");
-    assert!(
-        fresh,
-        "the held /dev is not the container's fresh one: {before:?}"
-    );
-
-    let (_, log, _) = stop_drained(&d, "nolog", task);
-    let after = names_in(&dev);
-    let last = after.iter().any(|n| n == "app-stopped");
-    assert!(
-        last,
-        "the held /dev misses the app's last file: {after:?}\n{log}"
-    );
-    let created = after.iter().any(|n| n == "termination-log");
-    assert!(
-        !created,
-        "usher created /dev/termination-log where none was mounted: {after:?}\n{log}"
     );
 }

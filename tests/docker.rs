@@ -300,12 +300,6 @@ fn number(text: &str, key: &str) -> Option<i64> {
 // ---------------------------------------------------------------------------
 // The tests
 
-/// `usher FLAGS -- APP` as the container's entrypoint, started detached.
-fn usher_container(s: &Setup, flags: &[&str], app: &str) -> Container {
-    let entry = ["--entrypoint", "/usher", s.image("usher")];
-    container(s, &[&entry[..], flags, &["--", app]].concat())
-}
-
 /// When `needle` was first logged, counted from `from`.
 fn logged_after(c: &Container, needle: &str, from: Sent) -> Option<f64> {
     c.find_log(needle).map(|l| l.at - from.epoch)
@@ -384,78 +378,6 @@ fn shell_as_pid1_swallows_term_and_usher_delivers_it() {
     assert!(
         logs.contains("status=signal:SIGTERM") && !logs.contains("trap-app exited"),
         "usher-wrapped: the shell itself was ended by the forwarded TERM:\n{logs}"
-    );
-}
-
-/// `usher --drain 3s`, `docker stop -t 20`: the app keeps serving (its
-/// heartbeat goes on, and `docker exec` reads fresh beats) for 3s, then gets
-/// TERM; the container exits with the app's code, 0, long before 20s.
-#[test]
-fn drain_keeps_the_app_serving_then_forwards_term() {
-    let Some(s) = prepare() else { return };
-    let c = usher_container(s, &["--drain", "3s"], "/app/beat-app");
-    c.wait_log("beat 3", secs(30));
-    let read_beat = || -> Result<i64, String> {
-        let out = c.exec(&["cat", "/tmp/beat"]);
-        match out.stdout.trim().parse() {
-            Ok(n) if out.ok() => Ok(n),
-            _ => Err(format!("{out:?}")),
-        }
-    };
-    let ((asked, out), (first, second)) = thread::scope(|sc| {
-        let stopper = sc.spawn(|| c.stop(20));
-        // While the drain runs (it cannot end before 3s), the app answers:
-        // two reads started 0.5s and 1.2s into it, each on its own thread so
-        // that a slow `docker exec` does not push the other one later.
-        let read_at = |ms| {
-            move || {
-                thread::sleep(Duration::from_millis(ms));
-                read_beat()
-            }
-        };
-        let first = sc.spawn(read_at(500));
-        let second = sc.spawn(read_at(1200));
-        let reads = (first.join().unwrap(), second.join().unwrap());
-        (stopper.join().unwrap(), reads)
-    });
-    let logs = c.logs();
-    let text = c.logs_text();
-    let delay = logged_after(&c, "beat-app: got TERM", asked);
-    assert_on_time("TERM", delay, 3.0, &text);
-    let term = asked.epoch + delay.unwrap();
-    let in_drain = |l: &&Line| l.text.starts_with("beat ") && l.at >= asked.epoch && l.at < term;
-    let beats: Vec<&Line> = logs.iter().filter(in_drain).collect();
-    let last = beats.last().map(|l| l.at - asked.epoch).unwrap_or(0.0);
-    eprintln!(
-        "drain: TERM after {delay:?}s, {} beats in the drain, the last at {last:.3}s, \
-         exec read {first:?} then {second:?}, docker stop took {:?}",
-        beats.len(),
-        out.took
-    );
-    assert!(
-        beats.len() >= 5,
-        "only {} heartbeats during the drain:\n{text}",
-        beats.len()
-    );
-    assert!(
-        last >= 2.0,
-        "the last heartbeat came {last:.3}s into the drain:\n{text}"
-    );
-    match (&first, &second) {
-        (Ok(a), Ok(b)) => assert!(b > a, "docker exec read beats {a} then {b}: not moving\n{text}"),
-        _ => panic!("docker exec could not read the heartbeat during the drain ({first:?}, {second:?}):\n{text}"),
-    }
-    // docker stop itself adds its own round trips on a loaded machine.
-    let took = out.took;
-    assert!(
-        took >= secs(3) && took < secs(12),
-        "docker stop took {took:?}, for a 3s drain"
-    );
-    assert_eq!(c.wait_code(secs(30)), 0, "the app's own exit code:\n{text}");
-    assert!(
-        text.contains("stop received: signal=SIGTERM drain=3s")
-            && text.contains("info: forwarded: signal=SIGTERM"),
-        "usher's timeline:\n{text}"
     );
 }
 

@@ -276,18 +276,6 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
     }
 }
 
-#[test]
-fn post_start_from_the_environment() {
-    let s = Scratch::new("post-start-env");
-    let hook = app(&s, "hook", "exit 1");
-    let r = start_app_with(modes()[0], &s, &[], TRAPS_TERM, |c| {
-        c.env("USHER_POST_START", &hook)
-    });
-    let f = r.wait(FINISH);
-    assert_eq!(f.code, Some(124), "{f}");
-    must(&f, "error: post-start failed");
-}
-
 /// If the app exits while the post-start hook runs, the hook is a leftover:
 /// it gets the stop signal and, without a grace period, SIGKILL at once.
 #[test]

@@ -96,29 +96,6 @@ fn drain_holds_term_while_the_app_works_and_other_signals_pass() {
     assert_on_time("forwarding, by usher", fwd.and_then(line_t), 1.0, &f.stderr);
 }
 
-/// A second stop signal during the drain, TERM again or INT, is forwarded
-/// at once, as itself (design.md: "A second stop signal while waiting
-/// forwards at once").
-#[test]
-fn a_second_stop_signal_during_the_drain_forwards_at_once() {
-    needs_namespaces!();
-    for (second, name, file) in [(TERM, "SIGTERM", "term"), (libc::SIGINT, "SIGINT", "int")] {
-        let s = Scratch::new("cut");
-        let body = idle("trap 'rec term; exit 0' TERM\ntrap 'rec int; exit 0' INT");
-        let signals = [(TERM, 0), (second, 300)];
-        let (sent, f) = shutdown(Mode::Pid1, &s, &["--drain", "10s"], &body, &signals, 0);
-        // At once, so long before the first one's 10s drain would have ended.
-        assert_on_time(name, s.since(file, sent[1]), 0.0, &f.stderr);
-        if file == "int" {
-            assert_eq!(s.read("term"), "", "the drained TERM went out too\n{f}");
-        }
-        let cut = format!("info: drain cut short: signal={name}");
-        let forwarded = format!("info: forwarded: signal={name} to=group:{{app}}");
-        let stop = "info: stop received: signal=SIGTERM drain=10s";
-        assert_in_order(&f.stderr, &[stop, &cut, &forwarded, "exiting: code=0"]);
-    }
-}
-
 // ---------------------------------------------------------------- pre-stop --
 
 #[test]
@@ -371,22 +348,6 @@ fn a_leftover_ignoring_term_is_killed_at_the_deadline_and_the_app_code_kept() {
         [s.pid("bgpid")],
         "the line names the job: {kill}"
     );
-}
-
-#[test]
-fn a_leftover_without_a_grace_period_is_killed_at_once() {
-    needs_namespaces!();
-    let (s, f, took) = leaves_a_job(&[], "trap '' TERM\nrec ready\nexec sleep 1000");
-    assert_on_time(
-        "usher's exit, with no grace period",
-        Some(took),
-        0.0,
-        &f.stderr,
-    );
-    let kill = line_with(&f.stderr, "info: killing leftovers: signal=SIGKILL pids=");
-    let kill = kill.unwrap_or_else(|| panic!("no kill line\n{f}"));
-    let listed = pids_field(kill).contains(&s.pid("bgpid"));
-    assert!(listed, "the job is not listed: {kill}");
 }
 
 // ------------------------------------------------------- signals, rewrites --
