@@ -83,11 +83,9 @@ fn prepare() -> Option<&'static Tools> {
         let (ctr, containerd, runc, unshare, mount) = (ctr?, containerd?, runc?, unshare?, mount?);
         let mut probe = Command::new(&unshare);
         let ran = try_run(probe.args(words(DAEMON_NAMESPACES)).arg("true"), SOON)?;
+        let why = ran.stderr.trim();
         if !ran.ok() {
-            let why = ran.stderr.trim();
-            return Err(format!(
-                "unshare {DAEMON_NAMESPACES} does not work here: {why}"
-            ));
+            return Err(format!("unshare {DAEMON_NAMESPACES} fails here: {why}"));
         }
         Ok(Tools {
             ctr,
@@ -97,10 +95,8 @@ fn prepare() -> Option<&'static Tools> {
             mount,
         })
     });
-    tools
-        .as_ref()
-        .map_err(|why| skip("USHERTEST_REQUIRE_CONTAINERD", why))
-        .ok()
+    let skipped = |why: &String| skip("USHERTEST_REQUIRE_CONTAINERD", why);
+    tools.as_ref().map_err(skipped).ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -111,22 +107,19 @@ fn prepare() -> Option<&'static Tools> {
 /// where the Docker tests cache theirs.
 fn build_image(s: &Scratch) -> PathBuf {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let (script, run) = (
-        tests.join("docker/setup.sh"),
-        format!("containerd-{}", std::process::id()),
-    );
+    let run = format!("containerd-{}", std::process::id());
     let mut setup = Command::new("bash");
-    setup.arg(script).arg(run).arg(s.path("build"));
+    setup
+        .arg(tests.join("docker/setup.sh"))
+        .arg(run)
+        .arg(s.path("build"));
     setup
         .env("USHER_SETUP_ROOTFS_ONLY", "1")
         .env_remove("CARGO_TARGET_DIR");
     setup.env("USHER_STATIC_TARGET_DIR", static_target_dir());
     // A cold static build can take minutes on a slow machine.
     let built = run_bounded(&mut setup, secs(600));
-    assert!(
-        built.ok(),
-        "setup.sh (root filesystem only) failed: {built:?}"
-    );
+    assert!(built.ok(), "setup.sh (root filesystem only): {built:?}");
     let rootfs = built.stdout.lines().find_map(|l| l.strip_prefix("rootfs="));
     let rootfs = rootfs.unwrap_or_else(|| panic!("setup.sh printed no rootfs= line: {built:?}"));
     let mut pack = Command::new("bash");
@@ -383,55 +376,27 @@ fn daemon_with_image(name: &str) -> Option<Daemon> {
     daemon.assert_isolated();
     let t = Instant::now();
     let image = build_image(&daemon.dir);
-    let built = t.elapsed().as_millis();
-    let t = Instant::now();
+    let (built, t) = (t.elapsed().as_millis(), Instant::now());
     let tar = image.to_str().expect("utf-8 image path");
     // No pull: it is all there.
     daemon.ctr_ok(&["images", "import", "--snapshotter", "native", tar], HEAVY);
     let imported = t.elapsed().as_millis();
     let leaked = daemon.leaked_mounts();
-    assert!(
-        leaked.is_empty(),
-        "the import mounted in the test's mount namespace: {leaked:?}"
+    assert!(leaked.is_empty(), "the import mounted here: {leaked:?}");
+    eprintln!(
+        "containerd: up in {started} ms, image built in {built} ms, imported in {imported} ms"
     );
-    eprintln!("containerd: answered in {started} ms, image built in {built} ms, imported in {imported} ms");
     Some(daemon)
 }
 
-/// Stops the task `id` with `ctr task kill --signal SIGTERM` and checks
-/// usher's drain: the stop, then the forward no sooner than the drain, both
-/// in usher's own log; and the task's exit status (ctr run's), the app's
-/// 42. Returns usher's end, its log with the app's stdout, and how long
-/// `ctr run` took to return after the kill.
-fn stop_drained(d: &Daemon, id: &str, task: Running) -> (Finished, String, f64) {
-    let sent = d.kill(id, "SIGTERM");
-    let f = task.wait(FINISH);
-    let took = sent.elapsed();
-    let log = format!(
-        "{f}\nthe app's stdout:\n{}",
-        d.dir.read(&format!("{id}.out"))
-    );
-    let stop = "stop received: signal=SIGTERM drain=1s";
-    let found = assert_in_order(&f.stderr, &[stop, "forwarded: signal=SIGTERM"]);
-    let (Some(stop), Some(fwd)) = (line_t(&found[0]), line_t(&found[1])) else {
-        panic!("usher's lines carry no times:\n{log}");
-    };
-    assert_on_time("the forward after the stop", Some(fwd - stop), 1.0, &log);
-    assert_eq!(
-        f.code,
-        Some(42),
-        "the task's exit status (ctr run's)\n{log}"
-    );
-    (f, log, took)
-}
-
 // ---------------------------------------------------------------------------
-// The tests
+// The test
 
 /// The kubelet's stop, as containerd carries it out: `ctr task kill` sends
-/// SIGTERM to the task's init (usher), usher drains 1s, forwards it, the
-/// app exits 42, the task's exit status is 42, and usher's termination
-/// message is in the file the kubelet bind-mounts at /dev/termination-log.
+/// SIGTERM to the task's init (usher), usher drains 1s (the forward no
+/// sooner, by its own log), forwards it, the app exits 42, the task's exit
+/// status (ctr run's) is 42, and usher's termination message is in the file
+/// the kubelet bind-mounts at /dev/termination-log.
 #[test]
 fn task_kill_drains_forwards_and_writes_the_termination_message() {
     let Some(d) = daemon_with_image("containerd-stop") else {
@@ -444,25 +409,34 @@ fn task_kill_drains_forwards_and_writes_the_termination_message() {
     let mount = format!("type=bind,src={src},dst=/dev/termination-log,options=rbind:rw");
     let task = d.run("stop", &[mount], &["/app/trap-app"]);
     let task = d.wait_ready("stop", task, "trap-app: ready");
-    let (_, log, took) = stop_drained(&d, "stop", task);
+    let sent = d.kill("stop", "SIGTERM");
+    let f = task.wait(FINISH);
+    let took = sent.elapsed();
+    let log = format!("{f}\nthe app's stdout:\n{}", d.dir.read("stop.out"));
+    let stop = "stop received: signal=SIGTERM drain=1s";
+    let found = assert_in_order(&f.stderr, &[stop, "forwarded: signal=SIGTERM"]);
+    let (Some(stop), Some(fwd)) = (line_t(&found[0]), line_t(&found[1])) else {
+        panic!("usher's lines carry no times:\n{log}");
+    };
+    assert_on_time("the forward after the stop", Some(fwd - stop), 1.0, &log);
+    assert_eq!(f.code, Some(42), "the task's exit status\n{log}");
     let got = log.contains("trap-app: got TERM, exiting 42");
     assert!(got, "the app never got the forwarded TERM\n{log}");
     let in_time = (1.0..=1.0 + 2.0 * SLACK).contains(&took);
-    assert!(
-        in_time,
-        "ctr run returned {took:.3}s after the kill (drain 1s)\n{log}"
-    );
+    assert!(in_time, "ctr run returned {took:.3}s after the kill\n{log}");
     assert_eq!(d.leaked_mounts(), Vec::<String>::new(), "mounts leaked");
 
     // usher's termination message, as the kubelet reads it.
     let text = fs::read_to_string(&message).expect("read the termination message file");
     let first = text.lines().next().unwrap_or_default();
+    let code = first.starts_with("exit code 42");
     assert!(
-        first.starts_with("exit code 42"),
-        "the termination message's first line is {first:?}, not `exit code 42...`:\n{text:?}\n{log}"
+        code,
+        "its first line is {first:?}, not `exit code 42...`:\n{text:?}\n{log}"
     );
+    let why = text.lines().any(|l| l == "shutdown: SIGTERM received");
     assert!(
-        text.lines().any(|l| l == "shutdown: SIGTERM received"),
-        "no line `shutdown: SIGTERM received` in the termination message:\n{text:?}\n{log}"
+        why,
+        "no line `shutdown: SIGTERM received`:\n{text:?}\n{log}"
     );
 }

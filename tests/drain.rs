@@ -129,11 +129,8 @@ fn server_modes() -> Vec<Mode> {
 fn shutdown(mode: Mode, flags: &[&str], env: &[(&str, &str)], traffic: &[Traffic]) -> Run {
     let s = Scratch::new("drain");
     std::fs::write(s.path("server.py"), SERVER).expect("write server.py");
-    let a = app(&s, "app", "exec python3 server.py >port");
-    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
-    let args: Vec<&str> = [plain, flags, &["--", &a]].concat();
-    let r = start_with(mode, &args, |c| {
-        c.envs(env.iter().copied());
+    let r = start_app_with(mode, &s, flags, "exec python3 server.py >port", |c| {
+        c.envs(env.iter().copied())
     });
     let r = r.ready(&s, "port");
     let port: u16 = s.read("port").trim().parse().expect("the server's port");

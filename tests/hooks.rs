@@ -36,17 +36,14 @@ impl Seen {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        let h = self
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name));
-        h.map(|(_, v)| v.as_str())
+        let mut headers = self.headers.iter();
+        headers
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
-/// What to answer for a path: a status after a delay (`None`: never answer).
-type Answer = fn(&str) -> (u16, Option<Duration>);
-
+/// The server: it answers each request as [`by_path`] says.
 struct Server {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -55,27 +52,24 @@ struct Server {
 }
 
 impl Server {
-    fn start(answer: Answer) -> Server {
+    fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (seen.clone(), stop.clone());
+        let (seen, stop): (Arc<Mutex<_>>, Arc<AtomicBool>) = Default::default();
+        let (s, st) = (Arc::clone(&seen), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let mut conns = Vec::new();
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((c, _)) => {
                         let (s, st) = (s.clone(), st.clone());
-                        conns.push(std::thread::spawn(move || serve(c, answer, &s, &st)));
+                        conns.push(std::thread::spawn(move || serve(c, &s, &st)));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
-            for c in conns {
-                let _ = c.join();
-            }
+            conns.into_iter().for_each(|c| drop(c.join()));
         });
         Server {
             port,
@@ -104,7 +98,7 @@ impl Drop for Server {
 }
 
 /// Reads one request head (bounded), records it, answers as told.
-fn serve(mut c: TcpStream, answer: Answer, seen: &Mutex<Vec<Seen>>, stop: &AtomicBool) {
+fn serve(mut c: TcpStream, seen: &Mutex<Vec<Seen>>, stop: &AtomicBool) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -116,23 +110,27 @@ fn serve(mut c: TcpStream, answer: Answer, seen: &Mutex<Vec<Seen>>, stop: &Atomi
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
+    let mut first = lines
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .map(String::from);
     let (method, target) = (
         first.next().unwrap_or_default(),
         first.next().unwrap_or_default(),
     );
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
+    let headers = lines.filter_map(|l| l.split_once(": "));
+    let headers = headers
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let request = Seen {
-        method: method.into(),
-        target: target.into(),
+    let (status, delay) = by_path(&target);
+    let at = epoch();
+    seen.lock().unwrap().push(Seen {
+        method,
+        target,
         headers,
-        at: epoch(),
-    };
-    seen.lock().unwrap().push(request);
-    let (status, delay) = answer(target);
+        at,
+    });
     // Never answering still ends when the test does: the server stops.
     let end = Instant::now() + delay.unwrap_or(Duration::from_secs(120));
     while Instant::now() < end && !stop.load(Ordering::Relaxed) {
@@ -152,15 +150,11 @@ fn serve(mut c: TcpStream, answer: Answer, seen: &Mutex<Vec<Seen>>, stop: &Atomi
 /// answers 200 after a second; `/never` never answers.
 fn by_path(target: &str) -> (u16, Option<Duration>) {
     let path = target.split('?').next().unwrap_or_default();
+    let status = path.strip_prefix("/s/").and_then(|c| c.parse().ok());
     match path {
         "/never" => (0, None),
         "/slow" => (200, Some(Duration::from_secs(1))),
-        p => (
-            p.strip_prefix("/s/")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(200),
-            Some(Duration::ZERO),
-        ),
+        _ => (status.unwrap_or(200), Some(Duration::ZERO)),
     }
 }
 
@@ -169,21 +163,10 @@ fn by_path(target: &str) -> (u16, Option<Duration>) {
 /// An app that traps TERM (records it, exits 0) and idles.
 const TRAPS_TERM: &str = "trap 'rec term; exit 0' TERM\nrec ready\nwhile :; do sleep 0.1; done";
 
-/// Runs usher (a plain process, `-s`: `modes()[0]`) with
-/// `flags` over the [`TRAPS_TERM`] app; with `after`, stops it with TERM
-/// that long after the app is ready (unless usher exits first); returns
-/// usher's end.
-fn run_app(s: &Scratch, flags: &[&str], after: Option<Duration>) -> Finished {
-    let mode = modes()[0];
-    let mut r = start_app(mode, s, flags, TRAPS_TERM);
-    if let Some(pause) = after {
-        r = r.ready(s, "ready");
-        std::thread::sleep(pause);
-        if r.running() {
-            r.signal(TERM);
-        }
-    }
-    r.wait(Duration::from_secs(40))
+/// Runs usher (a plain process, `-s`) with `flags` over the [`TRAPS_TERM`]
+/// app, to its end.
+fn run_app(s: &Scratch, flags: &[&str]) -> Finished {
+    start_app(Mode::Plain, s, flags, TRAPS_TERM).wait(Duration::from_secs(40))
 }
 
 /// Waits for `r`'s app to be ready, then stops usher with TERM: when the
@@ -252,7 +235,7 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
         let _ = std::fs::remove_file(s.path("term"));
         let _ = std::fs::remove_file(s.path("pre-stop"));
         let hooks = ["--post-start", hook, "--pre-stop", &pre_stop];
-        let f = run_app(&s, &[hooks, timing].concat(), None);
+        let f = run_app(&s, &[hooks, timing].concat());
         assert_eq!(f.code, Some(124), "{hook}: {f}");
         let failed = must(&f, "error: post-start");
         assert!(failed.contains(says), "{failed:?} lacks {says:?}");
@@ -308,7 +291,7 @@ fn a_post_start_still_running_when_the_app_exits_is_a_leftover() {
 /// is a warning, and usher exits with the app's code.
 #[test]
 fn post_stop_runs_once_all_is_gone_and_its_failure_keeps_the_app_code() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     for mode in modes() {
         let s = Scratch::new("post-stop");
         let body = "kill -0 $(cat left) 2>/dev/null && rec alive\nrec post-stop\nexit 1";
@@ -353,7 +336,7 @@ fn a_hanging_post_stop_is_cut_at_the_deadline_or_its_bound() {
     ] {
         let _ = std::fs::remove_file(s.path("ready"));
         let flags = [flags, &["--post-stop", &hook]].concat();
-        let (sent, f) = stop(start_app(modes()[0], &s, &flags, body), &s);
+        let (sent, f) = stop(start_app(Mode::Plain, &s, &flags, body), &s);
         let took = sent.elapsed();
         assert_eq!(f.code, Some(code), "{f}");
         let cut = must(&f, "warn: post-stop cut short");
@@ -370,14 +353,14 @@ fn a_hanging_post_stop_is_cut_at_the_deadline_or_its_bound() {
 /// reaches the server (with `--http-header`'s), header by header, and when.
 #[test]
 fn http_hooks_send_the_method_path_query_and_headers_and_wait_for_the_answer() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let s = Scratch::new("http-hooks");
     let post_start = server.url("/slow?warm=1&x=%20");
     let pre_stop = format!("POST {}", server.url("/s/204?from=usher"));
     let hooks = ["--post-start", &post_start, "--pre-stop", &pre_stop];
     let more = ["--drain", "500ms", "--grace-period", "10s", "--http-header"];
     let flags = [&hooks[..], &more, &["X-Token:  a:b "]].concat();
-    let r = start_app(modes()[0], &s, &flags, TRAPS_TERM).ready(&s, "ready");
+    let r = start_app(Mode::Plain, &s, &flags, TRAPS_TERM).ready(&s, "ready");
     assert!(wait_until(SOON, || server.seen().len() == 1), "no GET");
     std::thread::sleep(Duration::from_millis(1500)); // the slow answer
     let sent = r.signal(TERM);
@@ -414,7 +397,7 @@ fn http_hooks_send_the_method_path_query_and_headers_and_wait_for_the_answer() {
 fn a_refused_connection_fails_the_post_start_after_the_connect_bound() {
     let s = Scratch::new("http-refused");
     let url = format!("http://127.0.0.1:{}/ready", free_port());
-    let f = run_app(&s, &["--post-start", &url], None);
+    let f = run_app(&s, &["--post-start", &url]);
     assert_eq!(f.code, Some(124), "{f}");
     let failed = must(&f, "error: post-start failed");
     assert!(failed.contains("Connection refused"), "{failed}");
@@ -426,10 +409,10 @@ fn a_refused_connection_fails_the_post_start_after_the_connect_bound() {
 /// the 10 s response bound; as a pre-stop hook it is cut at the reserve.
 #[test]
 fn a_server_that_never_answers_never_stalls_usher() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let s = Scratch::new("http-never-post");
     let started = Instant::now();
-    let f = run_app(&s, &["--post-start", &server.url("/never")], None);
+    let f = run_app(&s, &["--post-start", &server.url("/never")]);
     assert_eq!(f.code, Some(124), "{f}");
     let failed = must(&f, "error: post-start failed");
     assert!(failed.contains("no answer within 10s"), "{failed}");
@@ -439,7 +422,7 @@ fn a_server_that_never_answers_never_stalls_usher() {
     let s = Scratch::new("http-never-pre");
     let hook = format!("POST {}", server.url("/never"));
     let flags = ["--pre-stop", &hook, "--grace-period", "3s"];
-    let (sent, f) = stop(start_app(modes()[0], &s, &flags, TRAPS_TERM), &s);
+    let (sent, f) = stop(start_app(Mode::Plain, &s, &flags, TRAPS_TERM), &s);
     assert_eq!(f.code, Some(0), "{f}");
     let term = s.since("term", sent);
     assert_on_time("TERM at the 1.5 s reserve point", term, 1.5, &f.stderr);
@@ -486,7 +469,7 @@ fn assert_one_error(r: &Ran, code: i32, says: &str) {
 /// bound, or at `--check-timeout`) exit 1 with one line saying why.
 #[test]
 fn check_exits_0_for_200_to_399_else_1_with_one_line_saying_why() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let status = |code: u16| server.url(&format!("/s/{code}"));
     for url in [200, 204, 302, 399].map(status) {
         let r = usher_ran(&["--check", &url], &[]);
@@ -521,7 +504,7 @@ fn check_exits_0_for_200_to_399_else_1_with_one_line_saying_why() {
 /// reach the server as written; a flag wins over the variable.
 #[test]
 fn check_sends_the_method_and_the_headers() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let headers = ["X-Token: abc", "Authorization: a:b c", "Host: svc"];
     let flags = headers.map(|h| ["--http-header", h]).concat();
     let post = format!("POST {}", server.url("/s/201?q=1"));
@@ -548,7 +531,7 @@ fn check_sends_the_method_and_the_headers() {
 /// what is wrong, and no request made.
 #[test]
 fn check_refuses_bad_forms_with_exit_2_and_sends_nothing() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let url = server.url("/s/200");
     let url = url.as_str();
     let header = |h| vec!["--check", "--http-header", h, url];
@@ -586,7 +569,7 @@ fn check_refuses_bad_forms_with_exit_2_and_sends_nothing() {
 #[test]
 fn check_ready_fails_once_usher_began_its_shutdown() {
     needs_namespaces!();
-    let server = Server::start(by_path);
+    let server = Server::start();
     let (c, url) = (format!("'{}' --check", usher()), server.url("/"));
     let checks = format!("t=$(date +%s.%N); {c} --ready {url} 2>>why; r=$?; {c} {url}");
     let report = "p=$?; echo $t $r $p $(date +%s.%N) >> checks";
@@ -636,7 +619,7 @@ fn check_ready_fails_once_usher_began_its_shutdown() {
 fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
     let s = Scratch::new("drain-cut");
     let flags = ["--drain", "1900ms", "--grace-period", "2s"];
-    let r = start_app(modes()[0], &s, &flags, TRAPS_TERM).ready(&s, "ready");
+    let r = start_app(Mode::Plain, &s, &flags, TRAPS_TERM).ready(&s, "ready");
     let sent = r.signal(TERM);
     let f = r.wait(FINISH);
     assert_eq!(f.code, Some(0), "{f}");
@@ -658,7 +641,7 @@ fn hook_output_reaches_the_container_log() {
     let (pre, post) = (say("pre"), say("post"));
     let out = std::fs::File::create(s.path("stdout")).expect("stdout file");
     let flags = ["--pre-stop", &pre, "--post-stop", &post];
-    let r = start_app_with(modes()[0], &s, &flags, TRAPS_TERM, |c| c.stdout(out));
+    let r = start_app_with(Mode::Plain, &s, &flags, TRAPS_TERM, |c| c.stdout(out));
     let f = stop(r, &s).1;
     assert_eq!(f.code, Some(0), "{f}");
     for said in ["pre", "post"] {

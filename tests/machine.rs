@@ -21,6 +21,13 @@ fn grace(drain: u64, grace: Option<u64>) -> Policy {
     }
 }
 
+/// `Policy::default()` changed by `change`.
+fn policy(change: impl FnOnce(&mut Policy)) -> Policy {
+    let mut p = Policy::default();
+    change(&mut p);
+    p
+}
+
 fn with(mut policy: Policy, kind: HookKind) -> Policy {
     policy.hooks[kind as usize] = Some(HookAction::Command(vec![kind.name().into()]));
     policy
@@ -54,10 +61,7 @@ fn ending(actions: &[Action]) -> &usher::machine::Ending {
 fn forwards_to_the_group_by_default_and_the_app_alone_with_single_child() {
     let mut s = Sim::new(Policy::default());
     assert_eq!(sent(&s.sig(HUP)), [(HUP, TO_APP)]);
-    let mut s = Sim::new(Policy {
-        single_child: true,
-        ..Policy::default()
-    });
+    let mut s = Sim::new(policy(|p| p.single_child = true));
     assert_eq!(sent(&s.sig(USR1)), [(USR1, Target::Process(APP))]);
 }
 
@@ -145,10 +149,7 @@ fn exit_codes_follow_the_app_and_remapped_codes_become_zero() {
         (Status::Signaled(TERM), vec![143, 3], 0),
         (Status::Exited(4), vec![143, 3], 4),
     ] {
-        let mut s = Sim::new(Policy {
-            remap_exit: remap,
-            ..Policy::default()
-        });
+        let mut s = Sim::new(policy(|p| p.remap_exit = remap));
         let a = s.app_exits(status, false);
         assert_eq!(exit_code(&a), Some(code), "{status:?}");
         assert!(s.m().exited());
@@ -204,13 +205,13 @@ fn the_stop_signal_goes_out_when_the_drain_ends() {
 
 #[test]
 fn the_stop_signal_waits_for_the_pre_stop_hook() {
-    let mut s = Sim::new(with(grace(500, Some(5000)), HookKind::PreStop));
+    let mut s = Sim::new(with(grace(500, Some(5000)), PRE_STOP));
     let a = s.sig(TERM);
-    assert!(started(&a, HookKind::PreStop));
+    assert!(started(&a, PRE_STOP));
     assert!(matches!(
         notes(&a)[1],
         NoteKind::HookStarted {
-            kind: HookKind::PreStop,
+            kind: PRE_STOP,
             pid: HOOK
         }
     ));
@@ -238,7 +239,7 @@ fn the_stop_signal_waits_for_the_pre_stop_hook() {
 
 #[test]
 fn a_pre_stop_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
-    let mut s = Sim::new(with(grace(1000, None), HookKind::PreStop));
+    let mut s = Sim::new(with(grace(1000, None), PRE_STOP));
     s.sig(TERM);
     s.at(100);
     assert!(sent(&s.reaped(HOOK, Status::Exited(0))).is_empty());
@@ -247,12 +248,12 @@ fn a_pre_stop_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
 
 #[test]
 fn a_pre_stop_hook_that_cannot_start_is_logged_and_does_not_block() {
-    let mut s = Sim::refusing_hooks(with(grace(0, None), HookKind::PreStop));
+    let mut s = Sim::refusing_hooks(with(grace(0, None), PRE_STOP));
     let a = s.sig(TERM);
     assert!(notes(&a).iter().any(|n| matches!(
         n,
         NoteKind::HookFailed {
-            kind: HookKind::PreStop,
+            kind: PRE_STOP,
             fatal: false,
             ..
         }
@@ -264,14 +265,14 @@ fn a_pre_stop_hook_that_cannot_start_is_logged_and_does_not_block() {
 fn a_hanging_pre_stop_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signal() {
     // grace 3 s: the reserve is min(2 s, 1.5 s), so at 1.5 s the hook is
     // killed with its group and TERM goes out; SIGKILL waits for 3 s.
-    let mut s = Sim::new(with(grace(500, Some(3000)), HookKind::PreStop));
+    let mut s = Sim::new(with(grace(500, Some(3000)), PRE_STOP));
     s.sig(TERM);
     s.fire_timer(); // the drain
     let a = s.fire_timer();
     assert_eq!(s.now(), ms(2500));
     assert_eq!(sent(&a), [(KILL, Target::Group(HOOK)), (TERM, TO_APP)]);
     assert!(
-        matches!(notes(&a)[0], NoteKind::HookCut { kind: HookKind::PreStop, pid: HOOK, took } if *took == ms(1500))
+        matches!(notes(&a)[0], NoteKind::HookCut { kind: PRE_STOP, pid: HOOK, took } if *took == ms(1500))
     );
     assert_eq!(s.m().poll_timeout(), Some(ms(4000)), "the deadline");
     assert!(matches!(
@@ -279,12 +280,12 @@ fn a_hanging_pre_stop_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signa
         [NoteKind::Reaped { pid: HOOK, .. }]
     ));
     s.l.world.left = leftovers(&[(APP, APP)]);
-    assert_eq!(sent(&s.fire_timer()), [(KILL, Target::Everyone)]);
+    assert_eq!(sent(&s.fire_timer()), [(KILL, EVERYONE)]);
     let a = s.app_exits(Status::Signaled(KILL), false);
     assert_eq!(exit_code(&a), Some(137));
     assert_eq!(
         ending(&a).hooks,
-        [(HookKind::PreStop, HookTrouble::Cut)],
+        [(PRE_STOP, HookTrouble::Cut)],
         "the termination message says so"
     );
 }
@@ -325,7 +326,7 @@ fn an_app_exiting_during_the_drain_ends_it() {
 fn leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
     let mut s = Sim::new(grace(0, Some(2000)));
     let a = s.app_exits(Status::Exited(7), true);
-    assert_eq!(sent(&a), [(TERM, Target::Everyone)]);
+    assert_eq!(sent(&a), [(TERM, EVERYONE)]);
     assert!(notes(&a).contains(&&NoteKind::Signalled {
         signal: TERM,
         named: Named::Pids(vec![IN_GROUP, OUTSIDE]),
@@ -339,7 +340,7 @@ fn leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
         Some(ms(3000)),
         "the deadline counts from the app's exit"
     );
-    assert_eq!(sent(&s.fire_timer()), [(KILL, Target::Everyone)]);
+    assert_eq!(sent(&s.fire_timer()), [(KILL, EVERYONE)]);
     let a = s.all_gone();
     assert_eq!(exit_code(&a), Some(7), "the app's own code, not 137");
     assert_eq!(
@@ -375,7 +376,7 @@ fn leftovers_get_the_stop_signal_that_was_received_rewritten() {
     let mut s = Sim::new(policy);
     assert_eq!(
         forwards(&s.app_exits(Status::Exited(0), true)),
-        [(USR1, Target::Everyone)]
+        [(USR1, EVERYONE)]
     );
 }
 
@@ -402,7 +403,7 @@ fn sigcont_follows_a_stop_signal_only_while_something_is_suspended() {
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: OUTSIDE });
     let a = s.app_exits(Status::Exited(0), true);
-    let want = [(TERM, Target::Everyone), (CONT, Target::Everyone)];
+    let want = [(TERM, EVERYONE), (CONT, EVERYONE)];
     assert_eq!(
         sent(&a),
         want,
@@ -457,7 +458,7 @@ fn not_pid1_the_deadline_names_every_descendant_alive_then() {
 
 #[test]
 fn a_late_timer_past_the_reserve_and_the_deadline_asks_before_it_kills() {
-    let mut s = Sim::new(with(grace(9000, Some(10_000)), HookKind::PreStop));
+    let mut s = Sim::new(with(grace(9000, Some(10_000)), PRE_STOP));
     s.sig(TERM);
     s.at(30_000);
     let a = s.feed(Event::Timer);
@@ -521,10 +522,10 @@ fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
 
 #[test]
 fn post_start_runs_alongside_the_app_from_the_start() {
-    let mut s = Sim::new(with(Policy::default(), HookKind::PostStart));
+    let mut s = Sim::new(with(Policy::default(), POST_START));
     let a = s.take();
     assert!(
-        started(&a, HookKind::PostStart),
+        started(&a, POST_START),
         "asked for at once, and nothing waits for it"
     );
     assert_eq!(s.m().life(), &Life::Running);
@@ -533,7 +534,7 @@ fn post_start_runs_alongside_the_app_from_the_start() {
 #[test]
 fn post_start_success_is_exit_0_or_http_200_to_399() {
     for (answer, status) in [(None, 0), (Some(200), 0), (Some(302), 0)] {
-        let mut s = Sim::new(with(Policy::default(), HookKind::PostStart));
+        let mut s = Sim::new(with(Policy::default(), POST_START));
         s.take();
         if let Some(code) = answer {
             s.feed(Event::HookAnswered {
@@ -543,7 +544,7 @@ fn post_start_success_is_exit_0_or_http_200_to_399() {
         }
         s.at(300);
         let a = s.reaped(POST, Status::Exited(status));
-        let ok = matches!(notes(&a)[..], [NoteKind::HookEnded { kind: HookKind::PostStart, fatal: false, took, .. }] if *took == ms(300));
+        let ok = matches!(notes(&a)[..], [NoteKind::HookEnded { kind: POST_START, fatal: false, took, .. }] if *took == ms(300));
         assert!(ok, "{a:?}");
         assert_eq!(s.m().life(), &Life::Running, "the app goes on");
     }
@@ -561,10 +562,7 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
         ),
     ];
     for (answer, status) in failures {
-        let mut s = Sim::new(with(
-            with(grace(1000, Some(5000)), HookKind::PreStop),
-            HookKind::PostStart,
-        ));
+        let mut s = Sim::new(with(with(grace(1000, Some(5000)), PRE_STOP), POST_START));
         s.take();
         if let Some(outcome) = answer.clone() {
             s.feed(Event::HookAnswered { pid: POST, outcome });
@@ -575,7 +573,7 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
             matches!(
                 n[0],
                 NoteKind::HookEnded {
-                    kind: HookKind::PostStart,
+                    kind: POST_START,
                     fatal: true,
                     ..
                 }
@@ -590,7 +588,7 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
                 ..
             }
         ));
-        assert!(started(&a, HookKind::PreStop), "pre-stop hook first");
+        assert!(started(&a, PRE_STOP), "pre-stop hook first");
         assert!(sent(&a).is_empty(), "then the drain");
         s.reaped(HOOK, Status::Exited(0));
         assert_eq!(forwards(&s.fire_timer()), [(TERM, TO_APP)]);
@@ -604,13 +602,13 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
 
 #[test]
 fn post_start_that_cannot_start_stops_the_container_too() {
-    let mut s = Sim::refusing_hooks(with(Policy::default(), HookKind::PostStart));
+    let mut s = Sim::refusing_hooks(with(Policy::default(), POST_START));
     let a = s.take();
     let failed = notes(&a).iter().any(|n| {
         matches!(
             n,
             NoteKind::HookFailed {
-                kind: HookKind::PostStart,
+                kind: POST_START,
                 fatal: true,
                 ..
             }
@@ -623,7 +621,7 @@ fn post_start_that_cannot_start_stops_the_container_too() {
 
 #[test]
 fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
-    let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStart));
+    let mut s = Sim::new(with(grace(0, Some(5000)), POST_START));
     s.sig(TERM);
     let a = s.reaped(POST, Status::Exited(1));
     assert!(matches!(
@@ -639,7 +637,7 @@ fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
 
 #[test]
 fn post_start_still_running_when_the_app_exits_is_a_leftover() {
-    let mut s = Sim::not_pid1(with(grace(0, Some(5000)), HookKind::PostStart));
+    let mut s = Sim::not_pid1(with(grace(0, Some(5000)), POST_START));
     s.l.world.left = leftovers(&[(POST, POST)]);
     s.reaped(APP, Status::Exited(0));
     let a = s.reap_done(true);
@@ -653,7 +651,7 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
         (None, Status::Exited(3)),
         (Some(Outcome::Status(503)), Status::Exited(1)),
     ] {
-        let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PreStop));
+        let mut s = Sim::new(with(grace(0, Some(5000)), PRE_STOP));
         s.sig(TERM);
         if let Some(outcome) = answer {
             s.feed(Event::HookAnswered { pid: HOOK, outcome });
@@ -676,20 +674,20 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
         let e = s.app_exits(Status::Exited(0), false);
         assert!(matches!(
             ending(&e).hooks[..],
-            [(HookKind::PreStop, HookTrouble::Ended(_))]
+            [(PRE_STOP, HookTrouble::Ended(_))]
         ));
     }
 }
 
 #[test]
 fn post_stop_runs_last_and_its_failure_keeps_the_code() {
-    let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStop));
+    let mut s = Sim::new(with(grace(0, Some(5000)), POST_STOP));
     s.sig(TERM);
     let a = s.app_exits(Status::Exited(3), true);
-    assert!(!started(&a, HookKind::PostStop), "not while leftovers live");
+    assert!(!started(&a, POST_STOP), "not while leftovers live");
     let a = s.all_gone();
     assert!(
-        started(&a, HookKind::PostStop) && exit_code(&a).is_none(),
+        started(&a, POST_STOP) && exit_code(&a).is_none(),
         "once all are gone: {a:?}"
     );
     assert_eq!(
@@ -701,7 +699,7 @@ fn post_stop_runs_last_and_its_failure_keeps_the_code() {
     assert!(matches!(
         notes(&a)[0],
         NoteKind::HookEnded {
-            kind: HookKind::PostStop,
+            kind: POST_STOP,
             fatal: false,
             ..
         }
@@ -710,16 +708,16 @@ fn post_stop_runs_last_and_its_failure_keeps_the_code() {
     assert_eq!(exit_code(&a), Some(3), "the app's code, not the hook's");
     assert!(matches!(
         ending(&a).hooks[..],
-        [(HookKind::PostStop, HookTrouble::Ended(_))]
+        [(POST_STOP, HookTrouble::Ended(_))]
     ));
 }
 
 #[test]
 fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
     // No grace period: the documented bound; and a hook that cannot start.
-    let mut s = Sim::not_pid1(with(Policy::default(), HookKind::PostStop));
+    let mut s = Sim::not_pid1(with(Policy::default(), POST_STOP));
     let a = s.app_exits(Status::Exited(0), false);
-    assert!(started(&a, HookKind::PostStop));
+    assert!(started(&a, POST_STOP));
     assert_eq!(
         s.m().poll_timeout(),
         Some(s.now() + usher::machine::POST_STOP_BOUND)
@@ -729,13 +727,13 @@ fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
     assert!(matches!(
         notes(&a)[0],
         NoteKind::HookCut {
-            kind: HookKind::PostStop,
+            kind: POST_STOP,
             ..
         }
     ));
     s.reaped(LAST, Status::Signaled(KILL));
     assert_eq!(exit_code(&s.all_gone()), Some(0));
-    let mut s = Sim::refusing_hooks(with(Policy::default(), HookKind::PostStop));
+    let mut s = Sim::refusing_hooks(with(Policy::default(), POST_STOP));
     let a = s.app_exits(Status::Exited(5), false);
     assert_eq!(
         exit_code(&a),
@@ -746,11 +744,11 @@ fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
 
 #[test]
 fn post_stop_after_a_deadline_kill_gets_the_stop_reserve() {
-    let mut s = Sim::new(with(grace(0, Some(3000)), HookKind::PostStop));
+    let mut s = Sim::new(with(grace(0, Some(3000)), POST_STOP));
     s.sig(TERM);
     s.fire_timer(); // the deadline: SIGKILL
     let a = s.app_exits(Status::Signaled(KILL), false);
-    assert!(started(&a, HookKind::PostStop));
+    assert!(started(&a, POST_STOP));
     assert_eq!(
         s.m().poll_timeout(),
         Some(s.now() + ms(1500)),
@@ -765,7 +763,7 @@ fn the_reserve_is_two_seconds_or_half_the_grace_period() {
     for (grace_ms, reserve_ms) in [(30_000, 2000), (4000, 2000), (3000, 1500), (1000, 500)] {
         let p = grace(0, Some(grace_ms));
         assert_eq!(p.reserve(), Some(ms(reserve_ms)), "grace {grace_ms}ms");
-        let mut s = Sim::new(with(p, HookKind::PreStop));
+        let mut s = Sim::new(with(p, PRE_STOP));
         s.sig(TERM);
         assert_eq!(
             s.m().timer(Timer::Reserve),
@@ -911,37 +909,35 @@ fn a_second_signal_and_the_reserve_end_an_adaptive_drain() {
 
 #[test]
 fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
+    let (limit, peak) = (Some(32 << 20), Some(32 << 20));
     let memory = |oom_kills| {
         Some(Memory {
             oom_kills,
-            limit: Some(32 << 20),
-            peak: Some(32 << 20),
+            limit,
+            peak,
         })
     };
+    let (app, me, terminal) = (APP, 1, false);
     let start = Start {
-        app: APP,
-        me: 1,
-        terminal: false,
+        app,
+        me,
+        terminal,
         memory: memory(2),
     };
     let mut s = Sim::at_start(Policy::default(), start);
-    let killed = Status::Signaled(KILL);
-    let a = s.feed(Event::Reaped {
-        pid: 50,
-        status: killed,
-        memory: memory(2),
-    });
-    assert!(
-        !notes(&a)
+    let killed = |pid, memory| Event::Reaped {
+        pid,
+        status: Status::Signaled(KILL),
+        memory,
+    };
+    let oom = |a: &[Action]| {
+        notes(a)
             .iter()
-            .any(|n| matches!(n, NoteKind::OomKilled { .. })),
-        "the counter did not grow"
-    );
-    let a = s.feed(Event::Reaped {
-        pid: APP,
-        status: killed,
-        memory: memory(3),
-    });
+            .any(|n| matches!(n, NoteKind::OomKilled { .. }))
+    };
+    let a = s.feed(killed(50, memory(2)));
+    assert!(!oom(&a), "the counter did not grow");
+    let a = s.feed(killed(APP, memory(3)));
     assert!(matches!(notes(&a)[0], NoteKind::OomKilled { pid: APP, .. }));
     let a = s.reap_done(false);
     let e = ending(&a);
@@ -956,17 +952,8 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
             ..start
         },
     );
-    let a = s.feed(Event::Reaped {
-        pid: APP,
-        status: killed,
-        memory: memory(9),
-    });
-    assert!(
-        !notes(&a)
-            .iter()
-            .any(|n| matches!(n, NoteKind::OomKilled { .. })),
-        "no cgroup at start: nothing said"
-    );
+    let a = s.feed(killed(APP, memory(9)));
+    assert!(!oom(&a), "no cgroup at start: nothing said");
 }
 
 // ---- whom leftovers are signalled, and the loop's protocol ----
@@ -989,7 +976,7 @@ fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
     s.sig(TERM);
     assert_eq!(
         forwards(&s.app_exits(Status::Exited(0), true)),
-        [(TERM, Target::Everyone)]
+        [(TERM, EVERYONE)]
     );
 }
 
@@ -1245,10 +1232,7 @@ mod props {
             prop_assert!(k.exited_with.is_none(), "no action after Exit: {:?}", a);
             match a {
                 Action::Send { signal, to } if signal == TERM || signal == INT => {
-                    prop_assert!(
-                        pid1 || to != Target::Everyone,
-                        "kill(-1) outside a namespace"
-                    );
+                    prop_assert!(pid1 || to != EVERYONE, "kill(-1) outside a namespace");
                     if k.app.is_none() && !k.forwarded_stop {
                         let t0 = k.t0.expect("stop forwarded before any stop");
                         let reserve_point =
@@ -1275,13 +1259,10 @@ mod props {
                     k.running.retain(|&p| p != pid);
                 }
                 Action::Send { signal: KILL, to } => {
-                    prop_assert!(
-                        pid1 || to != Target::Everyone,
-                        "kill(-1) outside a namespace"
-                    );
+                    prop_assert!(pid1 || to != EVERYONE, "kill(-1) outside a namespace");
                     // What a finished post-stop hook leaves goes at once: nothing outlives it.
                     let post_stop_over =
-                        k.started.contains(&HookKind::PostStop) && !k.running.contains(&LAST);
+                        k.started.contains(&POST_STOP) && !k.running.contains(&LAST);
                     match (policy.grace, k.t0) {
                         _ if post_stop_over => {}
                         (Some(g), Some(t0)) => {
@@ -1294,7 +1275,7 @@ mod props {
                     }
                     k.killed_while_alive |= k.app.is_none();
                     match to {
-                        Target::Everyone => k.running.clear(),
+                        EVERYONE => k.running.clear(),
                         Target::Process(p) | Target::Group(p) => k.running.retain(|&h| h != p),
                     }
                 }
@@ -1302,9 +1283,9 @@ mod props {
                     prop_assert!(policy.hook(kind).is_some() && !k.started.contains(&kind));
                     k.started.push(kind);
                     k.running.push(match kind {
-                        HookKind::PreStop => HOOK,
-                        HookKind::PostStart => POST,
-                        HookKind::PostStop => LAST,
+                        PRE_STOP => HOOK,
+                        POST_START => POST,
+                        POST_STOP => LAST,
                     });
                 }
                 Action::Exit(ending) => {

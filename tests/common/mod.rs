@@ -525,6 +525,14 @@ pub fn run(mode: Mode, args: &[&str]) -> Finished {
     start(mode, args).wait(FINISH)
 }
 
+/// Runs usher with `args` in `mode` to its end, with the variables `env`.
+pub fn run_with(mode: Mode, args: &[&str], env: &[(&str, &str)]) -> Finished {
+    start_with(mode, args, |c| {
+        c.envs(env.iter().copied());
+    })
+    .wait(FINISH)
+}
+
 /// Like [`start`], with a chance to adjust the command (env vars, stdin).
 pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) -> Running {
     start_command(mode, usher_in(mode), |c| {
@@ -830,6 +838,15 @@ pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 pub fn pids_field(line: &str) -> Vec<i32> {
     let pids = field(line, "pids").unwrap_or_default();
     pids.split(',').filter_map(|n| n.parse().ok()).collect()
+}
+
+/// Asserts that `stderr` is one line, `usher: error: ...`, saying each of `says`.
+#[track_caller]
+pub fn assert_one_error(stderr: &str, says: &[&str]) {
+    let l = lines(stderr);
+    let all = |l: &str| says.iter().all(|s| l.contains(s));
+    let one = l.len() == 1 && l[0].starts_with("usher: error: ") && all(l[0]);
+    assert!(one, "one `usher: error:` line saying {says:?}: {stderr:?}");
 }
 
 /// Asserts that no line of usher's mentions `needle`, because `why`.

@@ -28,6 +28,10 @@ pub const USR1: Signal = Signal::USR1;
 pub const CONT: Signal = Signal::CONT;
 pub const PIPE: Signal = Signal::PIPE;
 pub const XFSZ: Signal = Signal::XFSZ;
+pub const PRE_STOP: HookKind = HookKind::PreStop;
+pub const POST_START: HookKind = HookKind::PostStart;
+pub const POST_STOP: HookKind = HookKind::PostStop;
+pub const EVERYONE: Target = Target::Everyone;
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
