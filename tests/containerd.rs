@@ -218,11 +218,8 @@ disabled_plugins = [
             daemon.containerd != 0 || daemon.unshare.try_wait().is_ok_and(|s| s.is_some())
         });
         let started = daemon.containerd != 0;
-        assert!(
-            started,
-            "containerd did not start under unshare\n{}",
-            daemon.log()
-        );
+        let log = daemon.log();
+        assert!(started, "containerd did not start under unshare\n{log}");
         let socket = daemon.dir.path("containerd.sock");
         let up = wait_until(SOON, || socket.exists());
         assert!(up, "containerd made no socket\n{}", daemon.log());
@@ -430,13 +427,8 @@ fn task_kill_drains_forwards_and_writes_the_termination_message() {
     let text = fs::read_to_string(&message).expect("read the termination message file");
     let first = text.lines().next().unwrap_or_default();
     let code = first.starts_with("exit code 42");
-    assert!(
-        code,
-        "its first line is {first:?}, not `exit code 42...`:\n{text:?}\n{log}"
-    );
+    let what = format!("the termination message:\n{text:?}\n{log}");
+    assert!(code, "not `exit code 42` in {first:?} of {what}");
     let why = text.lines().any(|l| l == "shutdown: SIGTERM received");
-    assert!(
-        why,
-        "no line `shutdown: SIGTERM received`:\n{text:?}\n{log}"
-    );
+    assert!(why, "no `shutdown: SIGTERM received` in {what}");
 }

@@ -41,11 +41,8 @@ fn exit_codes_pass_through_or_are_remapped_as_pid1() {
         let remap: Vec<_> = var.map(|v| ("USHER_REMAP_EXIT", v)).into_iter().collect();
         let f = run_with(Mode::Pid1, &args, &remap);
         let what = format!("{flags:?}, USHER_REMAP_EXIT={var:?}, `{script}`");
-        assert_eq!(
-            (f.code, f.stderr.as_str()),
-            (Some(code), ""),
-            "{what}: {f:?}"
-        );
+        let said = (f.code, f.stderr.as_str());
+        assert_eq!(said, (Some(code), ""), "{what}: {f:?}");
     }
 }
 
@@ -176,10 +173,7 @@ fn reaps_1000_orphans_in(mode: Mode) {
     let left = children_of(u);
     let zombies = left.iter().filter(|&&c| state(c) == Some('Z')).count();
     let (left, done) = (left.len() - 1, done && zombies == 0);
-    assert!(
-        done,
-        "usher left {left} children, {zombies} of them zombies"
-    );
+    assert!(done, "usher left {left} children, {zombies} zombies");
     r.signal(libc::SIGTERM);
     let f = r.wait(FINISH);
     assert_eq!(f.code, Some(143), "the app's sleep dies of TERM: {f:?}");
@@ -310,11 +304,8 @@ fn the_child_starts_with_a_clean_signal_state() {
         let app = child_named(r.usher_pid(), "sleep");
         for field in ["SigBlk", "SigIgn"] {
             let clean = proc_status(app, field);
-            assert_eq!(
-                clean.as_deref(),
-                Some("0000000000000000"),
-                "{mode:?}: {field}"
-            );
+            let none = Some("0000000000000000");
+            assert_eq!(clean.as_deref(), none, "{mode:?}: {field}");
         }
     }
 }
@@ -435,10 +426,8 @@ fn a_usage_error_follows_the_log_format_asked_for() {
         assert!(line["event"].as_str().unwrap().contains(says), "{line}");
     }
     let f = refused(&s, &["--log-format", "text", "--bogus"], &json);
-    assert!(
-        f.stderr.starts_with("usher: error: unknown option"),
-        "{f:?}"
-    );
+    let text = f.stderr.starts_with("usher: error: unknown option");
+    assert!(text, "{f:?}");
 }
 
 #[test]

@@ -354,10 +354,7 @@ fn shell_as_pid1_swallows_term_and_usher_delivers_it() {
     }
     let logs = wrapped.logs_text();
     let ended = logs.contains("status=signal:SIGTERM") && !logs.contains("trap-app exited");
-    assert!(
-        ended,
-        "usher-wrapped: the forwarded TERM ended the shell itself:\n{logs}"
-    );
+    assert!(ended, "usher-wrapped: the TERM ended the shell:\n{logs}");
 }
 
 /// `docker run -it` driven through a pseudo-terminal (tests/docker/tty.py):
@@ -463,11 +460,7 @@ fn image_paths(s: &Setup, name: &str) -> Vec<String> {
 fn http_hook_image_has_no_shell_and_no_curl() {
     let Some(s) = prepare() else { return };
     let paths = image_paths(s, "http-hook");
-    assert_eq!(
-        paths,
-        ["http-app", "usher"],
-        "usher and the app, nothing else"
-    );
+    assert_eq!(paths, ["http-app", "usher"], "nothing else");
     let base = image_paths(s, "base");
     let sh = base.iter().any(|p| p == "bin/sh");
     assert!(sh, "the listing sees a shell where there is one: {base:?}");
@@ -810,10 +803,7 @@ fn docker_init_stop_sequence_from_env() {
     let received = received.unwrap_or_else(|| panic!("QUIT was no stop:\n{text}"));
     eprintln!("--init QUIT with USHER_STOP_ON=QUIT: forwarded after {drained:.3}s");
     let drains = drained >= 3.0 && quit.at - received.at < 6.0;
-    assert!(
-        drains,
-        "USHER_STOP_ON=QUIT: QUIT drains 3s ({drained:.3}s):\n{text}"
-    );
+    assert!(drains, "QUIT drains 3s ({drained:.3}s):\n{text}");
 
     let (lines, text) = (nested.logs(), nested.logs_text());
     let find = |needle: &str, what: &str| {
@@ -825,13 +815,9 @@ fn docker_init_stop_sequence_from_env() {
     let delay = term.at - n.0.epoch;
     eprintln!("--init over usher: TERM after {delay:.3}s (two 1s drains)");
     let added = delay >= 2.0 && term.at - outer.at < 5.0;
-    assert!(
-        added,
-        "both ushers drain 1s, in turn ({delay:.3}s):\n{text}"
-    );
-    let stops = text
-        .matches("stop received: signal=SIGTERM drain=1s")
-        .count();
+    assert!(added, "both drain 1s, in turn ({delay:.3}s):\n{text}");
+    let stops = text.matches("stop received: signal=SIGTERM drain=1s");
+    let stops = stops.count();
     assert_eq!(stops, 2, "{text}");
     assert_eq!(nested.wait_code(secs(30)), 42, "{text}");
 }
@@ -914,10 +900,7 @@ services:
     let took = stop.took;
     eprintln!("compose: stop took {took:?}");
     assert_drained("compose", &c.logs(), asked, 2.0);
-    assert!(
-        took >= secs(2),
-        "compose stop took {took:?}, for a 2s drain"
-    );
+    assert!(took >= secs(2), "compose stop took {took:?}");
     // 42, not 137: the app ended on its own, not at stop_grace_period.
     assert_eq!(c.wait_code(secs(30)), 42, "{}", c.logs_text());
     let down = compose_run(&["down"], secs(80));
@@ -1180,16 +1163,10 @@ fn podman_run_init_path_runs_usher() {
     let script = "/run/podman-init --version; tr '\\0' ' ' </proc/1/cmdline";
     let args = [&run[..], &[image, "sh", "-c", script]].concat();
     let out = pm.run_with("wide.conf", &args, secs(60));
-    assert!(
-        out.ok(),
-        "podman run --init with init_path in containers.conf: {out:?}"
-    );
-    let usher_is_init =
-        out.stdout.starts_with("usher ") && out.stdout.contains("/run/podman-init -- sh -c");
-    assert!(
-        usher_is_init,
-        "init_path in containers.conf makes usher Podman's --init: {out:?}"
-    );
+    assert!(out.ok(), "podman run --init, init_path: {out:?}");
+    let (version, pid1) = ("usher ", "/run/podman-init -- sh -c");
+    let usher_is_init = out.stdout.starts_with(version) && out.stdout.contains(pid1);
+    assert!(usher_is_init, "init_path makes usher the --init: {out:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1216,12 +1193,11 @@ fn assert_termination(file: &Path, code: i32, has: &[&str], lacks: &[&str], log:
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let first = text.lines().next().unwrap_or_default();
     let rest = first.strip_prefix(&format!("exit code {code}"));
-    assert!(
-        rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit()))
-            && has.iter().all(|h| text.contains(h))
-            && !lacks.iter().any(|l| text.contains(l)),
-        "termination file: {text:?} (first line: exit code {code}; has {has:?}; lacks {lacks:?})\nlog:\n{log}"
-    );
+    let first_ok = rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit()));
+    let ok =
+        first_ok && has.iter().all(|h| text.contains(h)) && !lacks.iter().any(|l| text.contains(l));
+    let want = format!("first line: exit code {code}; has {has:?}; lacks {lacks:?}");
+    assert!(ok, "termination file: {text:?} ({want})\nlog:\n{log}");
 }
 
 /// The kernel's OOM killer kills the app (32 MiB, no swap): exit 137, the

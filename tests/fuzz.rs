@@ -58,27 +58,18 @@ fn config() -> ProptestConfig {
 
 /// Every flag usher knows (from its option table), and some it does not.
 fn flags() -> Vec<String> {
-    let mut all: Vec<String> = cli::OPTIONS
-        .iter()
-        .flat_map(|o| {
-            let short = o.short.map(|c| format!("-{c}"));
-            let long = o.long.map(|l| format!("--{l}"));
-            short.into_iter().chain(long)
-        })
-        .collect();
-    all.extend(["--bogus", "--", "-", "--=", "---", "-x"].map(String::from));
-    all
+    let names = |o: &cli::Opt| {
+        let short = o.short.map(|c| format!("-{c}"));
+        short.into_iter().chain(o.long.map(|l| format!("--{l}")))
+    };
+    let odd = ["--bogus", "--", "-", "--=", "---", "-x"].map(String::from);
+    cli::OPTIONS.iter().flat_map(names).chain(odd).collect()
 }
 
 /// The letters of the short flags, and some that are not flags, for bundles.
 fn short_letters() -> Vec<u8> {
-    let mut all: Vec<u8> = cli::OPTIONS
-        .iter()
-        .filter_map(|o| o.short)
-        .map(|c| c as u8)
-        .collect();
-    all.extend(b"x=-");
-    all
+    let shorts = cli::OPTIONS.iter().filter_map(|o| o.short).map(|c| c as u8);
+    shorts.chain(*b"x=-").collect()
 }
 
 /// Values that are right, nearly right, or wrong in interesting ways.
@@ -647,9 +638,7 @@ fn edge_cases_do_not_panic() {
         "SIGRTMIN+99999999999",
     ] {
         let args: Vec<OsString> = ["-p", bad, "app"].into_iter().map(OsString::from).collect();
-        assert!(
-            parse_checked(&args, &HashMap::new()).unwrap().is_none(),
-            "{bad}"
-        );
+        let accepted = parse_checked(&args, &HashMap::new()).unwrap();
+        assert!(accepted.is_none(), "{bad}");
     }
 }

@@ -183,10 +183,8 @@ fn non_root_usher_does_its_whole_job() {
         let f = r.wait(FINISH);
         assert_eq!(f.code, Some(137), "{mode:?}: {f:?}");
         assert_deadline(1.5, stop.elapsed(), &f.stderr);
-        assert!(
-            f.stderr.contains("debug: reaped: pid="),
-            "{mode:?}: no orphan reaped"
-        );
+        let reaped = f.stderr.contains("debug: reaped: pid=");
+        assert!(reaped, "{mode:?}: no orphan reaped");
     }
 }
 
@@ -441,10 +439,8 @@ fn keeps_working_without_stderr(how: BadStderr) {
         let f = f.wait(FINISH);
         assert_eq!(f.code, Some(3), "{how:?} {mode:?}: the app's code: {f:?}");
         let raised = |s: &Scratch| s.read("got").is_empty();
-        assert!(
-            raised(&s),
-            "{how:?} {mode:?}: usher's own signals reached the app"
-        );
+        let what = format!("{how:?} {mode:?}");
+        assert!(raised(&s), "{what}: usher's own signals reached the app");
 
         // The shutdown timeline: TERM held for the 1s drain, then forwarded.
         let body =
@@ -461,10 +457,7 @@ fn keeps_working_without_stderr(how: BadStderr) {
         assert_eq!(f.code, Some(7), "{how:?} {mode:?}: {f:?}");
         let what = format!("{how:?} {mode:?}: TERM");
         assert_on_time(&what, s.since("term", sent), 1.0, "");
-        assert!(
-            raised(&s),
-            "{how:?} {mode:?}: usher's own signals reached the app"
-        );
+        assert!(raised(&s), "{what}: usher's own signals reached the app");
     }
 }
 

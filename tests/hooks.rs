@@ -270,15 +270,11 @@ fn a_post_start_still_running_when_the_app_exits_is_a_leftover() {
         let f = start_app(mode, &s, &["--post-start", &hook], body).wait(FINISH);
         assert_eq!(f.code, Some(6), "{mode:?}: the app's own code\n{f}");
         let hook_pid = s.pid("hook-pid");
-        assert!(
-            wait_until(SOON, || !alive(hook_pid)) || mode == Mode::Pid1,
-            "{mode:?}: the hook survived"
-        );
+        let gone = mode == Mode::Pid1 || wait_until(SOON, || !alive(hook_pid));
+        assert!(gone, "{mode:?}: the hook survived");
         let told = must(&f, "signalled leftovers");
-        assert!(
-            mode == Mode::Pid1 || pids_field(told).contains(&hook_pid),
-            "{told}"
-        );
+        let named = mode == Mode::Pid1 || pids_field(told).contains(&hook_pid);
+        assert!(named, "{told}");
     }
 }
 
@@ -473,10 +469,8 @@ fn check_exits_0_for_200_to_399_else_1_with_one_line_saying_why() {
     let status = |code: u16| server.url(&format!("/s/{code}"));
     for url in [200, 204, 302, 399].map(status) {
         let r = usher_ran(&["--check", &url], &[]);
-        assert!(
-            r.ok() && r.stdout.is_empty() && r.stderr.is_empty(),
-            "{r:?}"
-        );
+        let quiet = r.stdout.is_empty() && r.stderr.is_empty();
+        assert!(r.ok() && quiet, "{r:?}");
     }
     let [e404, e500, e503] = [404, 500, 503].map(status);
     let (never, refused) = (server.url("/never"), free_port().to_string());
@@ -646,10 +640,8 @@ fn hook_output_reaches_the_container_log() {
     assert_eq!(f.code, Some(0), "{f}");
     for said in ["pre", "post"] {
         let stdout = s.read("stdout");
-        assert!(
-            stdout.contains(&format!("{said}-out")),
-            "stdout: {stdout:?}"
-        );
+        let out = stdout.contains(&format!("{said}-out"));
+        assert!(out, "stdout: {stdout:?}");
         assert!(f.stderr.contains(&format!("{said}-err")), "{f}");
     }
 }

@@ -91,10 +91,8 @@ fn sigpipe_raised_by_usher_own_write_stays_with_usher() {
         });
         assert!(own.is_empty(), "raised in usher (pid 3): {own:?}");
         for sender in [Some(55), None] {
-            assert_eq!(
-                sent(&s.feed(Event::Signal { signal, sender })),
-                [(signal, TO_APP)]
-            );
+            let a = s.feed(Event::Signal { signal, sender });
+            assert_eq!(sent(&a), [(signal, TO_APP)]);
         }
     }
 }
@@ -117,16 +115,12 @@ fn a_stop_signal_rewritten_to_0_is_dropped_and_starts_nothing() {
     policy.rewrite.set(INT, None);
     let mut s = Sim::new(policy);
     let a = s.sig(INT);
-    assert!(
-        sent(&a).is_empty() && matches!(notes(&a)[..], [NoteKind::Dropped { .. }]),
-        "{a:?}"
-    );
+    let dropped = matches!(notes(&a)[..], [NoteKind::Dropped { .. }]);
+    assert!(sent(&a).is_empty() && dropped, "{a:?}");
     assert_eq!(s.m().life(), &Life::Running);
-    assert_eq!(s.m().poll_timeout(), None, "no deadline was started");
-    assert!(matches!(
-        notes(&s.sig(TERM))[0],
-        NoteKind::StopReceived { .. }
-    ));
+    assert_eq!(s.timeout(), None, "no deadline was started");
+    let a = s.sig(TERM);
+    assert!(matches!(notes(&a)[0], NoteKind::StopReceived { .. }));
 }
 
 #[test]
@@ -142,10 +136,10 @@ fn a_signal_rewritten_to_a_stop_signal_is_forwarded_at_once() {
 #[test]
 fn exit_codes_follow_the_app_and_remapped_codes_become_zero() {
     for (status, remap, code) in [
-        (Status::Exited(0), vec![], 0),
+        (EXIT_0, vec![], 0),
         (Status::Exited(3), vec![], 3),
         (Status::Signaled(TERM), vec![], 143),
-        (Status::Signaled(KILL), vec![], 137),
+        (KILLED, vec![], 137),
         (Status::Signaled(TERM), vec![143, 3], 0),
         (Status::Exited(4), vec![143, 3], 4),
     ] {
@@ -159,7 +153,7 @@ fn exit_codes_follow_the_app_and_remapped_codes_become_zero() {
 #[test]
 fn orphans_are_reaped_without_exiting() {
     let mut s = Sim::new(Policy::default());
-    let a = s.reaped(123, Status::Exited(0));
+    let a = s.reaped(123, EXIT_0);
     assert!(matches!(notes(&a)[0], NoteKind::Reaped { pid: 123, .. }));
     let a = s.reap_done(true);
     assert!(exit_code(&a).is_none() && !s.m().exited());
@@ -172,19 +166,15 @@ fn a_stop_logs_and_arms_the_drain_and_the_deadline() {
     let mut s = Sim::new(grace(1000, Some(5000)));
     let a = s.sig(TERM);
     assert!(sent(&a).is_empty(), "nothing forwarded during the drain");
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::StopReceived { signal: TERM, .. }
-    ));
+    let n = notes(&a);
+    assert!(matches!(n[0], NoteKind::StopReceived { signal: TERM, .. }));
     assert_eq!(elapsed(&a)[0], Some(Duration::ZERO));
-    assert!(
-        a.contains(&Action::ShowStopping),
-        "--check --ready can tell"
-    );
+    let shown = a.contains(&Action::ShowStopping);
+    assert!(shown, "--check --ready can tell");
     assert!(is_draining(&s));
     assert_eq!(s.m().timer(Timer::Drain), Some(ms(2000)));
     assert_eq!(s.m().timer(Timer::Deadline), Some(ms(6000)));
-    assert_eq!(s.m().poll_timeout(), Some(ms(2000)), "the drain ends first");
+    assert_eq!(s.timeout(), Some(ms(2000)), "the drain ends first");
 }
 
 #[test]
@@ -192,15 +182,13 @@ fn the_stop_signal_goes_out_when_the_drain_ends() {
     let mut s = Sim::new(grace(1000, Some(5000)));
     s.sig(TERM);
     s.at(999);
-    assert!(
-        sent(&s.feed(Event::Timer)).is_empty(),
-        "an early timer forwards nothing"
-    );
+    let early = s.feed(Event::Timer);
+    assert!(sent(&early).is_empty(), "an early timer forwards nothing");
     let a = s.fire_timer();
     assert_eq!(sent(&a), [(TERM, TO_APP)]);
     assert_eq!(elapsed(&a)[0], Some(ms(1000)));
     assert!(matches!(s.m().life(), Life::Stopping { .. }));
-    assert_eq!(s.m().poll_timeout(), Some(ms(6000)), "then the deadline");
+    assert_eq!(s.timeout(), Some(ms(6000)), "then the deadline");
 }
 
 #[test]
@@ -208,33 +196,20 @@ fn the_stop_signal_waits_for_the_pre_stop_hook() {
     let mut s = Sim::new(with(grace(500, Some(5000)), PRE_STOP));
     let a = s.sig(TERM);
     assert!(started(&a, PRE_STOP));
-    assert!(matches!(
-        notes(&a)[1],
-        NoteKind::HookStarted {
-            kind: PRE_STOP,
-            pid: HOOK
-        }
-    ));
-    assert!(
-        sent(&s.fire_timer()).is_empty(),
-        "the drain is over, the hook is not"
-    );
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(4000)),
-        "then the reserve point, 2 s before the deadline"
-    );
+    let NoteKind::HookStarted { kind, pid } = notes(&a)[1] else {
+        panic!("{a:?}")
+    };
+    assert_eq!((*kind, *pid), (PRE_STOP, HOOK));
+    let drained = s.fire_timer();
+    assert!(sent(&drained).is_empty(), "the drain is over, not the hook");
+    // Then the reserve point, 2 s before the deadline.
+    assert_eq!(s.timeout(), Some(ms(4000)), "the reserve point");
     s.at(1500);
-    let a = s.reaped(HOOK, Status::Exited(0));
-    assert!(
-        matches!(notes(&a)[0], NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500))
-    );
+    let a = s.reaped(HOOK, EXIT_0);
+    let ended = |n: &NoteKind| matches!(n, NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500));
+    assert!(ended(notes(&a)[0]), "{a:?}");
     assert_eq!(forwards(&a), [(TERM, TO_APP)]);
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(6000)),
-        "only the deadline left"
-    );
+    assert_eq!(s.timeout(), Some(ms(6000)), "only the deadline left");
 }
 
 #[test]
@@ -242,7 +217,7 @@ fn a_pre_stop_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
     let mut s = Sim::new(with(grace(1000, None), PRE_STOP));
     s.sig(TERM);
     s.at(100);
-    assert!(sent(&s.reaped(HOOK, Status::Exited(0))).is_empty());
+    assert!(sent(&s.reaped(HOOK, EXIT_0)).is_empty());
     assert_eq!(forwards(&s.fire_timer()), [(TERM, TO_APP)]);
 }
 
@@ -271,23 +246,20 @@ fn a_hanging_pre_stop_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signa
     let a = s.fire_timer();
     assert_eq!(s.now(), ms(2500));
     assert_eq!(sent(&a), [(KILL, Target::Group(HOOK)), (TERM, TO_APP)]);
-    assert!(
-        matches!(notes(&a)[0], NoteKind::HookCut { kind: PRE_STOP, pid: HOOK, took } if *took == ms(1500))
-    );
-    assert_eq!(s.m().poll_timeout(), Some(ms(4000)), "the deadline");
+    let cut = |n: &NoteKind| matches!(n, NoteKind::HookCut { kind: PRE_STOP, pid: HOOK, took } if *took == ms(1500));
+    assert!(cut(notes(&a)[0]), "{a:?}");
+    assert_eq!(s.timeout(), Some(ms(4000)), "the deadline");
+    let a = s.reaped(HOOK, KILLED);
     assert!(matches!(
-        notes(&s.reaped(HOOK, Status::Signaled(KILL)))[..],
+        notes(&a)[..],
         [NoteKind::Reaped { pid: HOOK, .. }]
     ));
     s.l.world.left = leftovers(&[(APP, APP)]);
     assert_eq!(sent(&s.fire_timer()), [(KILL, EVERYONE)]);
-    let a = s.app_exits(Status::Signaled(KILL), false);
+    let a = s.app_exits(KILLED, false);
     assert_eq!(exit_code(&a), Some(137));
-    assert_eq!(
-        ending(&a).hooks,
-        [(PRE_STOP, HookTrouble::Cut)],
-        "the termination message says so"
-    );
+    let hooks = &ending(&a).hooks;
+    assert_eq!(hooks, &[(PRE_STOP, HookTrouble::Cut)], "for the message");
 }
 
 #[test]
@@ -298,7 +270,7 @@ fn a_second_stop_cuts_the_drain_and_later_ones_go_through() {
     let a = s.sig(INT);
     assert!(matches!(notes(&a)[0], NoteKind::DrainCut { signal: INT }));
     assert_eq!(forwards(&a), [(INT, TO_APP)]);
-    assert_eq!(s.m().poll_timeout(), None, "nothing left to time");
+    assert_eq!(s.timeout(), None, "nothing left to time");
     s.at(500);
     assert_eq!(forwards(&s.sig(TERM)), [(TERM, TO_APP)]);
 }
@@ -308,7 +280,7 @@ fn other_signals_pass_during_the_drain() {
     let mut s = Sim::new(grace(10_000, None));
     s.sig(TERM);
     assert_eq!(sent(&s.sig(HUP)), [(HUP, TO_APP)]);
-    assert_eq!(s.m().poll_timeout(), Some(ms(11_000)), "the drain goes on");
+    assert_eq!(s.timeout(), Some(ms(11_000)), "the drain goes on");
 }
 
 #[test]
@@ -316,10 +288,10 @@ fn an_app_exiting_during_the_drain_ends_it() {
     let mut s = Sim::new(grace(10_000, Some(20_000)));
     s.sig(TERM);
     s.at(200);
-    let a = s.app_exits(Status::Exited(0), false);
+    let a = s.app_exits(EXIT_0, false);
     assert!(sent(&a).is_empty());
     assert_eq!(exit_code(&a), Some(0));
-    assert_eq!(s.m().poll_timeout(), None);
+    assert_eq!(s.timeout(), None);
 }
 
 #[test]
@@ -335,25 +307,19 @@ fn leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
         },
     }));
     assert_eq!(exit_code(&a), None, "leftovers still running");
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(3000)),
-        "the deadline counts from the app's exit"
-    );
+    // The deadline counts from the app's exit.
+    assert_eq!(s.timeout(), Some(ms(3000)), "the deadline");
     assert_eq!(sent(&s.fire_timer()), [(KILL, EVERYONE)]);
     let a = s.all_gone();
     assert_eq!(exit_code(&a), Some(7), "the app's own code, not 137");
-    assert_eq!(
-        ending(&a).deadline,
-        Some(vec![IN_GROUP, OUTSIDE]),
-        "whom the deadline killed"
-    );
+    let killed = &ending(&a).deadline;
+    assert_eq!(killed, &Some(vec![IN_GROUP, OUTSIDE]), "whom it killed");
 }
 
 #[test]
 fn without_a_grace_period_leftovers_are_killed_at_once_and_again_while_any_is_left() {
     let mut s = Sim::new(Policy::default());
-    let a = s.app_exits(Status::Exited(0), true);
+    let a = s.app_exits(EXIT_0, true);
     assert_eq!(kill_cause(&a), Some(KillCause::NoGrace));
     assert_eq!(exit_code(&a), None);
     let a = s.reap_done(true);
@@ -374,16 +340,13 @@ fn leftovers_get_the_stop_signal_that_was_received_rewritten() {
     policy.stop_on = vec![QUIT];
     policy.rewrite.set(QUIT, Some(USR1));
     let mut s = Sim::new(policy);
-    assert_eq!(
-        forwards(&s.app_exits(Status::Exited(0), true)),
-        [(USR1, EVERYONE)]
-    );
+    assert_eq!(forwards(&s.app_exits(EXIT_0, true)), [(USR1, EVERYONE)]);
 }
 
 #[test]
 fn an_app_that_exited_alone_costs_no_census_as_pid1() {
     let mut s = Sim::new(grace(0, Some(5000)));
-    let a = s.app_exits(Status::Exited(0), false);
+    let a = s.app_exits(EXIT_0, false);
     assert!(!a.iter().any(|a| matches!(a, Action::Census(_))));
     assert_eq!(exit_code(&a), Some(0));
 }
@@ -402,13 +365,9 @@ fn sigcont_follows_a_stop_signal_only_while_something_is_suspended() {
     assert_eq!(sent(&s.sig(TERM)), [(TERM, TO_APP)], "resumed since");
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: OUTSIDE });
-    let a = s.app_exits(Status::Exited(0), true);
+    let a = s.app_exits(EXIT_0, true);
     let want = [(TERM, EVERYONE), (CONT, EVERYONE)];
-    assert_eq!(
-        sent(&a),
-        want,
-        "a suspended leftover sees its stop signal too"
-    );
+    assert_eq!(sent(&a), want, "a suspended leftover too");
 }
 
 #[test]
@@ -425,25 +384,17 @@ fn an_app_ignoring_term_is_killed_at_the_deadline_sigkill_before_the_census() {
         .iter()
         .position(|a| matches!(a, Action::Send { signal: KILL, .. }));
     let census = a.iter().position(|a| matches!(a, Action::Census(_)));
-    assert!(
-        kill < census,
-        "SIGKILL first, the list (for the log) after: {a:?}"
-    );
+    // SIGKILL first, the list (for the log) after.
+    assert!(kill < census, "{a:?}");
     let named = notes(&a).into_iter().find_map(|n| match n {
         NoteKind::Signalled { named, .. } => Some(named.clone()),
         _ => None,
     });
-    assert_eq!(
-        named,
-        Some(Named::Pids(vec![APP, IN_GROUP])),
-        "every process alive at the deadline"
-    );
+    let alive = Some(Named::Pids(vec![APP, IN_GROUP]));
+    assert_eq!(named, alive, "every process alive at the deadline");
     assert_eq!(elapsed(&a).last(), Some(&Some(ms(4000))));
     s.at(4010);
-    assert_eq!(
-        exit_code(&s.app_exits(Status::Signaled(KILL), false)),
-        Some(137)
-    );
+    assert_eq!(exit_code(&s.app_exits(KILLED, false)), Some(137));
 }
 
 #[test]
@@ -463,11 +414,7 @@ fn a_late_timer_past_the_reserve_and_the_deadline_asks_before_it_kills() {
     s.at(30_000);
     let a = s.feed(Event::Timer);
     let order: Vec<Signal> = forwards(&a).into_iter().map(|(sig, _)| sig).collect();
-    assert_eq!(
-        order,
-        [KILL, TERM, KILL],
-        "the hook cut, the app asked, then killed"
-    );
+    assert_eq!(order, [KILL, TERM, KILL], "hook cut, app asked, killed");
     assert_eq!(forwards(&a)[1], (TERM, TO_APP));
 }
 
@@ -479,10 +426,7 @@ fn the_deadline_exit_is_137_even_when_the_remapped_code_would_be_zero() {
     });
     s.sig(TERM);
     s.fire_timer();
-    assert_eq!(
-        exit_code(&s.app_exits(Status::Signaled(KILL), false)),
-        Some(137)
-    );
+    assert_eq!(exit_code(&s.app_exits(KILLED, false)), Some(137));
 }
 
 #[test]
@@ -503,7 +447,7 @@ fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
     s.sig(TERM);
     s.fire_timer();
     s.at(1500);
-    let a = s.app_exits(Status::Exited(0), false);
+    let a = s.app_exits(EXIT_0, false);
     assert!(elapsed(&a).iter().all(|t| *t == Some(ms(1500))), "{a:?}");
     let NoteKind::Exiting {
         ending,
@@ -512,10 +456,8 @@ fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
     else {
         panic!("{a:?}")
     };
-    assert_eq!(
-        (ending.code, ending.cause, ending.app),
-        (0, Cause::Signal(TERM), Status::Exited(0))
-    );
+    let said = (ending.code, ending.cause, ending.app);
+    assert_eq!(said, (0, Cause::Signal(TERM), EXIT_0));
 }
 
 // ---- hooks: post-start, HTTP answers, post-stop ----
@@ -524,10 +466,7 @@ fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
 fn post_start_runs_alongside_the_app_from_the_start() {
     let mut s = Sim::new(with(Policy::default(), POST_START));
     let a = s.take();
-    assert!(
-        started(&a, POST_START),
-        "asked for at once, and nothing waits for it"
-    );
+    assert!(started(&a, POST_START), "asked for at once; nothing waits");
     assert_eq!(s.m().life(), &Life::Running);
 }
 
@@ -554,7 +493,7 @@ fn post_start_success_is_exit_0_or_http_200_to_399() {
 fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() {
     let failures = [
         (None, Status::Exited(1)),
-        (None, Status::Signaled(KILL)),
+        (None, KILLED),
         (Some(Outcome::Status(503)), Status::Exited(1)),
         (
             Some(Outcome::Failed("cannot connect: Connection refused".into())),
@@ -569,34 +508,20 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
         }
         let a = s.reaped(POST, status);
         let n = notes(&a);
-        assert!(
-            matches!(
-                n[0],
-                NoteKind::HookEnded {
-                    kind: POST_START,
-                    fatal: true,
-                    ..
-                }
-            ),
-            "{answer:?}: {a:?}"
-        );
-        assert!(matches!(
-            n[1],
-            NoteKind::StopReceived {
-                signal: TERM,
-                cause: Cause::PostStartFailed,
-                ..
-            }
-        ));
+        let NoteKind::HookEnded { kind, fatal, .. } = n[0] else {
+            panic!("{answer:?}: {a:?}")
+        };
+        assert_eq!((*kind, *fatal), (POST_START, true), "{answer:?}: {a:?}");
+        let NoteKind::StopReceived { signal, cause, .. } = n[1] else {
+            panic!("{a:?}")
+        };
+        assert_eq!((*signal, *cause), (TERM, Cause::PostStartFailed));
         assert!(started(&a, PRE_STOP), "pre-stop hook first");
         assert!(sent(&a).is_empty(), "then the drain");
-        s.reaped(HOOK, Status::Exited(0));
+        s.reaped(HOOK, EXIT_0);
         assert_eq!(forwards(&s.fire_timer()), [(TERM, TO_APP)]);
-        assert_eq!(
-            exit_code(&s.app_exits(Status::Exited(0), false)),
-            Some(124),
-            "not 0: the start failed"
-        );
+        let a = s.app_exits(EXIT_0, false);
+        assert_eq!(exit_code(&a), Some(124), "not 0: the start failed");
     }
 }
 
@@ -616,7 +541,7 @@ fn post_start_that_cannot_start_stops_the_container_too() {
     });
     assert!(failed, "{a:?}");
     assert_eq!(forwards(&a), [(TERM, TO_APP)]);
-    assert_eq!(exit_code(&s.app_exits(Status::Exited(0), false)), Some(124));
+    assert_eq!(exit_code(&s.app_exits(EXIT_0, false)), Some(124));
 }
 
 #[test]
@@ -624,22 +549,17 @@ fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
     let mut s = Sim::new(with(grace(0, Some(5000)), POST_START));
     s.sig(TERM);
     let a = s.reaped(POST, Status::Exited(1));
-    assert!(matches!(
-        notes(&a)[..],
-        [NoteKind::HookEnded { fatal: false, .. }]
-    ));
-    assert_eq!(
-        exit_code(&s.app_exits(Status::Exited(0), false)),
-        Some(0),
-        "the app's own code"
-    );
+    let n = notes(&a);
+    assert!(matches!(n[..], [NoteKind::HookEnded { fatal: false, .. }]));
+    let a = s.app_exits(EXIT_0, false);
+    assert_eq!(exit_code(&a), Some(0), "the app's own code");
 }
 
 #[test]
 fn post_start_still_running_when_the_app_exits_is_a_leftover() {
     let mut s = Sim::not_pid1(with(grace(0, Some(5000)), POST_START));
     s.l.world.left = leftovers(&[(POST, POST)]);
-    s.reaped(APP, Status::Exited(0));
+    s.reaped(APP, EXIT_0);
     let a = s.reap_done(true);
     assert_eq!(forwards(&a), [(TERM, Target::Process(POST))]);
     assert_eq!(sent(&s.fire_timer()), [(KILL, Target::Process(POST))]);
@@ -663,19 +583,15 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
         else {
             panic!("{a:?}")
         };
-        assert!(
-            !end.ok()
-                && matches!(
-                    end,
-                    HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
-                )
+        let failed = matches!(
+            end,
+            HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
         );
+        assert!(!end.ok() && failed, "{end:?}");
         assert_eq!(forwards(&a), [(TERM, TO_APP)]);
-        let e = s.app_exits(Status::Exited(0), false);
-        assert!(matches!(
-            ending(&e).hooks[..],
-            [(PRE_STOP, HookTrouble::Ended(_))]
-        ));
+        let e = s.app_exits(EXIT_0, false);
+        let hooks = &ending(&e).hooks;
+        assert!(matches!(hooks[..], [(PRE_STOP, HookTrouble::Ended(_))]));
     }
 }
 
@@ -686,60 +602,39 @@ fn post_stop_runs_last_and_its_failure_keeps_the_code() {
     let a = s.app_exits(Status::Exited(3), true);
     assert!(!started(&a, POST_STOP), "not while leftovers live");
     let a = s.all_gone();
-    assert!(
-        started(&a, POST_STOP) && exit_code(&a).is_none(),
-        "once all are gone: {a:?}"
-    );
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(6000)),
-        "bounded by the deadline"
-    );
+    let once_gone = started(&a, POST_STOP) && exit_code(&a).is_none();
+    assert!(once_gone, "once all are gone: {a:?}");
+    assert_eq!(s.timeout(), Some(ms(6000)), "bounded by the deadline");
     let a = s.reaped(LAST, Status::Exited(1));
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookEnded {
-            kind: POST_STOP,
-            fatal: false,
-            ..
-        }
-    ));
+    let NoteKind::HookEnded { kind, fatal, .. } = notes(&a)[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!((*kind, *fatal), (POST_STOP, false));
     let a = s.all_gone();
     assert_eq!(exit_code(&a), Some(3), "the app's code, not the hook's");
-    assert!(matches!(
-        ending(&a).hooks[..],
-        [(POST_STOP, HookTrouble::Ended(_))]
-    ));
+    let hooks = &ending(&a).hooks;
+    assert!(matches!(hooks[..], [(POST_STOP, HookTrouble::Ended(_))]));
 }
 
 #[test]
 fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
     // No grace period: the documented bound; and a hook that cannot start.
     let mut s = Sim::not_pid1(with(Policy::default(), POST_STOP));
-    let a = s.app_exits(Status::Exited(0), false);
+    let a = s.app_exits(EXIT_0, false);
     assert!(started(&a, POST_STOP));
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(s.now() + usher::machine::POST_STOP_BOUND)
-    );
+    assert_eq!(s.timeout(), Some(s.now() + usher::machine::POST_STOP_BOUND));
     let a = s.fire_timer();
     assert_eq!(sent(&a), [(KILL, Target::Group(LAST))]);
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookCut {
-            kind: POST_STOP,
-            ..
-        }
-    ));
-    s.reaped(LAST, Status::Signaled(KILL));
+    let NoteKind::HookCut { kind, .. } = notes(&a)[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*kind, POST_STOP);
+    s.reaped(LAST, KILLED);
     assert_eq!(exit_code(&s.all_gone()), Some(0));
     let mut s = Sim::refusing_hooks(with(Policy::default(), POST_STOP));
     let a = s.app_exits(Status::Exited(5), false);
-    assert_eq!(
-        exit_code(&a),
-        Some(5),
-        "a post-stop that cannot start does not hold the exit"
-    );
+    // A post-stop that cannot start does not hold the exit.
+    assert_eq!(exit_code(&a), Some(5));
 }
 
 #[test]
@@ -747,14 +642,11 @@ fn post_stop_after_a_deadline_kill_gets_the_stop_reserve() {
     let mut s = Sim::new(with(grace(0, Some(3000)), POST_STOP));
     s.sig(TERM);
     s.fire_timer(); // the deadline: SIGKILL
-    let a = s.app_exits(Status::Signaled(KILL), false);
+    let a = s.app_exits(KILLED, false);
     assert!(started(&a, POST_STOP));
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(s.now() + ms(1500)),
-        "R = min(2 s, grace/2)"
-    );
-    s.reaped(LAST, Status::Exited(0));
+    let reserve = s.now() + ms(1500); // R = min(2 s, grace/2)
+    assert_eq!(s.timeout(), Some(reserve));
+    s.reaped(LAST, EXIT_0);
     assert_eq!(exit_code(&s.all_gone()), Some(137));
 }
 
@@ -765,10 +657,8 @@ fn the_reserve_is_two_seconds_or_half_the_grace_period() {
         assert_eq!(p.reserve(), Some(ms(reserve_ms)), "grace {grace_ms}ms");
         let mut s = Sim::new(with(p, PRE_STOP));
         s.sig(TERM);
-        assert_eq!(
-            s.m().timer(Timer::Reserve),
-            Some(ms(1000 + grace_ms - reserve_ms))
-        );
+        let point = ms(1000 + grace_ms - reserve_ms);
+        assert_eq!(s.m().timer(Timer::Reserve), Some(point));
     }
     assert_eq!(Policy::default().reserve(), None, "no deadline, no reserve");
 }
@@ -848,10 +738,8 @@ fn an_adaptive_drain_ends_soon_after_the_traffic_stops() {
     assert!(a.contains(&Action::Look), "the first look comes at once");
     let (t, end) = until_forwarded(&mut s);
     assert!((3300..=3600).contains(&t), "forwarded at {t} ms");
-    assert!(
-        matches!(end, Some(DrainEnd::Quiet { arrivals: 90, .. })),
-        "{end:?}"
-    );
+    let quiet = matches!(end, Some(DrainEnd::Quiet { arrivals: 90, .. }));
+    assert!(quiet, "{end:?}");
 }
 
 #[test]
@@ -894,15 +782,12 @@ fn a_second_signal_and_the_reserve_end_an_adaptive_drain() {
     s.sig(TERM);
     s.fire_timer();
     assert_eq!(forwards(&s.sig(TERM)), [(TERM, TO_APP)]);
-    assert_eq!(s.m().poll_timeout(), None, "no more looks");
+    assert_eq!(s.timeout(), None, "no more looks");
     let mut s = Sim::new(range(0, 9000, Some(10_000)));
     traffic(&mut s, 1, 3, u64::MAX);
     s.sig(TERM);
-    assert_eq!(
-        until_forwarded(&mut s).0,
-        8000,
-        "MAX cut to the reserve point"
-    );
+    let (at, _) = until_forwarded(&mut s);
+    assert_eq!(at, 8000, "MAX cut to the reserve point");
 }
 
 // ---- OOM kills named ----
@@ -927,7 +812,7 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
     let mut s = Sim::at_start(Policy::default(), start);
     let killed = |pid, memory| Event::Reaped {
         pid,
-        status: Status::Signaled(KILL),
+        status: KILLED,
         memory,
     };
     let oom = |a: &[Action]| {
@@ -941,10 +826,8 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
     assert!(matches!(notes(&a)[0], NoteKind::OomKilled { pid: APP, .. }));
     let a = s.reap_done(false);
     let e = ending(&a);
-    assert!(
-        e.app_oom.is_some() && e.oom.is_empty() && e.code == 137,
-        "{e:?}"
-    );
+    let named = e.app_oom.is_some() && e.oom.is_empty() && e.code == 137;
+    assert!(named, "{e:?}");
     let mut s = Sim::at_start(
         Policy::default(),
         Start {
@@ -963,21 +846,14 @@ fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
     let mut s = Sim::new(grace(0, Some(5000)));
     s.sig(TERM);
     let a = s.app_exits(Status::Signaled(TERM), true);
-    assert_eq!(
-        forwards(&a),
-        [(TERM, Target::Process(OUTSIDE))],
-        "a second TERM can cut its cleanup short"
-    );
+    // A second TERM to the group could cut its cleanup short.
+    assert_eq!(forwards(&a), [(TERM, Target::Process(OUTSIDE))]);
     // With -c only the app itself was told.
-    let mut s = Sim::new(Policy {
-        single_child: true,
-        ..grace(0, Some(5000))
-    });
+    let mut policy = grace(0, Some(5000));
+    policy.single_child = true;
+    let mut s = Sim::new(policy);
     s.sig(TERM);
-    assert_eq!(
-        forwards(&s.app_exits(Status::Exited(0), true)),
-        [(TERM, EVERYONE)]
-    );
+    assert_eq!(forwards(&s.app_exits(EXIT_0, true)), [(TERM, EVERYONE)]);
 }
 
 #[test]
@@ -988,30 +864,22 @@ fn not_pid1_without_children_only_the_group_is_probed_and_usher_exits() {
         list: Some(Vec::new()),
         group_alive: true,
     };
-    s.reaped(APP, Status::Exited(0));
+    s.reaped(APP, EXIT_0);
     let a = s.reap_done(false);
     assert_eq!(forwards(&a), [(TERM, TO_APP)]);
-    assert_eq!(
-        exit_code(&a),
-        Some(0),
-        "usher cannot wait for what it cannot reap"
-    );
+    // usher cannot wait for what it cannot reap.
+    assert_eq!(exit_code(&a), Some(0));
 }
 
 #[test]
 fn a_census_that_found_nobody_is_not_repeated_before_the_next_reap() {
     let mut s = Sim::not_pid1(grace(0, Some(5000)));
-    s.reaped(APP, Status::Exited(0));
+    s.reaped(APP, EXIT_0);
     let a = s.reap_done(true);
-    assert_eq!(
-        a.iter().filter(|a| matches!(a, Action::Census(_))).count(),
-        1
-    );
+    let censuses = |a: &[Action]| a.iter().filter(|a| matches!(a, Action::Census(_))).count();
+    assert_eq!(censuses(&a), 1);
     let a = s.sig(TERM);
-    assert!(
-        !a.iter().any(|a| matches!(a, Action::Census(_))) && sent(&a).is_empty(),
-        "{a:?}"
-    );
+    assert!(censuses(&a) == 0 && sent(&a).is_empty(), "{a:?}");
 }
 
 #[test]
@@ -1019,7 +887,7 @@ fn an_answer_is_handled_before_anything_else_and_nothing_runs_in_between() {
     // The census the app's exit asks for is answered as the very next event:
     // its signals follow the ask, before the loop waits for anything.
     let mut s = Sim::new(grace(0, Some(5000)));
-    let a = s.app_exits(Status::Exited(0), true);
+    let a = s.app_exits(EXIT_0, true);
     let census = a
         .iter()
         .position(|a| matches!(a, Action::Census(_)))
@@ -1036,18 +904,14 @@ fn an_answer_is_handled_before_anything_else_and_nothing_runs_in_between() {
 fn job_control_suspends_with_the_app_and_hands_back_the_terminal() {
     let mut s = Sim::started(Policy::default(), 3, true);
     assert_eq!(s.feed(Event::Suspended { pid: APP }), [Action::Suspend]);
-    assert!(
-        s.feed(Event::Suspended { pid: 99 }).is_empty(),
-        "other children do not matter"
-    );
+    let other = s.feed(Event::Suspended { pid: 99 });
+    assert!(other.is_empty(), "other children do not matter");
     let a = s.sig(CONT);
     assert_eq!(a[0], Action::Foreground, "terminal first, then CONT");
     assert_eq!(sent(&a), [(CONT, TO_APP)]);
     let mut s = Sim::started(Policy::default(), 1, true);
-    assert!(
-        s.feed(Event::Suspended { pid: APP }).is_empty(),
-        "as PID 1 usher never suspends"
-    );
+    let app = s.feed(Event::Suspended { pid: APP });
+    assert!(app.is_empty(), "as PID 1 usher never suspends");
     assert!(!s.sig(CONT).contains(&Action::Foreground));
 }
 
@@ -1164,7 +1028,7 @@ mod props {
                     Step::Other => Event::Signal { signal: HUP, sender: None },
                     Step::AppExit(c) => {
                         if k.app.is_some() { continue; }
-                        let status = if c == 256 { Status::Signaled(KILL) } else { Status::Exited(c) };
+                        let status = if c == 256 { KILLED } else { Status::Exited(c) };
                         k.app = Some(status);
                         k.t0 = k.t0.or(Some(now));
                         Event::Reaped { pid: APP, status, memory: None }
@@ -1186,7 +1050,7 @@ mod props {
                     Step::ReapDone(left) => {
                         Event::ReapDone { children_left: left || k.app.is_none() || !k.running.is_empty() }
                     }
-                    Step::Timer => match s.m().poll_timeout() {
+                    Step::Timer => match s.timeout() {
                         Some(t) => { s.l.world.now = now.max(t); Event::Timer }
                         None => continue,
                     },
@@ -1202,7 +1066,7 @@ mod props {
                 if is_timer {
                     // Firing the timer makes progress: it never asks to be
                     // fired again at once (no spinning).
-                    prop_assert!(s.m().poll_timeout().is_none_or(|t| t > now), "timer spins at {:?}", now);
+                    prop_assert!(s.timeout().is_none_or(|t| t > now), "timer spins at {:?}", now);
                     // By the drain's end, and by R before the deadline, the
                     // app has been asked to stop, whatever the pre-stop hook.
                     if let (Some(t0), None, None) = (k.t0, k.app, k.exited_with) {
@@ -1292,7 +1156,7 @@ mod props {
                     let status = k.app.expect("exit before the app was reaped");
                     let want = if k.start_failed {
                         124
-                    } else if k.killed_while_alive && status == Status::Signaled(KILL) {
+                    } else if k.killed_while_alive && status == KILLED {
                         137
                     } else if policy.remap_exit.contains(&status.code()) {
                         0

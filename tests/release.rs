@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
-use std::time::Duration;
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -29,21 +28,19 @@ fn repo() -> &'static Path {
 /// written there (a shell word using TARGETARCH and TARGETVARIANT).
 fn builder_platform_word() -> String {
     let text = std::fs::read_to_string(repo().join("Dockerfile.example")).expect("read");
+    let start = |l: &&str| l.starts_with("FROM ") && l.contains(" AS builder");
+    let stage = |l: &&str| !l.starts_with("FROM ") || l.contains(" AS builder");
     let builder: Vec<&str> = text
         .lines()
-        .skip_while(|l| !l.starts_with("FROM ") || !l.contains(" AS builder"))
-        .take_while(|l| !l.starts_with("FROM ") || l.contains(" AS builder"))
+        .skip_while(|l| !start(l))
+        .take_while(stage)
         .collect();
     for arg in ["ARG TARGETARCH", "ARG TARGETVARIANT"] {
         let declared = builder.contains(&arg);
-        assert!(
-            declared,
-            "the builder stage must declare `{arg}`, or RUN sees it empty"
-        );
+        assert!(declared, "no `{arg}` in the builder: RUN sees it empty");
     }
-    let run = builder
-        .iter()
-        .find_map(|l| l.strip_prefix("RUN scripts/dist.sh "));
+    let mut lines = builder.iter();
+    let run = lines.find_map(|l| l.strip_prefix("RUN scripts/dist.sh "));
     let run = run.expect("the builder runs scripts/dist.sh");
     let word = run
         .split(" \\")
@@ -141,10 +138,8 @@ impl Run {
     fn built(&self, name: &str, dockerfile: &Path, context: &Path, args: &[String]) -> String {
         let out = run_bounded(&mut self.build(name, dockerfile, context, args), secs(300));
         let id = out.stdout.trim().to_string();
-        assert!(
-            out.ok() && id.starts_with("sha256:"),
-            "docker build {name}: {out:?}"
-        );
+        let built = out.ok() && id.starts_with("sha256:");
+        assert!(built, "docker build {name}: {out:?}");
         id
     }
 
@@ -297,7 +292,9 @@ fn release_image_holds_only_usher_and_serves_copy_from() {
     std::fs::write(app_dir.join("Dockerfile"), dockerfile).expect("write Dockerfile");
     let app = r.built("app", &app_dir.join("Dockerfile"), &app_dir, &[]);
 
-    // PID 1 is usher, and the app's exit code comes through it.
+    // PID 1 is usher, and the app's exit code comes through it. (That
+    // usher forwards docker stop's TERM past a shell is docker.rs's
+    // shell_as_pid1_swallows_term_and_usher_delivers_it, same sources.)
     // The app image's busybox sh runs `script`, with no network.
     let sh = |script: &str| {
         r.start(&[
@@ -317,27 +314,6 @@ fn release_image_holds_only_usher_and_serves_copy_from() {
         .stdout
         .starts_with("/usr/local/bin/usher -- /bin/busybox sh -c");
     assert!(pid1, "PID 1 is not usher: {logs:?}");
-
-    // docker stop's SIGTERM reaches the app behind the shell and it exits
-    // on its own, long before docker's SIGKILL.
-    let c = sh("trap 'echo app: got TERM; exit 0' TERM; echo app: ready; \
-                while :; do /bin/busybox sleep 1 & wait $!; done");
-    let logs = || docker(&["logs", &c], secs(30));
-    let ready = poll(secs(30), Duration::from_millis(100), || {
-        logs().stdout.contains("app: ready")
-    });
-    assert!(ready, "the app never started");
-    let asked = std::time::Instant::now();
-    docker_ok(&["stop", "-t", "30", &c], secs(90));
-    let took = asked.elapsed();
-    let code = docker_ok(&["inspect", "-f", "{{.State.ExitCode}}", &c], secs(30));
-    let logs = logs();
-    assert_eq!(code, "0", "{logs:?}");
-    assert!(logs.stdout.contains("app: got TERM"), "{logs:?}");
-    assert!(
-        took < secs(20),
-        "docker stop took {took:?}: the TERM was not forwarded"
-    );
 }
 
 #[test]

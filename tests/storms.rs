@@ -283,10 +283,7 @@ fn signal_storm_every_realtime_copy_arrives_and_usher_stays_small() {
         wait_until(HEAVY, || rt_all.iter().all(counted))
     };
     prime(usher, &rt_all, &mut sent);
-    assert!(
-        caught_up(&sent),
-        "warm-up: real-time signals of the primed batch missing"
-    );
+    assert!(caught_up(&sent), "warm-up: the primed batch is missing");
     storm(usher, &counts, &mut sent);
     assert!(caught_up(&sent), "warm-up: real-time signals missing");
     std::thread::sleep(Duration::from_millis(200));
@@ -334,10 +331,7 @@ fn signal_storm_every_realtime_copy_arrives_and_usher_stays_small() {
         let (got, want) = (counts.get(sig as usize), sent[sig as usize]);
         eprintln!("  signal {sig}: sent {want}, app counted {got} (standard: copies merge)");
         let merged = got >= 1 && got <= want;
-        assert!(
-            merged,
-            "standard signal {sig}: sent {want}, the app counted {got}\n{f}"
-        );
+        assert!(merged, "signal {sig}: counted {got} of {want}\n{f}");
     }
     let term_after = term_seen.then_some(term_took);
     assert_on_time("TERM, after the storm,", term_after, 0.0, &f.stderr);
@@ -346,10 +340,7 @@ fn signal_storm_every_realtime_copy_arrives_and_usher_stays_small() {
     assert_eq!(f.code, Some(0), "{f:?}");
     assert_eq!(fds1, fds0, "usher's open fds changed over the storm");
     let grew = format!("from {rss0} kB to {rss1} kB (margin {RSS_MARGIN_KB} kB)");
-    assert!(
-        rss1 <= rss0 + RSS_MARGIN_KB,
-        "usher's VmRSS grew over the storm {grew}"
-    );
+    assert!(rss1 <= rss0 + RSS_MARGIN_KB, "usher's VmRSS grew {grew}");
 }
 
 /// How much usher's resident set may grow over the storm, once primed: a
@@ -475,22 +466,13 @@ fn check_zombie_storm(f: &Finished, orphans: &Orphans, took: f64) {
         .iter()
         .filter(|p| !reaped.contains_key(p))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "{} orphans never reaped by usher, e.g. {:?}\n{tail}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    assert_eq!(
-        reaped.len(),
-        ORPHANS,
-        "usher reaped exactly the orphans (the app's own exit is not a `reaped` line)"
-    );
-    assert!(
-        in_drain > 0 && after_drain > 0,
-        "the orphans' exits did not span the drain and what followed it \
-         ({in_drain} in the drain, {after_drain} after it): the storm missed the shutdown"
-    );
+    let (n, some) = (missing.len(), &missing[..missing.len().min(10)]);
+    assert!(n == 0, "{n} orphans never reaped, e.g. {some:?}\n{tail}");
+    // Exactly the orphans: the app's own exit is not a `reaped` line.
+    assert_eq!(reaped.len(), ORPHANS, "usher reaped exactly the orphans");
+    let spans = format!("{in_drain} in the drain, {after_drain} after it");
+    let spanned = in_drain > 0 && after_drain > 0;
+    assert!(spanned, "the storm missed the shutdown ({spans})");
 }
 
 #[test]
@@ -501,10 +483,8 @@ fn zombie_storm_during_shutdown_as_pid1_keeps_the_deadline() {
     check_zombie_storm(&f, &orphans, took);
     // usher, PID 1, has exited: the kernel tore the namespace down with it,
     // so no orphan, zombie or not, is left anywhere.
-    assert!(
-        proc_status(usher, "State").is_none(),
-        "usher (pid {usher}) still exists after exiting"
-    );
+    let gone = proc_status(usher, "State").is_none();
+    assert!(gone, "usher (pid {usher}) still exists after exiting");
 }
 
 #[test]
@@ -530,20 +510,13 @@ fn zombie_storm_during_shutdown_as_subreaper_leaves_no_zombie() {
         unsafe { libc::waitpid(p, std::ptr::null_mut(), 0) };
     }
     check_zombie_storm(&f, &orphans, took);
-    assert!(
-        ours.is_empty(),
-        "usher exited leaving {} of its processes (orphans or the app) behind: {:?}",
-        ours.len(),
-        &ours[..ours.len().min(10)]
-    );
+    let (n, some) = (ours.len(), &ours[..ours.len().min(10)]);
+    assert!(n == 0, "usher left {n} orphans or the app behind: {some:?}");
     // Nor is anything (zombies included) left in the app's process group.
     let group = kill(-orphans.app, 0);
     let empty = group
         .as_ref()
         .is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH));
-    assert!(
-        empty,
-        "the app's group {} still has members: {group:?}",
-        orphans.app
-    );
+    let app = orphans.app;
+    assert!(empty, "the app's group {app} still has members: {group:?}");
 }

@@ -180,10 +180,8 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
         let offered = help
             .lines()
             .any(|l| l.contains("--drain") && l.contains(".."));
-        assert!(
-            !offered,
-            "usher's --help offers a range for --drain, yet it refused --drain 0s..10s: {refused}"
-        );
+        let why = format!("--help offers a range for --drain, yet: {refused}");
+        assert!(!offered, "{why}");
         refused.to_string()
     });
     let adaptive = unsupported.is_none().then_some("adaptive");
@@ -196,10 +194,7 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
         // its server connections (nginx's log: requests per connection).
         assert!(field(line, "sent") >= 600.0, "too little load: {line}");
         let pooled = field(line, "server_requests") >= 5.0 * field(line, "server_connections");
-        assert!(
-            pooled,
-            "haproxy did not pool its server connections: {line}"
-        );
+        assert!(pooled, "haproxy did not pool its connections: {line}");
         let failed = field(line, "failed");
         if scenario == "nodrain" {
             // About 100/s × 1/3 of the rotation × (1 s + 2 s) of lag ≈ 100
@@ -209,11 +204,8 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
             assert!(measures, "without a drain the restart lost almost nothing, so this test measures nothing: {line}");
         } else {
             // --drain 3s ≥ the 2 s lag; --drain 0s..10s ends when the traffic does.
-            assert_eq!(
-                failed, 0.0,
-                "{scenario}: the restart lost requests: {line}\n{}",
-                out.stderr
-            );
+            let lost = format!("{scenario}: the restart lost requests: {line}");
+            assert_eq!(failed, 0.0, "{lost}\n{}", out.stderr);
         }
     }
     if let Some(refused) = unsupported {
@@ -228,11 +220,11 @@ fn rolling_restart_loses_nothing_with_drain_and_something_without() {
         let forwarded = value(stop, "forwarded_s");
         let forwarded = forwarded
             .unwrap_or_else(|| panic!("no `forwarded` line of usher after the stop: {stop}"));
-        assert!(
-            forwarded < lag + 4.0,
+        let held = format!(
             "--drain 0s..10s held the stop signal {forwarded} s after docker stop, though \
              haproxy stopped sending {lag} s after it (want < {} s; MAX is 10 s): {stop}",
             lag + 4.0
         );
+        assert!(forwarded < lag + 4.0, "{held}");
     }
 }

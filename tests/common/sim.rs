@@ -32,6 +32,8 @@ pub const PRE_STOP: HookKind = HookKind::PreStop;
 pub const POST_START: HookKind = HookKind::PostStart;
 pub const POST_STOP: HookKind = HookKind::PostStop;
 pub const EVERYONE: Target = Target::Everyone;
+pub const KILLED: Status = Status::Signaled(KILL);
+pub const EXIT_0: Status = Status::Exited(0);
 
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -157,6 +159,11 @@ impl Sim {
 
     pub fn m(&self) -> &Machine {
         &self.l.machine
+    }
+
+    /// When the machine wants its next timer.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.m().poll_timeout()
     }
 
     pub fn now(&self) -> Duration {
