@@ -33,7 +33,6 @@ mod common;
 use common::*;
 
 use std::fs;
-use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,7 +44,11 @@ const NAMESPACE: &str = "usher-test";
 /// The image's name in the test's containerd.
 const IMAGE: &str = "usher-test/usher:latest";
 /// usher with a Kubernetes-style drain and deadline, in both tests.
-const USHER_ARGS: [&str; 5] = ["/usher", "--drain", "1s", "--grace-period", "5s"];
+const USHER: &str = "/usher --drain 1s --grace-period 5s --";
+/// unshare's flags for the daemon: new network, mount and PID namespaces
+/// (the mount namespace private: nothing mounted in it reaches the host).
+const DAEMON_NAMESPACES: &str =
+    "--net --mount --propagation private --pid --fork --mount-proc --kill-child";
 
 // ---------------------------------------------------------------------------
 // What the test needs
@@ -59,66 +62,41 @@ struct Tools {
     mount: String,
 }
 
-/// The tools, or why the tests cannot run here (checked once).
-fn tools() -> &'static Result<Tools, String> {
+/// The tools, or None after one `SKIPPED` line (a failure with
+/// `USHERTEST_REQUIRE_CONTAINERD=1`); checked once.
+fn prepare() -> Option<&'static Tools> {
     static TOOLS: OnceLock<Result<Tools, String>> = OnceLock::new();
-    TOOLS.get_or_init(|| {
+    let tools = TOOLS.get_or_init(|| {
         if !root() {
             return Err("not root (containerd and runc need root)".into());
         }
-        let find = |program: &str, package: &str| {
+        let find = |(program, package): (&str, &str)| {
             which(program).ok_or(format!("no {program} in PATH ({package})"))
         };
-        let tools = Tools {
-            ctr: find("ctr", "Debian's containerd package")?,
-            containerd: find("containerd", "Debian's containerd package")?,
-            runc: find("runc", "Debian's runc package")?,
-            unshare: find("unshare", "util-linux")?,
-            mount: find("mount", "mount")?,
-        };
-        find("containerd-shim-runc-v2", "Debian's containerd package")?;
-        let mut probe = Command::new(&tools.unshare);
-        probe.args(daemon_namespaces()).arg("true");
-        match try_run(&mut probe, SOON) {
-            Ok(r) if r.ok() => Ok(tools),
-            Ok(r) => Err(format!(
-                "unshare {} does not work here: {}",
-                daemon_namespaces().join(" "),
-                r.stderr.trim()
-            )),
-            Err(e) => Err(e),
+        let deb = "Debian's containerd package";
+        #[rustfmt::skip]
+        let [ctr, containerd, shim, runc, unshare, mount] = [
+            ("ctr", deb), ("containerd", deb), ("containerd-shim-runc-v2", deb),
+            ("runc", "Debian's runc package"), ("unshare", "util-linux"), ("mount", "mount"),
+        ].map(find);
+        shim?;
+        let (ctr, containerd, runc, unshare, mount) = (ctr?, containerd?, runc?, unshare?, mount?);
+        let mut probe = Command::new(&unshare);
+        let ran = try_run(probe.args(words(DAEMON_NAMESPACES)).arg("true"), SOON)?;
+        let why = ran.stderr.trim();
+        if !ran.ok() {
+            return Err(format!("unshare {DAEMON_NAMESPACES} fails here: {why}"));
         }
-    })
-}
-
-/// unshare's flags for the daemon: new network, mount and PID namespaces
-/// (the mount namespace private: nothing mounted in it reaches the host).
-fn daemon_namespaces() -> [&'static str; 8] {
-    [
-        "--net",
-        "--mount",
-        "--propagation",
-        "private",
-        "--pid",
-        "--fork",
-        "--mount-proc",
-        "--kill-child",
-    ]
-}
-
-/// The tools, or None after one `SKIPPED` line (a failure with
-/// `USHERTEST_REQUIRE_CONTAINERD=1`).
-fn prepare() -> Option<&'static Tools> {
-    match tools() {
-        Ok(t) => Some(t),
-        Err(why) => {
-            if std::env::var_os("USHERTEST_REQUIRE_CONTAINERD").is_some_and(|v| v == "1") {
-                panic!("USHERTEST_REQUIRE_CONTAINERD=1, but {why}");
-            }
-            skipped(why);
-            None
-        }
-    }
+        Ok(Tools {
+            ctr,
+            containerd,
+            runc,
+            unshare,
+            mount,
+        })
+    });
+    let skipped = |why: &String| skip("USHERTEST_REQUIRE_CONTAINERD", why);
+    tools.as_ref().map_err(skipped).ok()
 }
 
 // ---------------------------------------------------------------------------
@@ -129,36 +107,24 @@ fn prepare() -> Option<&'static Tools> {
 /// where the Docker tests cache theirs.
 fn build_image(s: &Scratch) -> PathBuf {
     let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let static_dir = tmp
-        .parent()
-        .map(|t| t.join("docker-static"))
-        .unwrap_or_else(|| tmp.join("docker-static"));
+    let run = format!("containerd-{}", std::process::id());
     let mut setup = Command::new("bash");
     setup
         .arg(tests.join("docker/setup.sh"))
-        .arg(format!("containerd-{}", std::process::id()))
-        .arg(s.path("build"))
+        .arg(run)
+        .arg(s.path("build"));
+    setup
         .env("USHER_SETUP_ROOTFS_ONLY", "1")
-        .env("USHER_STATIC_TARGET_DIR", &static_dir)
         .env_remove("CARGO_TARGET_DIR");
+    setup.env("USHER_STATIC_TARGET_DIR", static_target_dir());
     // A cold static build can take minutes on a slow machine.
-    let built = run_bounded(&mut setup, Duration::from_secs(600));
-    assert!(
-        built.ok(),
-        "setup.sh (root filesystem only) failed: {built:?}"
-    );
-    let rootfs = built
-        .stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("rootfs="))
-        .unwrap_or_else(|| panic!("setup.sh printed no rootfs= line: {built:?}"))
-        .to_string();
+    let built = run_bounded(&mut setup, secs(600));
+    assert!(built.ok(), "setup.sh (root filesystem only): {built:?}");
+    let rootfs = built.stdout.lines().find_map(|l| l.strip_prefix("rootfs="));
+    let rootfs = rootfs.unwrap_or_else(|| panic!("setup.sh printed no rootfs= line: {built:?}"));
     let mut pack = Command::new("bash");
-    pack.arg(tests.join("containerd/oci-image.sh"))
-        .arg(&rootfs)
-        .arg(s.path("oci"))
-        .arg(IMAGE);
+    pack.arg(tests.join("containerd/oci-image.sh")).arg(rootfs);
+    pack.arg(s.path("oci")).arg(IMAGE);
     let packed = run_bounded(&mut pack, HEAVY);
     assert!(packed.ok(), "oci-image.sh failed: {packed:?}");
     PathBuf::from(packed.stdout.trim())
@@ -222,48 +188,38 @@ disabled_plugins = [
         let mut cmd = Command::new(&tools.unshare);
         // The tmpfs over /run: the shim's sockets and runc's state, which
         // containerd 1.6 puts there whatever its config says.
-        cmd.args(daemon_namespaces()).args([
-            "sh",
-            "-c",
-            "\"$0\" -t tmpfs -o mode=0755 usher-test /run && exec \"$1\" --config \"$2\"",
-            &tools.mount,
-            &tools.containerd,
-        ]);
+        let run = "\"$0\" -t tmpfs -o mode=0755 usher-test /run && exec \"$1\" --config \"$2\"";
+        cmd.args(words(DAEMON_NAMESPACES))
+            .args(["sh", "-c", run, &tools.mount, &tools.containerd]);
         cmd.arg(dir.path("config.toml"))
-            .env("TMPDIR", dir.path("tmp"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup the daemon's log"))
-            .stderr(log)
-            .process_group(0);
+            .env("TMPDIR", dir.path("tmp"));
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup the daemon's log"));
+        cmd.stderr(log).process_group(0);
         hermetic(&mut cmd);
         let unshare = cmd.spawn().expect("spawn unshare for containerd");
+        let cgroup = dir.0.file_name().expect("scratch dir name");
+        let cgroup = cgroup.to_string_lossy().into_owned();
         let mut daemon = Daemon {
             tools,
             unshare,
             containerd: 0,
-            cgroup: dir
-                .0
-                .file_name()
-                .expect("scratch dir name")
-                .to_string_lossy()
-                .into_owned(),
+            cgroup,
             dir,
         };
         // From here on the drop guard stops it, whatever fails.
         let outer = daemon.unshare.id() as i32;
         let named = |p: i32| fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-        let started = wait_until(SOON, || {
+        wait_until(SOON, || {
             let child = children_of(outer).first().copied().unwrap_or(0);
             if child != 0 && named(child).trim() == "containerd" {
                 daemon.containerd = child;
             }
             daemon.containerd != 0 || daemon.unshare.try_wait().is_ok_and(|s| s.is_some())
         });
-        assert!(
-            started && daemon.containerd != 0,
-            "containerd did not start under unshare\n{}",
-            daemon.log()
-        );
+        let started = daemon.containerd != 0;
+        let log = daemon.log();
+        assert!(started, "containerd did not start under unshare\n{log}");
         let socket = daemon.dir.path("containerd.sock");
         let up = wait_until(SOON, || socket.exists());
         assert!(up, "containerd made no socket\n{}", daemon.log());
@@ -274,16 +230,10 @@ disabled_plugins = [
     /// `ctr` talking to this daemon, in the test's containerd namespace.
     fn ctr(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(&self.tools.ctr);
-        cmd.arg("--address")
-            .arg(self.dir.path("containerd.sock"))
-            .args(["--namespace", NAMESPACE])
-            .args(args);
-        for var in [
-            "CONTAINERD_ADDRESS",
-            "CONTAINERD_NAMESPACE",
-            "CONTAINERD_SNAPSHOTTER",
-        ] {
-            cmd.env_remove(var);
+        cmd.arg("--address").arg(self.dir.path("containerd.sock"));
+        cmd.args(["--namespace", NAMESPACE]).args(args);
+        for var in ["ADDRESS", "NAMESPACE", "SNAPSHOTTER"] {
+            cmd.env_remove(format!("CONTAINERD_{var}"));
         }
         cmd
     }
@@ -291,11 +241,9 @@ disabled_plugins = [
     /// `ctr ARGS...` that must succeed within `within`.
     fn ctr_ok(&self, args: &[&str], within: Duration) -> Ran {
         let ran = run_bounded(&mut self.ctr(args), within);
-        assert!(
-            ran.ok(),
-            "ctr {args:?} failed: {ran:?}\ncontainerd's log:\n{}",
-            self.log()
-        );
+        let log = self.log();
+        let failed = format!("ctr {args:?} failed: {ran:?}\ncontainerd's log:\n{log}");
+        assert!(ran.ok(), "{failed}");
         ran
     }
 
@@ -304,15 +252,13 @@ disabled_plugins = [
         self.dir.read("containerd.log")
     }
 
-    /// Asserts the daemon's network and mount namespaces are not the test's.
+    /// Asserts the daemon's network, mount and PID namespaces are not the test's.
     fn assert_isolated(&self) {
         let ns = |pid: &str, kind: &str| fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok();
         for kind in ["net", "mnt", "pid"] {
             let (ours, its) = (ns("self", kind), ns(&self.containerd.to_string(), kind));
-            assert!(
-                ours.is_some() && its.is_some(),
-                "cannot read {kind} namespaces"
-            );
+            let read = ours.is_some() && its.is_some();
+            assert!(read, "cannot read {kind} namespaces");
             assert_ne!(ours, its, "containerd shares the test's {kind} namespace");
         }
     }
@@ -322,49 +268,31 @@ disabled_plugins = [
     fn leaked_mounts(&self) -> Vec<String> {
         let dir = self.dir.0.to_string_lossy().into_owned();
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        mountinfo
+        let mounts = mountinfo
             .lines()
-            .filter_map(|l| l.split_whitespace().nth(4))
+            .filter_map(|l| l.split_whitespace().nth(4));
+        mounts
             .filter(|m| m.starts_with(&dir))
             .map(String::from)
             .collect()
     }
 
-    /// `ctr images import` of the tarball at `tar` (no pull: it is all there).
-    fn import(&self, tar: &Path) {
-        let tar = tar.to_str().expect("utf-8 image path");
-        self.ctr_ok(&["images", "import", "--snapshotter", "native", tar], HEAVY);
-    }
-
-    /// Starts `ctr run` attached (the container `id`, usher as its PID 1
-    /// with `argv`, `mounts` as `--mount` values): its stdout (the app's)
+    /// Starts `ctr run` attached (the container `id`, [`USHER`] as its PID
+    /// 1 running `app`, `mounts` as `--mount` values): its stdout (the app's)
     /// goes to the file `ID.out`, its stderr (usher's log) is captured, its
     /// exit code is the task's. The ctr client is killed by pid on drop.
-    fn run(&self, id: &str, mounts: &[String], argv: &[&str]) -> Running {
-        let fifo = self.dir.path("fifo");
-        let pid_file = self.dir.path(&format!("{id}.pid"));
+    fn run(&self, id: &str, mounts: &[String], app: &[&str]) -> Running {
+        let (fifo, pid_file) = (self.dir.path("fifo"), self.dir.path(&format!("{id}.pid")));
         let cgroup = format!("/{}/{id}", self.cgroup);
-        let mut args: Vec<&str> = vec![
-            "run",
-            "--rm",
-            "--snapshotter",
-            "native",
-            "--runtime",
-            "io.containerd.runc.v2",
-            "--runc-binary",
-            &self.tools.runc,
-            "--fifo-dir",
-            fifo.to_str().expect("utf-8 temp dir"),
-            "--cgroup",
-            &cgroup,
-            "--pid-file",
-            pid_file.to_str().expect("utf-8 temp dir"),
-        ];
+        let mut args = words("run --rm --snapshotter native --runtime io.containerd.runc.v2");
+        args.extend(["--runc-binary", &self.tools.runc, "--cgroup", &cgroup]);
+        args.extend(["--fifo-dir", fifo.to_str().expect("utf-8 temp dir")]);
+        args.extend(["--pid-file", pid_file.to_str().expect("utf-8 temp dir")]);
         for m in mounts {
             args.extend(["--mount", m]);
         }
         args.extend([IMAGE, id]);
-        args.extend(argv);
+        args.extend(words(USHER).into_iter().chain(app.iter().copied()));
         let out = fs::File::create(self.dir.path(&format!("{id}.out"))).expect("create ID.out");
         start_command(Mode::Plain, self.ctr(&args), |c| {
             c.stdout(out);
@@ -377,30 +305,10 @@ disabled_plugins = [
         if self.dir.wait_for(&format!("{id}.out"), ready, SOON) {
             return task;
         }
-        let f = task.wait(Duration::from_secs(2));
-        panic!(
-            "the app of {id} never said {ready:?}: {f}\nits stdout:\n{}\ncontainerd's log:\n{}",
-            self.dir.read(&format!("{id}.out")),
-            self.log()
-        );
-    }
-
-    /// The task's pid in the daemon's PID namespace (`ctr run --pid-file`).
-    fn task_pid(&self, id: &str) -> i32 {
-        let file = format!("{id}.pid");
-        let written = wait_until(SOON, || self.dir.read(&file).trim().parse::<i32>().is_ok());
-        assert!(written, "ctr run wrote no pid file for {id}");
-        self.dir.pid(&file)
-    }
-
-    /// The container's `/dev` (its own tmpfs), opened while the container
-    /// runs: the directory stays readable through this handle after the
-    /// container, its mount namespace and its /dev mount are gone.
-    fn hold_dev(&self, id: &str) -> fs::File {
-        let pid = self.task_pid(id);
-        // containerd's root, its own /proc, the task's root.
-        let dev = format!("/proc/{}/root/proc/{pid}/root/dev", self.containerd);
-        fs::File::open(&dev).unwrap_or_else(|e| panic!("open {dev}: {e}"))
+        let f = task.wait(secs(2));
+        let out = self.dir.read(&format!("{id}.out"));
+        let log = self.log();
+        panic!("the app of {id} never said {ready:?}: {f}\nits stdout:\n{out}\ncontainerd's log:\n{log}");
     }
 
     /// `ctr task kill --signal SIG ID`; returns when, read just before.
@@ -423,9 +331,8 @@ impl Drop for Daemon {
         if self.containerd > 0 && children_of(outer).contains(&self.containerd) {
             let _ = kill(self.containerd, libc::SIGTERM);
         }
-        let gone = wait_until(SOON, || matches!(self.unshare.try_wait(), Ok(Some(_))));
-        if !gone {
-            kill_tree(self.unshare.id() as i32);
+        if !wait_until(SOON, || matches!(self.unshare.try_wait(), Ok(Some(_)))) {
+            kill_tree(outer);
             let _ = self.unshare.wait();
         }
         remove_cgroups(&self.cgroup);
@@ -441,39 +348,19 @@ impl Drop for Daemon {
 /// Removes the cgroup `name` (and the containers' cgroups in it) from every
 /// hierarchy, retrying while their last processes are still exiting.
 fn remove_cgroups(name: &str) {
-    let top = Path::new("/sys/fs/cgroup");
-    let mut hierarchies = vec![top.to_path_buf()];
-    if let Ok(entries) = fs::read_dir(top) {
-        hierarchies.extend(entries.flatten().map(|e| e.path()));
-    }
-    for h in hierarchies {
-        let ours = h.join(name);
-        if !ours.is_dir() {
-            continue;
-        }
-        let children: Vec<PathBuf> = fs::read_dir(&ours)
-            .map(|es| {
-                es.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default();
-        for dir in children.iter().chain([&ours]) {
-            wait_until(SOON, || fs::remove_dir(dir).is_ok() || !dir.exists());
+    let top = PathBuf::from("/sys/fs/cgroup");
+    for ours in [vec![top.clone()], subdirs(&top)].concat() {
+        let ours = ours.join(name);
+        for dir in [subdirs(&ours), vec![ours]].concat() {
+            wait_until(SOON, || fs::remove_dir(&dir).is_ok() || !dir.exists());
         }
     }
 }
 
-/// The file names in a directory held open by `dir`.
-fn names_in(dir: &fs::File) -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(format!("/proc/self/fd/{}", dir.as_raw_fd()))
-        .expect("list the held directory")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
+/// The directories in `dir` (none if it is not one).
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let entries = fs::read_dir(dir).into_iter().flatten().flatten();
+    entries.map(|e| e.path()).filter(|p| p.is_dir()).collect()
 }
 
 /// A daemon with the image imported, or None when the test is skipped.
@@ -482,53 +369,31 @@ fn daemon_with_image(name: &str) -> Option<Daemon> {
     let tools = prepare()?;
     let t = Instant::now();
     let daemon = Daemon::start(tools, name);
-    let started = t.elapsed();
+    let started = t.elapsed().as_millis();
     daemon.assert_isolated();
     let t = Instant::now();
     let image = build_image(&daemon.dir);
-    let built = t.elapsed();
-    let t = Instant::now();
-    daemon.import(&image);
-    let imported = t.elapsed();
-    assert_eq!(
-        daemon.leaked_mounts(),
-        Vec::<String>::new(),
-        "the import mounted in the test's mount namespace"
-    );
+    let (built, t) = (t.elapsed().as_millis(), Instant::now());
+    let tar = image.to_str().expect("utf-8 image path");
+    // No pull: it is all there.
+    daemon.ctr_ok(&["images", "import", "--snapshotter", "native", tar], HEAVY);
+    let imported = t.elapsed().as_millis();
+    let leaked = daemon.leaked_mounts();
+    assert!(leaked.is_empty(), "the import mounted here: {leaked:?}");
     eprintln!(
-        "containerd: answered in {} ms, image built in {} ms, imported in {} ms",
-        started.as_millis(),
-        built.as_millis(),
-        imported.as_millis()
+        "containerd: up in {started} ms, image built in {built} ms, imported in {imported} ms"
     );
     Some(daemon)
 }
 
-/// usher's drain under `ctr task kill`: the stop, then the forward no
-/// sooner than the drain, both in usher's own log.
-#[track_caller]
-fn assert_drained(log: &str) {
-    let found = assert_in_order(
-        log,
-        &[
-            "stop received: signal=SIGTERM drain=1s",
-            "forwarded: signal=SIGTERM",
-        ],
-    );
-    let (stop, fwd) = (line_t(&found[0]), line_t(&found[1]));
-    let (Some(stop), Some(fwd)) = (stop, fwd) else {
-        panic!("usher's lines carry no times:\n{log}");
-    };
-    assert_on_time("the forward after the stop", Some(fwd - stop), 1.0, log);
-}
-
 // ---------------------------------------------------------------------------
-// The tests
+// The test
 
 /// The kubelet's stop, as containerd carries it out: `ctr task kill` sends
-/// SIGTERM to the task's init (usher), usher drains 1s, forwards it, the
-/// app exits 42, the task's exit status is 42, and usher's termination
-/// message is in the file the kubelet bind-mounts at /dev/termination-log.
+/// SIGTERM to the task's init (usher), usher drains 1s (the forward no
+/// sooner, by its own log), forwards it, the app exits 42, the task's exit
+/// status (ctr run's) is 42, and usher's termination message is in the file
+/// the kubelet bind-mounts at /dev/termination-log.
 #[test]
 fn task_kill_drains_forwards_and_writes_the_termination_message() {
     let Some(d) = daemon_with_image("containerd-stop") else {
@@ -537,89 +402,33 @@ fn task_kill_drains_forwards_and_writes_the_termination_message() {
     // The kubelet creates the file empty and bind-mounts it.
     let message = d.dir.path("termination-log");
     fs::write(&message, "").expect("create the termination message file");
-    let mount = format!(
-        "type=bind,src={},dst=/dev/termination-log,options=rbind:rw",
-        message.display()
-    );
-    let mut argv = USHER_ARGS.to_vec();
-    argv.extend(["--", "/app/trap-app"]);
-    let task = d.run("stop", &[mount], &argv);
+    let src = message.display();
+    let mount = format!("type=bind,src={src},dst=/dev/termination-log,options=rbind:rw");
+    let task = d.run("stop", &[mount], &["/app/trap-app"]);
     let task = d.wait_ready("stop", task, "trap-app: ready");
-
     let sent = d.kill("stop", "SIGTERM");
     let f = task.wait(FINISH);
     let took = sent.elapsed();
-    let out = d.dir.read("stop.out");
-    let log = format!("{f}\nthe app's stdout:\n{out}");
-    assert_drained(&f.stderr);
-    assert!(
-        out.contains("trap-app: got TERM, exiting 42"),
-        "the app never got the forwarded TERM\n{log}"
-    );
-    assert_eq!(
-        f.code,
-        Some(42),
-        "the task's exit status (ctr run's)\n{log}"
-    );
-    assert!(
-        (1.0..=1.0 + 2.0 * SLACK).contains(&took),
-        "ctr run returned {took:.3}s after the kill (drain 1s)\n{log}"
-    );
+    let log = format!("{f}\nthe app's stdout:\n{}", d.dir.read("stop.out"));
+    let stop = "stop received: signal=SIGTERM drain=1s";
+    let found = assert_in_order(&f.stderr, &[stop, "forwarded: signal=SIGTERM"]);
+    let (Some(stop), Some(fwd)) = (line_t(&found[0]), line_t(&found[1])) else {
+        panic!("usher's lines carry no times:\n{log}");
+    };
+    assert_on_time("the forward after the stop", Some(fwd - stop), 1.0, &log);
+    assert_eq!(f.code, Some(42), "the task's exit status\n{log}");
+    let got = log.contains("trap-app: got TERM, exiting 42");
+    assert!(got, "the app never got the forwarded TERM\n{log}");
+    let in_time = (1.0..=1.0 + 2.0 * SLACK).contains(&took);
+    assert!(in_time, "ctr run returned {took:.3}s after the kill\n{log}");
     assert_eq!(d.leaked_mounts(), Vec::<String>::new(), "mounts leaked");
 
     // usher's termination message, as the kubelet reads it.
     let text = fs::read_to_string(&message).expect("read the termination message file");
     let first = text.lines().next().unwrap_or_default();
-    assert!(
-        first.starts_with("exit code 42"),
-        "the termination message's first line is {first:?}, not `exit code 42...`:\n{text:?}\n{log}"
-    );
-    assert!(
-        text.lines().any(|l| l == "shutdown: SIGTERM received"),
-        "no line `shutdown: SIGTERM received` in the termination message:\n{text:?}\n{log}"
-    );
-}
-
-/// Without a file at /dev/termination-log (no kubelet, or a pod that set
-/// no terminationMessagePath), usher creates none: the container's own
-/// /dev, held open from the host while it runs, is listed after it exited.
-/// The app's own file written there on TERM shows the listing sees what was
-/// written in that /dev up to the end.
-#[test]
-fn no_termination_log_file_is_created_when_none_is_mounted() {
-    let Some(d) = daemon_with_image("containerd-nolog") else {
-        return;
-    };
-    let app = "trap 'touch /dev/app-stopped; echo \"app: got TERM, exiting 42\"; exit 42' TERM; \
-               echo app: ready; while :; do sleep 1 & wait $!; done";
-    let mut argv = USHER_ARGS.to_vec();
-    argv.extend(["--", "sh", "-c", app]);
-    let task = d.run("nolog", &[], &argv);
-    let task = d.wait_ready("nolog", task, "app: ready");
-    let dev = d.hold_dev("nolog");
-    let before = names_in(&dev);
-    assert!(
-        before.iter().any(|n| n == "null") && !before.iter().any(|n| n == "termination-log"),
-        "the held /dev is not the container's fresh one: {before:?}"
-    );
-
-    d.kill("nolog", "SIGTERM");
-    let f = task.wait(FINISH);
-    let log = format!("{f}\nthe app's stdout:\n{}", d.dir.read("nolog.out"));
-    assert_drained(&f.stderr);
-    assert_eq!(
-        f.code,
-        Some(42),
-        "the task's exit status (ctr run's)\n{log}"
-    );
-
-    let after = names_in(&dev);
-    assert!(
-        after.iter().any(|n| n == "app-stopped"),
-        "the held /dev misses the app's last file: {after:?}\n{log}"
-    );
-    assert!(
-        !after.iter().any(|n| n == "termination-log"),
-        "usher created /dev/termination-log where none was mounted: {after:?}\n{log}"
-    );
+    let code = first.starts_with("exit code 42");
+    let what = format!("the termination message:\n{text:?}\n{log}");
+    assert!(code, "not `exit code 42` in {first:?} of {what}");
+    let why = text.lines().any(|l| l == "shutdown: SIGTERM received");
+    assert!(why, "no `shutdown: SIGTERM received` in {what}");
 }

@@ -23,47 +23,12 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-/// `docker ARGS...`, for at most `limit`; panics if it cannot run or hangs.
-fn docker(args: &[&str], limit: Duration) -> Ran {
-    run_bounded(Command::new("docker").args(args), limit)
-}
-
-/// `docker ARGS...` that must succeed; returns its trimmed stdout.
-fn docker_ok(args: &[&str], limit: Duration) -> String {
-    let out = docker(args, limit);
-    assert!(out.ok(), "docker {args:?} failed: {out:?}");
-    out.stdout.trim().to_string()
-}
-
-fn secs(s: u64) -> Duration {
-    Duration::from_secs(s)
-}
+use std::time::Duration;
 
 // ---------------------------------------------------------------------------
-// The engine, the one-time setup, and cleanup
-
-/// Whether a Docker engine answers, or why not (checked once).
-fn engine() -> &'static Result<String, String> {
-    static ENGINE: OnceLock<Result<String, String>> = OnceLock::new();
-    ENGINE.get_or_init(|| {
-        let mut cmd = Command::new("docker");
-        cmd.args(["version", "--format", "{{.Server.Version}}"]);
-        match try_run(&mut cmd, secs(30)) {
-            Err(e) => Err(format!("no Docker engine answers ({e})")),
-            Ok(out) if out.ok() && !out.stdout.trim().is_empty() => {
-                Ok(out.stdout.trim().to_string())
-            }
-            Ok(out) => Err(format!(
-                "no Docker engine answers (`docker version`: {})",
-                out.stderr.lines().next().unwrap_or("no output").trim()
-            )),
-        }
-    })
-}
+// The one-time setup, and cleanup
 
 /// What setup.sh built.
 struct Setup {
@@ -75,48 +40,24 @@ struct Setup {
 impl Setup {
     /// The id of the image called `name` in setup.sh.
     fn image(&self, name: &str) -> &str {
-        self.images
-            .get(name)
-            .unwrap_or_else(|| panic!("setup.sh built no image {name:?}"))
+        let image = self.images.get(name);
+        image.unwrap_or_else(|| panic!("setup.sh built no image {name:?}"))
     }
 
     /// The labels every container of this run carries.
     fn labels(&self) -> Vec<String> {
-        vec![
-            "--label".into(),
-            "usher-test=1".into(),
-            "--label".into(),
-            format!("usher-test.run={}", self.run),
-            "--label".into(),
-            format!("usher-test.pid={}", std::process::id()),
-            "--label".into(),
-            format!("usher-test.host={}", hostname()),
-        ]
+        docker_labels(&self.run)
     }
 }
 
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_default()
-}
-
-/// This run's id, set once setup starts (read by the exit handler).
+/// This run's id and work dir, set once setup starts (read by the exit handler).
 static RUN: OnceLock<(String, PathBuf)> = OnceLock::new();
-/// The images setup built, in the order to remove them (base last).
-static IMAGES: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
 /// The engine's setup for this test binary, or None (after one printed line)
 /// when no Docker engine answers. Panics when the engine answers but the
 /// setup fails: then the tests must fail, not skip.
 fn prepare() -> Option<&'static Setup> {
-    if let Err(why) = engine() {
-        if std::env::var_os("USHERTEST_REQUIRE_DOCKER").is_some_and(|v| v == "1") {
-            panic!("USHERTEST_REQUIRE_DOCKER=1, but {why}");
-        }
-        // Straight to stderr, past the test harness's output capture, so the
-        // skip is seen even when the test passes.
-        skipped(why);
+    if !docker_engine() {
         return None;
     }
     static SETUP: OnceLock<Result<Setup, String>> = OnceLock::new();
@@ -127,95 +68,45 @@ fn prepare() -> Option<&'static Setup> {
 }
 
 fn build_images() -> Result<Setup, String> {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let run = format!("{}-{:08x}", std::process::id(), nanos);
-    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let work = tmp.join(format!("docker-{run}"));
+    let run = run_id();
+    let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("docker-{run}"));
     RUN.set((run.clone(), work.clone())).ok();
     // SAFETY: registers a plain function that takes no arguments; it runs
     // when the test binary exits (after all tests, also when some failed).
     unsafe { libc::atexit(remove_this_run) };
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/docker/setup.sh");
-    let static_dir = tmp
-        .parent()
-        .map(|t| t.join("docker-static"))
-        .unwrap_or_else(|| tmp.join("docker-static"));
     let mut cmd = Command::new("bash");
     cmd.arg(&script)
         .arg(&run)
         .arg(&work)
-        .env("USHER_STATIC_TARGET_DIR", &static_dir)
         .env_remove("CARGO_TARGET_DIR");
-    if let Ok(cargo) = std::env::var("CARGO") {
-        cmd.env("CARGO", cargo);
-    }
+    cmd.env("USHER_STATIC_TARGET_DIR", static_target_dir());
     // A cold static build plus seven image builds; generous for a slow machine.
     let out = try_run(&mut cmd, secs(600))?;
     eprintln!("setup took {:?}", out.took);
     if !out.ok() {
-        return Err(format!(
-            "{} exited {:?}\n--- stderr ---\n{}",
-            script.display(),
-            out.code,
-            out.stderr
-        ));
+        let (script, code, err) = (script.display(), out.code, &out.stderr);
+        return Err(format!("{script} exited {code:?}\n--- stderr ---\n{err}"));
     }
-    let mut images = HashMap::new();
-    let mut order = Vec::new();
-    for line in out.stdout.lines() {
-        if let Some((name, id)) = line.trim().split_once('=') {
-            if id.starts_with("sha256:") {
-                images.insert(name.to_string(), id.to_string());
-                order.push(id.to_string());
-            }
-        }
-    }
-    // Removal order: the images built FROM base first, base last.
-    order.sort_by_key(|id| Some(id) == images.get("base"));
-    *IMAGES.lock().unwrap_or_else(|e| e.into_inner()) = order;
+    let images: HashMap<String, String> = (out.stdout.lines())
+        .filter_map(|l| l.trim().split_once('='))
+        .filter(|(_, id)| id.starts_with("sha256:"))
+        .map(|(name, id)| (name.to_string(), id.to_string()))
+        .collect();
     if images.len() < 7 {
         return Err(format!("setup.sh printed too few images:\n{}", out.stdout));
     }
     Ok(Setup { run, work, images })
 }
 
-/// At exit: removes this run's containers and images by id (those setup
-/// reported, then anything else labelled with this run) and its work dir.
+/// At exit: removes this run's containers and images (all labelled with
+/// the run) by id, and its work dir.
 extern "C" fn remove_this_run() {
-    let Some((run, work)) = RUN.get() else { return };
-    let quiet = |args: &[&str]| try_run(Command::new("docker").args(args), secs(120)).ok();
-    let label = format!("label=usher-test.run={run}");
-    let listed = |args: &[&str]| -> Vec<String> {
-        quiet(args)
-            .map(|o| o.stdout.split_whitespace().map(String::from).collect())
-            .unwrap_or_default()
-    };
-    let containers = listed(&["ps", "-aq", "--no-trunc", "--filter", &label]);
-    if !containers.is_empty() {
-        let mut args = vec!["rm", "-f", "-v"];
-        args.extend(containers.iter().map(String::as_str));
-        quiet(&args);
+    if let Some((run, work)) = RUN.get() {
+        remove_labelled(&format!("usher-test.run={run}"));
+        let _ = std::fs::remove_dir_all(work);
     }
-    let mut images: Vec<String> = IMAGES
-        .lock()
-        .map(|v| v.clone())
-        .unwrap_or_else(|e| e.into_inner().clone());
-    for round in 0..3 {
-        if round > 0 {
-            images = listed(&["images", "-q", "--no-trunc", "--filter", &label]);
-        }
-        if images.is_empty() {
-            break;
-        }
-        let mut args = vec!["rmi"];
-        args.extend(images.iter().map(String::as_str));
-        quiet(&args);
-    }
-    let _ = std::fs::remove_dir_all(work);
 }
 
 // ---------------------------------------------------------------------------
@@ -230,50 +121,56 @@ impl Drop for Container {
     fn drop(&mut self) {
         // Never panics (this may run while a failed test unwinds); whatever
         // this misses, the exit handler's sweep by label removes.
-        let _ = try_run(
-            Command::new("docker").args(["rm", "-f", "-v", &self.id]),
-            secs(60),
-        );
+        let mut rm = Command::new("docker");
+        let _ = try_run(rm.args(["rm", "-f", "-v", &self.id]), secs(60));
     }
+}
+
+/// `docker VERB <labels> ARGS...`, which must succeed: its trimmed stdout.
+fn labelled(setup: &Setup, verb: &[&str], args: &[&str]) -> String {
+    let mut cmd = Command::new("docker");
+    cmd.args(verb).args(setup.labels()).args(args);
+    let out = run_bounded(&mut cmd, secs(60));
+    assert!(out.ok(), "docker {verb:?} {args:?} failed: {out:?}");
+    out.stdout.trim().to_string()
 }
 
 /// `docker run -d <labels> ARGS...`.
 fn container(setup: &Setup, args: &[&str]) -> Container {
-    let mut full: Vec<String> = vec!["run".into(), "-d".into()];
-    full.extend(setup.labels());
-    full.extend(args.iter().map(|s| s.to_string()));
-    let full: Vec<&str> = full.iter().map(String::as_str).collect();
     Container {
-        id: docker_ok(&full, secs(60)),
+        id: labelled(setup, &["run", "-d"], args),
     }
 }
 
-/// `docker run <labels> ARGS...` in the foreground, with a cidfile so the
-/// container is removed by id even if the run hangs. Returns the guard and
-/// the docker client's result (its exit code is the container's).
-fn run_attached(setup: &Setup, args: &[&str], limit: Duration) -> (Option<Container>, Ran) {
+/// A fresh `--cidfile` path: the client writes the container's id there,
+/// so the container is removed by id even if the client hangs.
+fn cidfile(setup: &Setup) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
-    let cidfile = setup.work.join(format!(
-        "cid-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
-    let _ = std::fs::remove_file(&cidfile);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let file = setup.work.join(format!("cid-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    file
+}
+
+/// The guard of the container whose id the client wrote to `cidfile`.
+fn written(cidfile: &Path) -> Option<Container> {
+    let id = std::fs::read_to_string(cidfile).ok()?.trim().to_string();
+    let _ = std::fs::remove_file(cidfile);
+    (!id.is_empty()).then_some(Container { id })
+}
+
+/// `docker run <labels> ARGS...` in the foreground, with a [`cidfile`].
+/// Returns the guard and the docker client's result (its exit code is the
+/// container's).
+fn run_attached(setup: &Setup, args: &[&str], limit: Duration) -> (Option<Container>, Ran) {
+    let file = cidfile(setup);
     let mut cmd = Command::new("docker");
     cmd.arg("run")
         .args(setup.labels())
         .arg("--cidfile")
-        .arg(&cidfile)
-        .args(args);
-    let result = try_run(&mut cmd, limit);
-    let container = std::fs::read_to_string(&cidfile)
-        .ok()
-        .map(|id| Container {
-            id: id.trim().to_string(),
-        })
-        .filter(|c| !c.id.is_empty());
-    let _ = std::fs::remove_file(&cidfile);
-    (container, result.unwrap_or_else(|e| panic!("{e}")))
+        .arg(&file);
+    let result = try_run(cmd.args(args), limit);
+    (written(&file), result.unwrap_or_else(|e| panic!("{e}")))
 }
 
 /// A line of `docker logs --timestamps`: seconds since the epoch, and text.
@@ -290,30 +187,20 @@ impl Container {
     }
 
     fn logs_text(&self) -> String {
-        self.logs()
-            .iter()
-            .map(|l| l.text.as_str())
-            .collect::<Vec<_>>()
-            .join("\n")
+        text_of(&self.logs())
     }
 
     /// Waits up to `within` for a log line containing `needle`; returns it.
     fn wait_log(&self, needle: &str, within: Duration) -> Line {
         let mut found = None;
         poll(within, Duration::from_millis(100), || {
-            found = self.logs().into_iter().find(|l| l.text.contains(needle));
+            found = self.find_log(needle);
             found.is_some()
         });
         found.unwrap_or_else(|| {
             let state = docker(&["inspect", "-f", "{{json .State}}", &self.id], secs(30));
-            let top = docker(&["top", &self.id], secs(30));
-            panic!(
-                "no log line with {needle:?} within {within:?}; state: {}\nprocesses: {}{}\nlogs:\n{}",
-                state.stdout.trim(),
-                top.stdout,
-                top.stderr,
-                self.logs_text()
-            )
+            let (state, top, logs) = (state.stdout, docker(&["top", &self.id], secs(30)), self.logs_text());
+            panic!("no log line with {needle:?} within {within:?}; state: {state}\n{top:?}\nlogs:\n{logs}")
         })
     }
 
@@ -330,7 +217,7 @@ impl Container {
     }
 
     /// `docker stop -t TIMEOUT`, waiting for it; returns when it was asked
-    /// (seconds since the epoch, taken just before) and its result.
+    /// (taken just before) and its result.
     fn stop(&self, timeout: u64) -> (Sent, Ran) {
         let t = timeout.to_string();
         let asked = Sent::now();
@@ -341,10 +228,14 @@ impl Container {
 
     /// `docker exec ID ARGS...`.
     fn exec(&self, args: &[&str]) -> Ran {
-        let mut full = vec!["exec", self.id.as_str()];
-        full.extend_from_slice(args);
-        docker(&full, secs(30))
+        docker(&[&["exec", self.id.as_str()], args].concat(), secs(30))
     }
+}
+
+/// The lines' texts, one a line.
+fn text_of(lines: &[Line]) -> String {
+    let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+    texts.join("\n")
 }
 
 /// Runs `check` on every case at once, each on its own thread (containers
@@ -352,10 +243,8 @@ impl Container {
 fn each_at_once<T: Sync>(cases: &[T], check: impl Fn(&T) + Sync) {
     thread::scope(|sc| {
         let runs: Vec<_> = cases.iter().map(|c| sc.spawn(|| check(c))).collect();
-        for r in runs {
-            if let Err(e) = r.join() {
-                std::panic::resume_unwind(e);
-            }
+        if let Some(e) = runs.into_iter().find_map(|r| r.join().err()) {
+            std::panic::resume_unwind(e);
         }
     });
 }
@@ -382,6 +271,15 @@ fn parse_rfc3339(ts: &str) -> Option<f64> {
     Some((days * 86_400 + hh * 3600 + mm * 60 + ss) as f64 + frac)
 }
 
+#[test]
+fn rfc3339_parses() {
+    assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
+    assert_eq!(parse_rfc3339("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
+    let ts = "2024-11-23T19:40:01.000000000Z";
+    assert_eq!(parse_rfc3339(ts), Some(1_732_390_801.0));
+    assert_eq!(parse_rfc3339("garbage"), None);
+}
+
 /// The number after `key=` in `text` (e.g. `pid=7`).
 fn number(text: &str, key: &str) -> Option<i64> {
     field(text, key)?.parse().ok()
@@ -389,14 +287,6 @@ fn number(text: &str, key: &str) -> Option<i64> {
 
 // ---------------------------------------------------------------------------
 // The tests
-
-/// `usher FLAGS -- APP` as the container's entrypoint, started detached.
-fn usher_container(s: &Setup, flags: &[&str], app: &str) -> Container {
-    let mut args = vec!["--entrypoint", "/usher", s.image("usher")];
-    args.extend(flags);
-    args.extend(["--", app]);
-    container(s, &args)
-}
 
 /// When `needle` was first logged, counted from `from`.
 fn logged_after(c: &Container, needle: &str, from: Sent) -> Option<f64> {
@@ -429,25 +319,16 @@ fn shell_as_pid1_swallows_term_and_usher_delivers_it() {
     });
 
     // Without usher: docker's full timeout, then SIGKILL; the app never knew.
-    let logs = bare.logs_text();
-    let took = stops[0].1.took;
+    let (logs, took) = (bare.logs_text(), stops[0].1.took);
+    let check = |ok: bool, what: &str| assert!(ok, "bare: {what} (stop took {took:?}):\n{logs}");
     eprintln!("bare: docker stop took {took:?}");
-    assert!(
-        took >= secs(5),
-        "bare: docker stop took {took:?}, less than its 5s timeout\n{logs}"
-    );
-    assert_eq!(
-        bare.wait_code(secs(30)),
-        137,
-        "bare: SIGKILLed at the timeout\n{logs}"
-    );
-    assert!(
-        !logs.contains("got TERM"),
-        "bare: the app must not have seen TERM:\n{logs}"
-    );
-    assert!(
+    check(took >= secs(5), "docker stop took less than its 5s timeout");
+    let code = bare.wait_code(secs(30));
+    check(code == 137, &format!("exit {code}, not SIGKILL's 137"));
+    check(!logs.contains("got TERM"), "the app saw TERM");
+    check(
         !logs.contains("trap-app exited"),
-        "bare: the shell never got past the app:\n{logs}"
+        "the shell got past the app",
     );
 
     // With usher: TERM reaches the app at once, and docker stop returns
@@ -456,222 +337,24 @@ fn shell_as_pid1_swallows_term_and_usher_delivers_it() {
         ("usher-exec", &exec, &stops[1], 42),
         ("usher-wrapped", &wrapped, &stops[2], 143),
     ] {
-        let logs = c.logs_text();
+        let (logs, took) = (c.logs_text(), out.took);
         let delay = logged_after(c, "trap-app: got TERM", *asked);
-        eprintln!(
-            "{name}: TERM after {delay:?}s, docker stop took {:?}",
-            out.took
-        );
+        eprintln!("{name}: TERM after {delay:?}s, docker stop took {took:?}");
         assert_on_time(&format!("{name}: TERM"), delay, 0.0, &logs);
-        let took = out.took;
-        assert!(
+        let check =
+            |ok: bool, what: &str| assert!(ok, "{name}: {what} (stop took {took:?}):\n{logs}");
+        check(
             took < Duration::from_millis(4500),
-            "{name}: docker stop took {took:?}\n{logs}"
+            "docker stop took too long",
         );
-        assert_eq!(c.wait_code(secs(30)), code, "{name}: exit code\n{logs}");
+        let exit = c.wait_code(secs(30));
+        check(exit == code, &format!("exit {exit}, not {code}"));
         let stop = "usher: +0.000s info: stop received: signal=SIGTERM";
-        assert!(logs.contains(stop), "{name}: usher logs the stop:\n{logs}");
+        check(logs.contains(stop), "usher logged no stop");
     }
     let logs = wrapped.logs_text();
-    assert!(
-        logs.contains("status=signal:SIGTERM") && !logs.contains("trap-app exited"),
-        "usher-wrapped: the shell itself was ended by the forwarded TERM:\n{logs}"
-    );
-}
-
-/// `usher --drain 3s`, `docker stop -t 20`: the app keeps serving (its
-/// heartbeat goes on, and `docker exec` reads fresh beats) for 3s, then gets
-/// TERM; the container exits with the app's code, 0, long before 20s.
-#[test]
-fn drain_keeps_the_app_serving_then_forwards_term() {
-    let Some(s) = prepare() else { return };
-    let c = usher_container(s, &["--drain", "3s"], "/app/beat-app");
-    c.wait_log("beat 3", secs(30));
-    let read_beat = || -> Result<i64, String> {
-        let out = c.exec(&["cat", "/tmp/beat"]);
-        match out.stdout.trim().parse() {
-            Ok(n) if out.ok() => Ok(n),
-            _ => Err(format!("{out:?}")),
-        }
-    };
-    let ((asked, out), (first, second)) = thread::scope(|sc| {
-        let stopper = sc.spawn(|| c.stop(20));
-        // While the drain runs (it cannot end before 3s), the app answers:
-        // two reads started 0.5s and 1.2s into it, each on its own thread so
-        // that a slow `docker exec` does not push the other one later.
-        let read_at = |ms| {
-            move || {
-                thread::sleep(Duration::from_millis(ms));
-                read_beat()
-            }
-        };
-        let first = sc.spawn(read_at(500));
-        let second = sc.spawn(read_at(1200));
-        let reads = (first.join().unwrap(), second.join().unwrap());
-        (stopper.join().unwrap(), reads)
-    });
-    let logs = c.logs();
-    let text = c.logs_text();
-    let delay = logged_after(&c, "beat-app: got TERM", asked);
-    assert_on_time("TERM", delay, 3.0, &text);
-    let term = asked.epoch + delay.unwrap();
-    let in_drain = |l: &&Line| l.text.starts_with("beat ") && l.at >= asked.epoch && l.at < term;
-    let beats: Vec<&Line> = logs.iter().filter(in_drain).collect();
-    let last = beats.last().map(|l| l.at - asked.epoch).unwrap_or(0.0);
-    eprintln!(
-        "drain: TERM after {delay:?}s, {} beats in the drain, the last at {last:.3}s, \
-         exec read {first:?} then {second:?}, docker stop took {:?}",
-        beats.len(),
-        out.took
-    );
-    assert!(
-        beats.len() >= 5,
-        "only {} heartbeats during the drain:\n{text}",
-        beats.len()
-    );
-    assert!(
-        last >= 2.0,
-        "the last heartbeat came {last:.3}s into the drain:\n{text}"
-    );
-    match (&first, &second) {
-        (Ok(a), Ok(b)) => assert!(b > a, "docker exec read beats {a} then {b}: not moving\n{text}"),
-        _ => panic!("docker exec could not read the heartbeat during the drain ({first:?}, {second:?}):\n{text}"),
-    }
-    // docker stop itself adds its own round trips on a loaded machine.
-    let took = out.took;
-    assert!(
-        took >= secs(3) && took < secs(12),
-        "docker stop took {took:?}, for a 3s drain"
-    );
-    assert_eq!(c.wait_code(secs(30)), 0, "the app's own exit code:\n{text}");
-    assert!(
-        text.contains("stop received: signal=SIGTERM drain=3s")
-            && text.contains("info: forwarded: signal=SIGTERM"),
-        "usher's timeline:\n{text}"
-    );
-}
-
-/// An app that ignores TERM, under `usher --grace-period 4s`, `docker stop
-/// -t 30`: usher SIGKILLs it after 4s (not before), exits 137 long before
-/// docker's 30s, and its log names the app's pid in the escalation line.
-#[test]
-fn grace_period_kills_an_app_ignoring_term_and_says_so() {
-    let Some(s) = prepare() else { return };
-    let c = usher_container(s, &["--grace-period", "4s"], "/app/stubborn-app");
-    let ready = c.wait_log("stubborn-app: ready", secs(30));
-    let pid = number(&ready.text, "pid").expect("the app prints its pid") as i32;
-    let (asked, out) = c.stop(30);
-    let text = c.logs_text();
-    let took = out.took;
-    eprintln!("grace: docker stop took {took:?}");
-    assert!(
-        took >= secs(4) && took < secs(15),
-        "docker stop took {took:?}, for a 4s grace period"
-    );
-    assert_eq!(c.wait_code(secs(30)), 137, "{text}");
-    assert!(
-        text.contains("stubborn-app: ignoring TERM"),
-        "the app got TERM first:\n{text}"
-    );
-    let kill = c.find_log("warn: grace period over, killing: signal=SIGKILL pids=");
-    let kill = kill.unwrap_or_else(|| panic!("no escalation line:\n{text}"));
-    assert!(
-        pids_field(&kill.text).contains(&pid),
-        "the line names the app's pid {pid}: {kill:?}"
-    );
-    // By usher's own clock (from the stop signal) and by docker's.
-    assert_on_time("the kill, by usher's clock", line_t(&kill.text), 4.0, &text);
-    assert_on_time(
-        "the kill, by docker's",
-        Some(kill.at - asked.epoch),
-        4.0,
-        &text,
-    );
-}
-
-/// One stat line of /proc in the container: (pid, state, ppid).
-fn proc_table(c: &Container) -> Vec<(i64, char, i64)> {
-    let out = c.exec(&["sh", "-c", "cat /proc/[0-9]*/stat 2>/dev/null"]);
-    assert!(
-        out.ok() || !out.stdout.is_empty(),
-        "reading /proc in the container: {out:?}"
-    );
-    out.stdout
-        .lines()
-        .filter_map(|l| {
-            let pid = l.split(' ').next()?.parse().ok()?;
-            let mut rest = l[l.rfind(')')? + 1..].split_whitespace();
-            let state = rest.next()?.chars().next()?;
-            let ppid = rest.next()?.parse().ok()?;
-            Some((pid, state, ppid))
-        })
-        .collect()
-}
-
-/// An app that leaves 1000 orphans: they are reparented to usher (PID 1),
-/// and as they end usher reaps each; none stays a zombie.
-#[test]
-fn a_thousand_orphans_are_reaped() {
-    let Some(s) = prepare() else { return };
-    let c = container(s, &[s.image("usher"), "/app/orphan-app", "1000"]);
-    let done = c.wait_log("orphan-app: left 1000 orphans", secs(90));
-    let app = number(&done.text, "pid").expect("the app prints its pid");
-    let orphans = |t: &[(i64, char, i64)]| t.iter().filter(|p| p.2 == 1 && p.0 != app).count();
-    let zombies = |t: &[(i64, char, i64)]| t.iter().filter(|p| p.1 == 'Z').count();
-    let first = proc_table(&c);
-    eprintln!(
-        "orphans: {} reparented to PID 1 when the app was done",
-        orphans(&first)
-    );
-    assert!(
-        orphans(&first) >= 50,
-        "few orphans reparented to usher (PID 1): {first:?}"
-    );
-    let mut last = first;
-    let settled = poll(secs(30), Duration::from_millis(250), || {
-        last = proc_table(&c);
-        orphans(&last) == 0 && zombies(&last) == 0
-    });
-    let (o, z) = (orphans(&last), zombies(&last));
-    assert!(settled, "orphans left: {o}, zombies: {z} (table: {last:?})");
-    // usher and the app are still there, and nothing else but the app's sleep.
-    assert!(
-        last.iter().any(|p| p.0 == 1) && last.iter().any(|p| p.0 == app),
-        "{last:?}"
-    );
-    let state = docker_ok(&["inspect", "-f", "{{.State.Running}}", &c.id], secs(30));
-    assert_eq!(state, "true", "the container still runs its app");
-}
-
-/// Exit codes through `docker run` and `docker wait`: the app's own (0, 3),
-/// 127 for a missing command, 126 for one that cannot run, and 143 for an app
-/// killed by SIGTERM.
-#[test]
-fn exit_codes_pass_through_docker() {
-    let Some(s) = prepare() else { return };
-    let cases: &[(&[&str], i32, &str)] = &[
-        (&["sh", "-c", "exit 0"], 0, ""),
-        (&["sh", "-c", "exit 3"], 3, ""),
-        (
-            &["/no/such/app"],
-            127,
-            "cannot run \"/no/such/app\": no such file",
-        ),
-        (&["no-such-app"], 127, "command not found"),
-        (&["/tmp"], 126, "cannot run \"/tmp\""),
-        (&["sh", "-c", "kill -TERM $$"], 143, ""),
-    ];
-    each_at_once(cases, |&(cmd, code, says)| {
-        let args = [&[s.image("usher")][..], cmd].concat();
-        let (c, out) = run_attached(s, &args, secs(60));
-        let c = c.expect("docker run wrote its cidfile");
-        assert_eq!(out.code, Some(code), "docker run {cmd:?}: {out:?}");
-        assert_eq!(c.wait_code(secs(30)), code, "docker wait, {cmd:?}");
-        assert!(
-            out.stderr.contains(says),
-            "{cmd:?}: usher says {says:?}: {out:?}"
-        );
-    });
+    let ended = logs.contains("status=signal:SIGTERM") && !logs.contains("trap-app exited");
+    assert!(ended, "usher-wrapped: the TERM ended the shell:\n{logs}");
 }
 
 /// `docker run -it` driven through a pseudo-terminal (tests/docker/tty.py):
@@ -683,45 +366,31 @@ fn exit_codes_pass_through_docker() {
 #[test]
 fn tty_app_is_foreground_and_gets_sigwinch() {
     let Some(s) = prepare() else { return };
-    if !try_run(Command::new("python3").arg("--version"), secs(30)).is_ok_and(|o| o.ok()) {
+    if which("python3").is_none() {
         return skipped("python3 not found (it drives the pty)");
     }
-    let cidfile = s.work.join(format!("cid-tty-{}", std::process::id()));
-    let _ = std::fs::remove_file(&cidfile);
+    let file = cidfile(s);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/docker/tty.py");
     let mut cmd = Command::new("python3");
     cmd.arg(&script)
-        .arg(&cidfile)
+        .arg(&file)
         .args(["--", "docker", "run", "-it"]);
-    cmd.args(s.labels()).arg("--cidfile").arg(&cidfile);
+    cmd.args(s.labels()).arg("--cidfile").arg(&file);
     cmd.args([s.image("usher"), "/app/tty-app"]);
     let result = try_run(&mut cmd, secs(120));
-    let _guard = std::fs::read_to_string(&cidfile).ok().map(|id| Container {
-        id: id.trim().to_string(),
-    });
+    let _guard = written(&file);
     let out = result.unwrap_or_else(|e| panic!("{e}"));
     let t = &out.stdout;
-    assert!(
-        out.ok(),
-        "a step of the tty session failed:\n{t}\n{}",
-        out.stderr
-    );
-    let line = t
-        .lines()
-        .find(|l| l.contains("tty-app: pid="))
-        .expect("a pid line");
-    assert_foreground(line);
+    let err = &out.stderr;
+    assert!(out.ok(), "a step of the tty session failed:\n{t}\n{err}");
+    let line = t.lines().find(|l| l.contains("tty-app: pid="));
+    assert_foreground(line.expect("a pid line"));
     let once = t.contains("winch_from_kill=1\n");
-    assert!(
-        once,
-        "docker kill -s WINCH: usher forwards it, exactly once:\n{t}"
-    );
+    assert!(once, "docker kill -s WINCH: forwarded exactly once:\n{t}");
     assert!(t.contains("WINCH size=30 100"), "SIGWINCH on resize:\n{t}");
     assert!(t.contains("read 'quit'"), "the app read the terminal:\n{t}");
-    assert!(
-        t.contains("exit=7"),
-        "docker run -it exits with the app's code 7:\n{t}"
-    );
+    let code = t.contains("exit=7");
+    assert!(code, "docker run -it exits with the app's code 7:\n{t}");
 }
 
 /// The twin of Dockerfile.example (its ENTRYPOINT line verbatim: `--drain 5s
@@ -736,16 +405,11 @@ fn dockerfile_example_twin_drains_then_stops() {
     let (asked, out) = c.stop(30);
     let text = c.logs_text();
     let delay = logged_after(&c, "trap-app: got TERM", asked);
-    eprintln!(
-        "twin: TERM after {delay:?}s, docker stop took {:?}",
-        out.took
-    );
-    assert_on_time("TERM", delay, 5.0, &text);
     let took = out.took;
-    assert!(
-        took >= secs(5) && took < secs(15),
-        "docker stop took {took:?}, for a 5s drain"
-    );
+    eprintln!("twin: TERM after {delay:?}s, docker stop took {took:?}");
+    assert_on_time("TERM", delay, 5.0, &text);
+    let in_time = took >= secs(5) && took < secs(15);
+    assert!(in_time, "docker stop took {took:?}, for a 5s drain");
     assert_eq!(c.wait_code(secs(30)), 42, "{text}");
     let stop = "stop received: signal=SIGTERM drain=5s grace=25s";
     assert!(text.contains(stop), "{text}");
@@ -756,25 +420,11 @@ fn dockerfile_example_twin_drains_then_stops() {
 // (setup.sh) is FROM scratch with only a static usher and a static C app
 // (tests/docker/http-app.c), ENTRYPOINT ["/usher"].
 
-/// A loopback port that was free a moment ago (bound, then released): the
-/// app of a `--network host` container listens on it.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
-}
-
 /// Whether `path` (as `tar -t` lists it) is one the engine itself puts into
 /// every container, whatever the image holds.
 fn engine_made(path: &str) -> bool {
-    let etc = [
-        "etc/",
-        "etc/hostname",
-        "etc/hosts",
-        "etc/mtab",
-        "etc/resolv.conf",
-    ];
+    #[rustfmt::skip]
+    let etc = ["etc/", "etc/hostname", "etc/hosts", "etc/mtab", "etc/resolv.conf"];
     let trees = ["dev/", "proc/", "sys/"];
     path == ".dockerenv" || etc.contains(&path) || trees.iter().any(|t| path.starts_with(t))
 }
@@ -783,25 +433,18 @@ fn engine_made(path: &str) -> bool {
 /// created from it (never started), less the engine's own (see
 /// [`engine_made`]), sorted.
 fn image_paths(s: &Setup, name: &str) -> Vec<String> {
-    let mut args: Vec<String> = vec!["create".into()];
-    args.extend(s.labels());
     // `base` has no ENTRYPOINT: the engine wants a command, never run here.
-    args.extend([s.image(name).into(), "never-run".into()]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let c = Container {
-        id: docker_ok(&args, secs(60)),
-    };
-    let tar = s
-        .work
-        .join(format!("export-{name}-{}.tar", std::process::id()));
+    let create = [s.image(name), "never-run"];
+    let id = labelled(s, &["create"], &create);
+    let c = Container { id };
+    let tar = format!("export-{name}-{}.tar", std::process::id());
+    let tar = s.work.join(tar);
     let tar_s = tar.to_string_lossy().into_owned();
     docker_ok(&["export", "-o", &tar_s, &c.id], secs(120));
     let list = run_bounded(Command::new("tar").args(["-tf", &tar_s]), secs(60));
     let _ = std::fs::remove_file(&tar);
     assert!(list.ok(), "tar -tf {tar_s}: {list:?}");
-    let mut paths: Vec<String> = list
-        .stdout
-        .lines()
+    let mut paths: Vec<String> = (list.stdout.lines())
         .map(|l| l.trim_start_matches("./").to_string())
         .filter(|p| !p.is_empty() && !engine_made(p))
         .collect();
@@ -817,158 +460,90 @@ fn image_paths(s: &Setup, name: &str) -> Vec<String> {
 fn http_hook_image_has_no_shell_and_no_curl() {
     let Some(s) = prepare() else { return };
     let paths = image_paths(s, "http-hook");
-    assert_eq!(
-        paths,
-        ["http-app", "usher"],
-        "the http-hook image holds usher and the app, nothing else"
-    );
+    assert_eq!(paths, ["http-app", "usher"], "nothing else");
     let base = image_paths(s, "base");
-    assert!(
-        base.iter().any(|p| p == "bin/sh"),
-        "the listing sees a shell where there is one: {base:?}"
-    );
-    let args = [
-        "--entrypoint",
-        "/bin/sh",
-        s.image("http-hook"),
-        "-c",
-        "true",
-    ];
-    let (_c, out) = run_attached(s, &args, secs(60));
-    assert_eq!(out.code, Some(127), "no /bin/sh to run: {out:?}");
-    assert!(
-        out.stderr.contains("/bin/sh") && out.stderr.contains("no such file or directory"),
-        "the engine says there is no /bin/sh: {out:?}"
-    );
-}
-
-/// Runs `http-hook` as `usher --pre-stop "POST http://127.0.0.1:PORT/{path}"
-/// --drain 1s --grace-period 10s -- /http-app PORT` on the host's network
-/// (PORT free on loopback), waits until the app listens, then `docker stop
-/// -t 20`. Returns the container, when the stop was asked, and docker
-/// stop's result.
-fn stop_with_http_hook(s: &Setup, path: &str) -> (Container, Sent, Ran) {
-    let port = free_port().to_string();
-    let hook = format!("POST http://127.0.0.1:{port}/{path}");
-    let c = container(
+    let sh = base.iter().any(|p| p == "bin/sh");
+    assert!(sh, "the listing sees a shell where there is one: {base:?}");
+    let image = s.image("http-hook");
+    let (_c, out) = run_attached(
         s,
-        &[
-            "--network",
-            "host",
-            s.image("http-hook"),
-            "--pre-stop",
-            &hook,
-            "--drain",
-            "1s",
-            "--grace-period",
-            "10s",
-            "--",
-            "/http-app",
-            &port,
-        ],
+        &["--entrypoint", "/bin/sh", image, "-c", "true"],
+        secs(60),
     );
-    c.wait_log("http-app: ready", secs(30));
-    let (asked, out) = c.stop(20);
-    (c, asked, out)
+    assert_eq!(out.code, Some(127), "no /bin/sh to run: {out:?}");
+    let said = out.stderr.contains("/bin/sh") && out.stderr.contains("no such file or directory");
+    assert!(said, "the engine says there is no /bin/sh: {out:?}");
 }
 
-/// Checks the stop of [`stop_with_http_hook`]: usher started the pre-stop
-/// hook and logged `ended` (its end line, e.g. `pre-stop answered`); the
-/// request reached the app (which logs `requested` only for a POST to its
-/// path) after the stop and before TERM; TERM came after the 1 s drain, not
-/// before (by docker's clock and by usher's); the app exited 0 and so did
-/// the container, long before docker's 20 s. Returns usher's end line.
-fn assert_hook_then_term(
-    c: &Container,
-    asked: Sent,
-    out: &Ran,
-    ended: &str,
-    requested: &str,
-) -> String {
-    let text = c.logs_text();
-    let logs = c.logs();
-    let at = |needle: &str| {
-        logs.iter()
-            .position(|l| l.text.contains(needle))
-            .unwrap_or_else(|| panic!("no line with {needle:?}:\n{text}"))
-    };
-    let received = at("stop received: signal=SIGTERM drain=1s grace=10s");
-    let started = at("pre-stop started");
-    let end = at(ended);
-    let request = at(requested);
-    let forwarded = at("forwarded: signal=SIGTERM");
-    let term = at("http-app: got TERM");
-    // The app's two lines share its stdout: their order is exact.
-    assert!(
-        request < term,
-        "the hook's request reached the app before TERM:\n{text}"
-    );
-    assert!(
-        logs[request].at >= asked.epoch,
-        "the request came from the stop, not before it:\n{text}"
-    );
-    // usher's lines share its stderr; the hook ended long before the drain.
-    assert!(
-        received < started && started < end && end < forwarded,
-        "usher's timeline: stop, hook started, hook ended, TERM:\n{text}"
-    );
-    let delay = logs[term].at - asked.epoch;
-    eprintln!(
-        "http hook: {requested:?} after {:.3}s, TERM after {delay:.3}s, docker stop took {:?}",
-        logs[request].at - asked.epoch,
-        out.took
-    );
-    assert_on_time("TERM, by docker's clock", Some(delay), 1.0, &text);
-    assert_on_time(
-        "the forwarded TERM, by usher's clock",
-        line_t(&logs[forwarded].text),
-        1.0,
-        &text,
-    );
-    assert!(
-        out.took < secs(12),
-        "docker stop took {:?}, for a 1s drain (docker's timeout: 20s)\n{text}",
-        out.took
-    );
-    assert_eq!(c.wait_code(secs(30)), 0, "the app's own code:\n{text}");
-    logs[end].text.clone()
-}
-
-/// `POST /drain` answers 200: usher logs `pre-stop answered ... http=200`
-/// at info, the app prints "drain requested" within the drain, then gets
-/// TERM after it; exit 0. Only usher's own HTTP client can have made the
-/// request: the image has no shell and no curl (see the test above).
+/// `http-hook` as `usher --pre-stop "POST http://127.0.0.1:PORT/PATH"
+/// --drain 1s --grace-period 10s -- /http-app PORT` on the host's network
+/// (PORT free on loopback), stopped with `docker stop -t 20` once the app
+/// listens. `POST /drain` answers 200: usher logs `pre-stop answered ...
+/// http=200` at info; `POST /fail` answers 503: `pre-stop failed ...
+/// http=503` at warn, and the sequence goes on, as the kubelet's does.
+/// Either way the request reached the app (which logs `PATH requested` only
+/// for a POST to its path) after the stop and before TERM, which came after
+/// the 1 s drain, not before (by docker's clock and by usher's); the app
+/// exited 0 and so did the container, long before docker's 20 s. Only
+/// usher's own HTTP client can have made the request: the image has no
+/// shell and no curl (see the test above).
 #[test]
-fn http_pre_stop_hook_drains_the_app_in_a_scratch_image() {
+fn http_pre_stop_hook_in_a_scratch_image_answered_or_failing() {
     let Some(s) = prepare() else { return };
-    let (c, asked, out) = stop_with_http_hook(s, "drain");
-    let line = assert_hook_then_term(
-        &c,
-        asked,
-        &out,
-        "pre-stop answered",
-        "http-app: drain requested",
-    );
-    assert!(line.contains("info: pre-stop answered"), "{line}");
-    assert_eq!(field(&line, "http"), Some("200"), "{line}");
-}
-
-/// `POST /fail` answers 503: usher logs `pre-stop failed ... http=503` at
-/// warn and the sequence goes on, as the kubelet's does: TERM after the
-/// drain, exit 0.
-#[test]
-fn a_failing_http_pre_stop_hook_warns_and_the_stop_goes_on() {
-    let Some(s) = prepare() else { return };
-    let (c, asked, out) = stop_with_http_hook(s, "fail");
-    let line = assert_hook_then_term(
-        &c,
-        asked,
-        &out,
-        "pre-stop failed",
-        "http-app: fail requested",
-    );
-    assert!(line.contains("warn: pre-stop failed"), "{line}");
-    assert_eq!(field(&line, "http"), Some("503"), "{line}");
+    let cases = [
+        ("drain", "info: pre-stop answered", "200"),
+        ("fail", "warn: pre-stop failed", "503"),
+    ];
+    each_at_once(&cases, |&(path, ended, status)| {
+        let port = free_port().to_string();
+        let hook = format!("POST http://127.0.0.1:{port}/{path}");
+        let image = s.image("http-hook");
+        let app = words("--drain 1s --grace-period 10s -- /http-app");
+        let c = container(
+            s,
+            &[
+                &["--network", "host", image, "--pre-stop", &hook],
+                &app[..],
+                &[&port],
+            ]
+            .concat(),
+        );
+        c.wait_log("http-app: ready", secs(30));
+        let (asked, out) = c.stop(20);
+        let (logs, text) = (c.logs(), c.logs_text());
+        let at = |needle: &str| {
+            let found = logs.iter().position(|l| l.text.contains(needle));
+            found.unwrap_or_else(|| panic!("no line with {needle:?}:\n{text}"))
+        };
+        let received = at("stop received: signal=SIGTERM drain=1s grace=10s");
+        let (started, end) = (at("pre-stop started"), at(ended));
+        let request = at(&format!("http-app: {path} requested"));
+        let (forwarded, term) = (at("forwarded: signal=SIGTERM"), at("http-app: got TERM"));
+        let check = |ok: bool, what: &str| assert!(ok, "{path}: {what}:\n{text}");
+        // The app's two lines share its stdout: their order is exact.
+        check(request < term, "the hook's request came after TERM");
+        check(
+            logs[request].at >= asked.epoch,
+            "the request came before the stop",
+        );
+        // usher's lines share its stderr; the hook ended long before the drain.
+        let order = received < started && started < end && end < forwarded;
+        check(
+            order,
+            "usher's timeline is not: stop, hook started, hook ended, TERM",
+        );
+        let (delay, took) = (logs[term].at - asked.epoch, out.took);
+        eprintln!("http hook {path}: TERM after {delay:.3}s, docker stop took {took:?}");
+        assert_on_time("TERM, by docker's clock", Some(delay), 1.0, &text);
+        let by_usher = line_t(&logs[forwarded].text);
+        assert_on_time("the forwarded TERM, by usher's clock", by_usher, 1.0, &text);
+        check(
+            took < secs(12),
+            "docker stop took 12s or more, for a 1s drain",
+        );
+        assert_eq!(c.wait_code(secs(30)), 0, "the app's own code:\n{text}");
+        assert_eq!(field(&logs[end].text, "http"), Some(status), "{text}");
+    });
 }
 
 /// usher as the health check of the shell-less image. `docker run
@@ -1018,17 +593,6 @@ fn usher_check_is_a_healthcheck_and_ready_fails_in_the_drain() {
     let _ = docker(&["rmi", &image], secs(60));
 }
 
-#[test]
-fn rfc3339_parses() {
-    assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0.0));
-    assert_eq!(parse_rfc3339("2000-03-01T00:00:01.5Z"), Some(951_868_801.5));
-    assert_eq!(
-        parse_rfc3339("2024-11-23T19:40:01.000000000Z"),
-        Some(1_732_390_801.0)
-    );
-    assert_eq!(parse_rfc3339("garbage"), None);
-}
-
 // ---------------------------------------------------------------------------
 // usher as the engines' own init: `docker run --init` with usher mounted over
 // /sbin/docker-init, Compose's `init: true`, a Docker daemon's `init-path`,
@@ -1058,28 +622,14 @@ fn tag_of(s: &Setup, name: &str) -> String {
     format!("usher-test-{}:{name}", s.run)
 }
 
-/// A would-be skip: prints why and returns, unless `require` (an environment
-/// switch set to 1) turns it into a failure.
-fn skip_unless_required(require: &str, why: &str) {
-    if std::env::var_os(require).is_some_and(|v| v == "1") {
-        panic!("{require}=1, but {why}");
-    }
-    skipped(why);
-}
-
 /// Lines of `docker logs --timestamps` (or `podman logs -t`), both streams
 /// merged in time order.
 fn timed_lines(out: &Ran) -> Vec<Line> {
-    let mut lines: Vec<Line> = out
-        .stdout
-        .lines()
-        .chain(out.stderr.lines())
+    let mut lines: Vec<Line> = (out.stdout.lines().chain(out.stderr.lines()))
         .filter_map(|l| {
             let (ts, text) = l.split_once(' ')?;
-            Some(Line {
-                at: parse_rfc3339(ts)?,
-                text: text.trim_end_matches('\r').to_string(),
-            })
+            let (at, text) = (parse_rfc3339(ts)?, text.trim_end_matches('\r').into());
+            Some(Line { at, text })
         })
         .collect();
     lines.sort_by(|a, b| a.at.total_cmp(&b.at));
@@ -1091,11 +641,8 @@ fn timed_lines(out: &Ran) -> Vec<Line> {
 fn pid1_cmdline(exec: impl Fn(&[&str]) -> Ran) -> Vec<String> {
     let out = exec(&["cat", "/proc/1/cmdline"]);
     assert!(out.ok(), "reading /proc/1/cmdline: {out:?}");
-    out.stdout
-        .split('\0')
-        .filter(|w| !w.is_empty())
-        .map(String::from)
-        .collect()
+    let words = out.stdout.split('\0').filter(|w| !w.is_empty());
+    words.map(String::from).collect()
 }
 
 /// Checks the drain timeline of an app that traps TERM (trap-app) under
@@ -1104,16 +651,10 @@ fn pid1_cmdline(exec: impl Fn(&[&str]) -> Ran) -> Vec<String> {
 /// the stop's arrival (which, from a slow client such as Python's Compose
 /// on a loaded machine, can come seconds after the request).
 fn assert_drained(what: &str, lines: &[Line], asked: f64, drain: f64) {
-    let text = lines
-        .iter()
-        .map(|l| l.text.as_str())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let text = text_of(lines);
     let find = |needle: &str| {
-        lines
-            .iter()
-            .find(|l| l.text.contains(needle))
-            .unwrap_or_else(|| panic!("{what}: no line with {needle:?}:\n{text}"))
+        let found = lines.iter().find(|l| l.text.contains(needle));
+        found.unwrap_or_else(|| panic!("{what}: no line with {needle:?}:\n{text}"))
     };
     let received = find(&format!("stop received: signal=SIGTERM drain={drain}s"));
     let term = find("trap-app: got TERM");
@@ -1122,14 +663,47 @@ fn assert_drained(what: &str, lines: &[Line], asked: f64, drain: f64) {
         "{what}: TERM reached the app {delay:.3}s after the stop was asked, \
          {after_receipt:.3}s after usher got it"
     );
-    assert!(
-        delay >= drain,
-        "{what}: TERM after {delay:.3}s, before the {drain}s drain ended:\n{text}"
-    );
-    assert!(
-        after_receipt < drain + 3.0,
+    let early = format!("{what}: TERM after {delay:.3}s, before the {drain}s drain ended:\n{text}");
+    assert!(delay >= drain, "{early}");
+    let late = format!(
         "{what}: TERM {after_receipt:.3}s after usher got the stop, expected ~{drain}s:\n{text}"
     );
+    assert!(after_receipt < drain + 3.0, "{late}");
+}
+
+/// Through `engine` (a command line's tail to `docker`, `docker -H SOCK`
+/// or `podman` with its store): the container `id` runs `INIT -- CMD` as
+/// PID 1 (`init`, then /app/trap-app), and INIT is usher; `ENGINE stop -t
+/// 20` takes the `drain`, not less, and less than `limit` seconds in all
+/// (far below its 20), and the app's own code, 42, comes back.
+fn assert_init_is_usher(
+    what: &str,
+    engine: impl Fn(&[&str]) -> Ran,
+    id: &str,
+    init: &str,
+    drain: u64,
+    limit: u64,
+) {
+    let logs = || timed_lines(&engine(&["logs", "-t", id]));
+    let ready = poll(secs(30), Duration::from_millis(100), || {
+        logs().iter().any(|l| l.text.contains("trap-app: ready"))
+    });
+    assert!(ready, "{what}: the app did not start: {:?}", logs());
+    let pid1 = pid1_cmdline(|a| engine(&[&["exec", id][..], a].concat()));
+    assert_eq!(pid1, [init, "--", "/app/trap-app"], "{what}: `INIT -- CMD`");
+    let version = engine(&["exec", id, init, "--version"]);
+    let usher = version.stdout.starts_with("usher ");
+    assert!(usher, "{what}: INIT is not usher: {version:?}");
+    let asked = epoch();
+    let stop = engine(&["stop", "-t", "20", id]);
+    assert!(stop.ok(), "{what}: stop: {stop:?}");
+    let took = stop.took;
+    eprintln!("{what}: stop took {took:?}");
+    assert_drained(what, &logs(), asked, drain as f64);
+    let in_time = took >= secs(drain) && took < secs(limit);
+    assert!(in_time, "{what}: stop took {took:?}, for a {drain}s drain");
+    let code = engine(&["inspect", "-f", "{{.State.ExitCode}}", id]);
+    assert_eq!(code.stdout.trim(), "42", "{what}: the app's own code");
 }
 
 /// The issue's recipe, verbatim: `docker run --init -v usher:/sbin/docker-init:ro
@@ -1138,47 +712,12 @@ fn assert_drained(what: &str, lines: &[Line], asked: f64, drain: f64) {
 /// drains 2s, then the app gets TERM, and its exit code (42) comes back.
 #[test]
 fn docker_run_init_runs_usher_mounted_over_docker_init() {
-    let Some(s) = prepare() else {
-        return;
-    };
+    let Some(s) = prepare() else { return };
     let volume = init_volume(s);
-    let c = container(
-        s,
-        &[
-            "--init",
-            "-v",
-            &volume,
-            "-e",
-            "USHER_DRAIN=2s",
-            s.image("base"),
-            "/app/trap-app",
-        ],
-    );
-    c.wait_log("trap-app: ready", secs(30));
-    assert_eq!(
-        pid1_cmdline(|a| c.exec(a)),
-        [DOCKER_INIT, "--", "/app/trap-app"],
-        "Docker runs its init as `/sbin/docker-init -- CMD`"
-    );
-    let version = c.exec(&[DOCKER_INIT, "--version"]);
-    assert!(
-        version.stdout.starts_with("usher "),
-        "the mounted usher replaces the engine's docker-init: {version:?}"
-    );
-    let (asked, out) = c.stop(20);
-    eprintln!("docker --init: docker stop took {:?}", out.took);
-    assert_drained("docker --init", &c.logs(), asked.epoch, 2.0);
-    assert!(
-        out.took >= secs(2) && out.took < secs(12),
-        "docker stop took {:?}; expected the 2s drain, far below its 20s",
-        out.took
-    );
-    assert_eq!(
-        c.wait_code(secs(30)),
-        42,
-        "the app's own code\n{}",
-        c.logs_text()
-    );
+    let env = ["-e", "USHER_DRAIN=2s", s.image("base"), "/app/trap-app"];
+    let c = container(s, &[&["--init", "-v", &volume][..], &env].concat());
+    let docker = |args: &[&str]| docker(args, secs(80));
+    assert_init_is_usher("docker --init", docker, &c.id, DOCKER_INIT, 2, 12);
 }
 
 /// Under `--init` usher's arguments are `-- ENTRYPOINT... CMD...`: usher reads
@@ -1189,193 +728,111 @@ fn docker_run_init_runs_usher_mounted_over_docker_init() {
 /// the app's code coming through both.
 #[test]
 fn docker_init_gives_usher_only_dashdash_and_the_command() {
-    let Some(s) = prepare() else {
-        return;
-    };
+    let Some(s) = prepare() else { return };
     let volume = init_volume(s);
     let (base, own) = (s.image("base"), s.image("usher"));
     // (docker run arguments after the image's volume, exit code, stderr has)
+    #[rustfmt::skip]
     let cases: &[(&[&str], i32, &str)] = &[
         (&[base, "sh", "-c", "exit 3"], 3, ""),
         (&[base, "--help"], 127, "cannot run \"--help\""),
         (&[base, "-s", "true"], 127, "cannot run \"-s\""),
-        (
-            &["-e", "USHER_DRAIN=5", base, "true"],
-            2,
-            "USHER_DRAIN \"5\" has no unit",
-        ),
-        (
-            &["-e", "USHER_DRAINN=5s", base, "true"],
-            0,
-            "unknown variable ignored (a typo?): name=USHER_DRAINN",
-        ),
+        (&["-e", "USHER_DRAIN=5", base, "true"], 2, "USHER_DRAIN \"5\" has no unit"),
+        (&["-e", "USHER_DRAINN=5s", base, "true"], 0, "unknown variable ignored (a typo?): name=USHER_DRAINN"),
         (&[own, "sh", "-c", "exit 5"], 5, ""),
     ];
     each_at_once(cases, |&(args, code, says)| {
-        let mut full = vec!["--init", "-v", volume.as_str()];
-        full.extend_from_slice(args);
+        let full = [&["--init", "-v", volume.as_str()][..], args].concat();
         let (c, out) = run_attached(s, &full, secs(60));
         let _c = c.expect("docker run wrote its cidfile");
         assert_eq!(out.code, Some(code), "docker run --init {args:?}: {out:?}");
-        assert!(
-            out.stderr.contains(says),
-            "{args:?}: usher says {says:?}: {out:?}"
-        );
+        let said = out.stderr.contains(says);
+        assert!(said, "{args:?}: usher says {says:?}: {out:?}");
     });
 }
 
-/// The stop sequence under `--init`, four containers stopped together:
-/// - `USHER_GRACE_PERIOD=3s`, an app that ignores TERM, `docker stop -t 30`:
-///   usher kills it at 3s and the container exits 137, long before 30s;
+/// The stop sequence under `--init`, three containers stopped together:
 /// - `--stop-signal QUIT` with `USHER_DRAIN=3s`: QUIT is not a stop signal
 ///   for usher, so it is forwarded at once, without the drain...
 /// - ...unless `USHER_STOP_ON=QUIT`: then QUIT drains 3s first;
 /// - an image with usher as its own ENTRYPOINT under `--init` and
 ///   `USHER_DRAIN=1s`: both ushers read the variable, so the drains add up
 ///   (TERM reaches the app after 1s + 1s).
+///
+/// (The deadline under Docker: `why_the_container_ended_is_said`.)
 #[test]
 fn docker_init_stop_sequence_from_env() {
-    let Some(s) = prepare() else {
-        return;
-    };
+    let Some(s) = prepare() else { return };
     let volume = init_volume(s);
-    let v = volume.as_str();
+    let init = ["--init", "-v", volume.as_str()];
     let quit_app = "trap 'echo quit-app: got QUIT; exit 42' QUIT; \
                     echo quit-app: ready; while :; do sleep 1 & wait $!; done";
-    let grace = container(
-        s,
-        &[
-            "--init",
-            "-v",
-            v,
-            "-e",
-            "USHER_GRACE_PERIOD=3s",
-            s.image("base"),
-            "/app/stubborn-app",
-        ],
-    );
-    let quit = |stop_on: &[&str]| {
-        let mut args = vec!["--init", "-v", v, "--stop-signal", "QUIT"];
-        args.extend_from_slice(&["-e", "USHER_DRAIN=3s"]);
-        args.extend_from_slice(stop_on);
-        args.extend_from_slice(&[s.image("base"), "sh", "-c", quit_app]);
-        container(s, &args)
+    let quit = |stop_on: &str| {
+        let env = format!("--stop-signal QUIT -e USHER_DRAIN=3s {stop_on}");
+        let app = [s.image("base"), "sh", "-c", quit_app];
+        container(s, &[&init[..], &words(&env), &app].concat())
     };
-    let quit_now = quit(&[]);
-    let quit_drained = quit(&["-e", "USHER_STOP_ON=QUIT"]);
-    let nested = container(
-        s,
-        &[
-            "--init",
-            "-v",
-            v,
-            "-e",
-            "USHER_DRAIN=1s",
-            s.image("usher"),
-            "/app/trap-app",
-        ],
-    );
-    grace.wait_log("stubborn-app: ready", secs(30));
+    let (quit_now, quit_drained) = (quit(""), quit("-e USHER_STOP_ON=QUIT"));
+    let nested = ["-e", "USHER_DRAIN=1s", s.image("usher"), "/app/trap-app"];
+    let nested = container(s, &[&init[..], &nested].concat());
     quit_now.wait_log("quit-app: ready", secs(30));
     quit_drained.wait_log("quit-app: ready", secs(30));
     nested.wait_log("trap-app: ready", secs(30));
-    assert_eq!(
-        pid1_cmdline(|a| nested.exec(a)),
-        [DOCKER_INIT, "--", "/usher", "--", "/app/trap-app"],
-        "the engine's init wraps the image's own usher"
-    );
-    let (g, qn, qd, n) = thread::scope(|sc| {
-        let g = sc.spawn(|| grace.stop(30));
-        let qn = sc.spawn(|| quit_now.stop(20));
-        let qd = sc.spawn(|| quit_drained.stop(20));
-        let n = sc.spawn(|| nested.stop(20));
-        (
-            g.join().unwrap(),
-            qn.join().unwrap(),
-            qd.join().unwrap(),
-            n.join().unwrap(),
-        )
+    let both = [DOCKER_INIT, "--", "/usher", "--", "/app/trap-app"];
+    let pid1 = pid1_cmdline(|a| nested.exec(a));
+    assert_eq!(pid1, both, "the engine's init wraps the image's own usher");
+    let [qn, qd, n] = thread::scope(|sc| {
+        let stops = [&quit_now, &quit_drained, &nested].map(|c| sc.spawn(|| c.stop(20)));
+        stops.map(|h| h.join().unwrap())
     });
-
-    let text = grace.logs_text();
-    eprintln!("--init grace: docker stop took {:?}", g.1.took);
-    assert!(
-        g.1.took >= secs(3) && g.1.took < secs(15),
-        "docker stop took {:?}; usher should kill at 3s, far before docker's 30s:\n{text}",
-        g.1.took
-    );
-    assert_eq!(grace.wait_code(secs(30)), 137, "{text}");
-    assert!(
-        text.contains("warn: grace period over, killing: signal=SIGKILL"),
-        "{text}"
-    );
 
     let quit_at = |c: &Container, asked: f64| {
         let text = c.logs_text();
-        let line = c
-            .find_log("quit-app: got QUIT")
-            .unwrap_or_else(|| panic!("the app never got QUIT:\n{text}"));
+        let line = c.find_log("quit-app: got QUIT");
+        let line = line.unwrap_or_else(|| panic!("the app never got QUIT:\n{text}"));
         assert_eq!(c.wait_code(secs(30)), 42, "{text}");
         let delay = line.at - asked;
         (line, delay, text)
     };
     let (_, now, text) = quit_at(&quit_now, qn.0.epoch);
     eprintln!("--init QUIT without USHER_STOP_ON: forwarded after {now:.3}s");
-    assert!(
-        now < 2.0,
-        "without USHER_STOP_ON=QUIT the stop signal QUIT is forwarded at once, not after the 3s drain ({now:.3}s):\n{text}"
-    );
+    let at_once = "without USHER_STOP_ON=QUIT, QUIT goes at once, not after the drain";
+    assert!(now < 2.0, "{at_once} ({now:.3}s):\n{text}");
     let (quit, drained, text) = quit_at(&quit_drained, qd.0.epoch);
-    let received = quit_drained
-        .find_log("stop received: signal=SIGQUIT drain=3s")
-        .unwrap_or_else(|| panic!("usher did not take QUIT as the stop:\n{text}"));
+    let received = quit_drained.find_log("stop received: signal=SIGQUIT drain=3s");
+    let received = received.unwrap_or_else(|| panic!("QUIT was no stop:\n{text}"));
     eprintln!("--init QUIT with USHER_STOP_ON=QUIT: forwarded after {drained:.3}s");
-    assert!(
-        drained >= 3.0 && quit.at - received.at < 6.0,
-        "with USHER_STOP_ON=QUIT, QUIT drains 3s first ({drained:.3}s):\n{text}"
-    );
+    let drains = drained >= 3.0 && quit.at - received.at < 6.0;
+    assert!(drains, "QUIT drains 3s ({drained:.3}s):\n{text}");
 
-    let lines = nested.logs();
-    let text = nested.logs_text();
-    let term = lines
-        .iter()
-        .find(|l| l.text.contains("trap-app: got TERM"))
-        .unwrap_or_else(|| panic!("the nested app never got TERM:\n{text}"));
-    let outer = lines
-        .iter()
-        .find(|l| l.text.contains("stop received: signal=SIGTERM drain=1s"))
-        .unwrap_or_else(|| panic!("the outer usher logged no stop:\n{text}"));
+    let (lines, text) = (nested.logs(), nested.logs_text());
+    let find = |needle: &str, what: &str| {
+        let found = lines.iter().find(|l| l.text.contains(needle));
+        found.unwrap_or_else(|| panic!("{what}:\n{text}"))
+    };
+    let term = find("trap-app: got TERM", "the nested app never got TERM");
+    let outer = find("stop received: signal=SIGTERM drain=1s", "no stop logged");
     let delay = term.at - n.0.epoch;
     eprintln!("--init over usher: TERM after {delay:.3}s (two 1s drains)");
-    assert!(
-        delay >= 2.0 && term.at - outer.at < 5.0,
-        "both ushers drain 1s, one after the other ({delay:.3}s):\n{text}"
-    );
-    assert_eq!(
-        text.matches("stop received: signal=SIGTERM drain=1s")
-            .count(),
-        2,
-        "{text}"
-    );
+    let added = delay >= 2.0 && term.at - outer.at < 5.0;
+    assert!(added, "both drain 1s, in turn ({delay:.3}s):\n{text}");
+    let stops = text.matches("stop received: signal=SIGTERM drain=1s");
+    let stops = stops.count();
+    assert_eq!(stops, 2, "{text}");
     assert_eq!(nested.wait_code(secs(30)), 42, "{text}");
 }
 
 /// The Compose tool on this machine: `docker compose` (v2) or
 /// `docker-compose` (v1), or why there is none.
-fn compose_command() -> Result<Vec<String>, String> {
+fn compose_command() -> Result<Vec<&'static str>, String> {
     let mut v2 = Command::new("docker");
-    v2.args(["compose", "version"]);
-    if try_run(&mut v2, secs(30)).is_ok_and(|o| o.ok()) {
-        return Ok(vec!["docker".into(), "compose".into()]);
+    if try_run(v2.args(["compose", "version"]), secs(30)).is_ok_and(|o| o.ok()) {
+        return Ok(vec!["docker", "compose"]);
     }
-    let mut v1 = Command::new("docker-compose");
-    v1.arg("version");
-    match try_run(&mut v1, secs(30)) {
-        Ok(o) if o.ok() => Ok(vec!["docker-compose".into()]),
+    match try_run(Command::new("docker-compose").arg("version"), secs(30)) {
+        Ok(o) if o.ok() => Ok(vec!["docker-compose"]),
         Ok(o) => Err(format!("`docker-compose version` failed: {o:?}")),
-        Err(e) => Err(format!(
-            "neither `docker compose` nor `docker-compose` runs ({e})"
-        )),
+        Err(e) => Err(format!("no `docker compose`, no `docker-compose` ({e})")),
     }
 }
 
@@ -1385,16 +842,19 @@ fn compose_command() -> Result<Vec<String>, String> {
 /// the same engine, so the same labels and cleanup by id apply.)
 #[test]
 fn compose_init_true_with_usher_volume() {
-    let Some(s) = prepare() else {
-        return;
-    };
+    let Some(s) = prepare() else { return };
     let compose = match compose_command() {
         Ok(c) => c,
-        Err(why) => return skip_unless_required("USHERTEST_REQUIRE_DOCKER", &why),
+        Err(why) => return skip("USHERTEST_REQUIRE_DOCKER", &why),
     };
     let dir = s.work.join(format!("compose-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("compose dir");
     let file = dir.join("compose.yml");
+    // The labels of `docker_labels`, as Compose writes them.
+    let labels = s.labels();
+    let labels: Vec<String> = (labels.iter().skip(1).step_by(2))
+        .map(|l| l.replacen('=', ": \"", 1) + "\"")
+        .collect();
     let yaml = format!(
         r#"version: "2.4"
 services:
@@ -1409,52 +869,38 @@ services:
     network_mode: none
     command: ["/app/trap-app"]
     labels:
-      usher-test: "1"
-      usher-test.run: "{run}"
-      usher-test.pid: "{pid}"
-      usher-test.host: "{host}"
+      {labels}
 "#,
         image = tag_of(s, "base"),
         volume = init_volume(s),
-        run = s.run,
-        pid = std::process::id(),
-        host = hostname(),
+        labels = labels.join("\n      "),
     );
     std::fs::write(&file, yaml).expect("compose file");
     let project = format!("usher-test-{}", s.run);
     let file = file.to_string_lossy().into_owned();
     let compose_run = |args: &[&str], limit| {
-        let mut cmd = Command::new(&compose[0]);
-        cmd.args(&compose[1..])
-            .args(["-p", &project, "-f", &file])
-            .args(args)
-            .env_remove("COMPOSE_FILE")
-            .env_remove("COMPOSE_PROJECT_NAME");
+        let mut cmd = Command::new(compose[0]);
+        cmd.args(&compose[1..]).args(["-p", &project, "-f", &file]);
+        cmd.args(args).env_remove("COMPOSE_FILE");
+        cmd.env_remove("COMPOSE_PROJECT_NAME");
         try_run(&mut cmd, limit).unwrap_or_else(|e| panic!("{e}"))
     };
     let up = compose_run(&["up", "-d"], secs(120));
-    let id = compose_run(&["ps", "-q", "app"], secs(60))
-        .stdout
-        .trim()
-        .to_string();
+    let id = compose_run(&["ps", "-q", "app"], secs(60)).stdout;
+    let id = id.trim().to_string();
     let c = (!id.is_empty()).then(|| Container { id });
     assert!(up.ok(), "compose up failed: {up:?}");
     let c = c.unwrap_or_else(|| panic!("compose up started no container: {up:?}"));
     c.wait_log("trap-app: ready", secs(30));
-    assert_eq!(
-        pid1_cmdline(|a| c.exec(a)),
-        [DOCKER_INIT, "--", "/app/trap-app"]
-    );
+    let pid1 = pid1_cmdline(|a| c.exec(a));
+    assert_eq!(pid1, [DOCKER_INIT, "--", "/app/trap-app"]);
     let asked = epoch();
     let stop = compose_run(&["stop"], secs(80));
     assert!(stop.ok(), "compose stop failed: {stop:?}");
-    eprintln!("compose: stop took {:?}", stop.took);
+    let took = stop.took;
+    eprintln!("compose: stop took {took:?}");
     assert_drained("compose", &c.logs(), asked, 2.0);
-    assert!(
-        stop.took >= secs(2),
-        "compose stop returned after {:?}, before the 2s drain ended",
-        stop.took
-    );
+    assert!(took >= secs(2), "compose stop took {took:?}");
     // 42, not 137: the app ended on its own, not at stop_grace_period.
     assert_eq!(c.wait_code(secs(30)), 42, "{}", c.logs_text());
     let down = compose_run(&["down"], secs(80));
@@ -1463,83 +909,26 @@ services:
 
 // --- a throwaway Docker daemon with "init-path" ------------------------------
 
-/// Whether this process runs as root (from /proc, without unsafe).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .map(|l| l.split_whitespace().nth(2) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
-/// Whether `program --version` runs.
-fn runs(program: &str) -> bool {
-    let mut cmd = Command::new(program);
-    cmd.arg("--version");
-    try_run(&mut cmd, secs(30)).is_ok_and(|o| o.ok())
-}
-
-/// A process this test started, with a scratch directory: on drop it gets
-/// SIGTERM, then (after `patience`) SIGKILL to its process group, and the
-/// directory goes.
-struct Daemon {
-    child: std::process::Child,
-    dir: PathBuf,
-    patience: Duration,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let end = Instant::now() + self.patience;
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
-        if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{pid}")])
-                .status();
-            let _ = self.child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// A scratch directory in the system's temp dir (short paths: the daemon's
 /// sockets live there), named `PREFIX-PID-N` so that a later run can tell
 /// whether its owner is gone. Before making it, removes those whose test
 /// process is gone, after `on_stale` has ended what such a run left running.
 fn scratch_dir(prefix: &str, on_stale: &dyn Fn(&Path)) -> PathBuf {
     let tmp = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&tmp) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(owner) = name
-                .strip_prefix(&format!("{prefix}-"))
-                .and_then(|r| r.split('-').next())
-            else {
-                continue;
-            };
-            if owner.is_empty() || Path::new(&format!("/proc/{owner}")).exists() {
-                continue;
-            }
+    for e in std::fs::read_dir(&tmp).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let rest = name.strip_prefix(&format!("{prefix}-"));
+        let Some(owner) = rest.and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        if !owner.is_empty() && !Path::new(&format!("/proc/{owner}")).exists() {
             on_stale(&e.path());
             let _ = std::fs::remove_dir_all(e.path());
         }
     }
     static N: AtomicUsize = AtomicUsize::new(0);
-    let dir = tmp.join(format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    ));
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir = tmp.join(format!("{prefix}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("scratch dir");
     dir
@@ -1548,14 +937,36 @@ fn scratch_dir(prefix: &str, on_stale: &dyn Fn(&Path)) -> PathBuf {
 /// For a stale throwaway dockerd's directory: SIGKILLs the pid in its
 /// pidfile if, and only if, that process's command line names the directory.
 fn end_stale_dockerd(dir: &Path) {
-    let Ok(pid) = std::fs::read_to_string(dir.join("docker.pid")) else {
+    let pid = std::fs::read_to_string(dir.join("docker.pid")).unwrap_or_default();
+    let Ok(pid) = pid.trim().parse::<i32>() else {
         return;
     };
-    let pid = pid.trim();
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     if String::from_utf8_lossy(&cmdline).contains(&*dir.to_string_lossy()) {
-        let _ = Command::new("kill").args(["-KILL", pid]).status();
-        thread::sleep(Duration::from_millis(500));
+        let _ = kill(pid, libc::SIGKILL);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The throwaway dockerd (unshare, which execs it) and its directory: on
+/// drop it gets SIGTERM, then, after 30 s, SIGKILL with everything under
+/// it, by pid; and the directory goes.
+struct Dockerd {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        let _ = kill(self.child.id() as i32, libc::SIGTERM);
+        let gone = poll(secs(30), Duration::from_millis(50), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !gone {
+            kill_tree(self.child.id() as i32);
+            let _ = self.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -1568,57 +979,40 @@ fn end_stale_dockerd(dir: &Path) {
 /// the host's docker0 bridge otherwise), and ends it by pid.
 #[test]
 fn daemon_wide_init_path_makes_usher_every_containers_init() {
-    let Some(s) = prepare() else {
-        return;
-    };
+    let Some(s) = prepare() else { return };
     let missing = [
-        (!is_root()).then_some("it needs root to start a second dockerd"),
-        (!runs("dockerd")).then_some("no dockerd binary here"),
-        (!runs("unshare")).then_some("no unshare (util-linux)"),
+        (!root(), "it needs root to start a second dockerd"),
+        (which("dockerd").is_none(), "no dockerd binary here"),
+        (which("unshare").is_none(), "no unshare (util-linux)"),
     ];
-    if let Some(why) = missing.into_iter().flatten().next() {
-        return skip_unless_required("USHERTEST_REQUIRE_DOCKER", why);
+    if let Some((_, why)) = missing.into_iter().find(|m| m.0) {
+        return skip("USHERTEST_REQUIRE_DOCKER", why);
     }
     let host_bridge = Path::new("/sys/class/net/docker0").exists();
     let dir = scratch_dir("usher-dockerd", &end_stale_dockerd);
-    let config = dir.join("daemon.json");
-    std::fs::write(
-        &config,
-        format!(
-            "{{\"init\": true, \"init-path\": \"{}\"}}\n",
-            host_usher(s).display()
-        ),
-    )
-    .expect("daemon.json");
+    let usher = host_usher(s).to_string_lossy().into_owned();
+    let config = format!("{{\"init\": true, \"init-path\": \"{usher}\"}}\n");
+    std::fs::write(dir.join("daemon.json"), config).expect("daemon.json");
     let log = std::fs::File::create(dir.join("dockerd.log")).expect("dockerd.log");
     let sock = format!("unix://{}", dir.join("docker.sock").display());
-    let p = |name: &str| dir.join(name).to_string_lossy().into_owned();
     let mut cmd = Command::new("unshare");
-    cmd.args(["--net", "--mount", "--propagation", "private", "dockerd"])
-        .args([
-            "--config-file",
-            &p("daemon.json"),
-            "--data-root",
-            &p("data"),
-        ])
-        .args(["--exec-root", &p("exec"), "--pidfile", &p("docker.pid")])
-        .args(["-H", &sock, "--storage-driver", "vfs", "--bridge=none"])
-        .args(["--iptables=false", "--ip-masq=false", "--ip-forward=false"])
-        .arg("--userland-proxy=false")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log fd"))
-        .stderr(log)
-        .process_group(0);
-    let daemon = Daemon {
-        child: cmd.spawn().expect("start unshare dockerd"),
-        dir: dir.clone(),
-        patience: secs(30),
-    };
-    let d = |args: &[&str], limit| {
-        let mut full = vec!["-H", sock.as_str()];
-        full.extend_from_slice(args);
-        docker(&full, limit)
-    };
+    cmd.args(words("--net --mount --propagation private dockerd -H"))
+        .arg(&sock);
+    // Its own config, data root, exec root and pidfile, in its directory.
+    #[rustfmt::skip]
+    let own = [("--config-file", "daemon.json"), ("--data-root", "data"), ("--exec-root", "exec"), ("--pidfile", "docker.pid")];
+    for (flag, name) in own {
+        cmd.arg(flag).arg(dir.join(name));
+    }
+    let no_net = "--bridge=none --iptables=false --ip-masq=false --ip-forward=false";
+    cmd.args(words(no_net))
+        .args(["--userland-proxy=false", "--storage-driver", "vfs"]);
+    cmd.stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log fd"));
+    cmd.stderr(log).process_group(0);
+    let child = cmd.spawn().expect("start unshare dockerd");
+    let daemon = Dockerd { child, dir };
+    let d = |args: &[&str], limit| docker(&[&["-H", sock.as_str()][..], args].concat(), limit);
     let d_ok = |args: &[&str]| {
         let out = d(args, secs(60));
         assert!(out.ok(), "docker -H {sock} {args:?}: {out:?}");
@@ -1627,70 +1021,27 @@ fn daemon_wide_init_path_makes_usher_every_containers_init() {
     let up = poll(secs(60), Duration::from_millis(100), || {
         d(&["version", "--format", "{{.Server.Version}}"], secs(10)).ok()
     });
-    let daemon_log = || std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default();
-    assert!(
-        up,
-        "the throwaway dockerd did not answer:\n{}",
-        daemon_log()
-    );
-    assert_eq!(
-        d_ok(&["info", "--format", "{{.InitBinary}}"]),
-        host_usher(s).to_string_lossy()
-    );
-    let tar = dir.join("base.tar").to_string_lossy().into_owned();
+    let log = std::fs::read_to_string(daemon.dir.join("dockerd.log")).unwrap_or_default();
+    assert!(up, "the throwaway dockerd did not answer:\n{log}");
+    assert_eq!(d_ok(&["info", "--format", "{{.InitBinary}}"]), usher);
+    let tar = daemon.dir.join("base.tar").to_string_lossy().into_owned();
     let image = tag_of(s, "base");
     docker_ok(&["save", "-o", &tar, &image], secs(120));
     d_ok(&["load", "-q", "-i", &tar]);
 
     // No --init and no volume: the daemon injects usher.
-    let id = d_ok(&[
-        "run",
-        "-d",
-        "--network",
-        "none",
-        "-e",
-        "USHER_DRAIN=1s",
-        &image,
-        "/app/trap-app",
-    ]);
-    let logs = || timed_lines(&d(&["logs", "--timestamps", &id], secs(30)));
-    let ready = poll(secs(30), Duration::from_millis(100), || {
-        logs().iter().any(|l| l.text.contains("trap-app: ready"))
-    });
-    assert!(ready, "the app did not start:\n{:?}", logs());
-    assert_eq!(
-        pid1_cmdline(|a| {
-            let mut full = vec!["exec", id.as_str()];
-            full.extend_from_slice(a);
-            d(&full, secs(30))
-        }),
-        [DOCKER_INIT, "--", "/app/trap-app"]
-    );
-    assert!(d_ok(&["exec", &id, DOCKER_INIT, "--version"]).starts_with("usher "));
-    let asked = epoch();
-    let stop = d(&["stop", "-t", "20", &id], secs(80));
-    assert!(stop.ok(), "docker stop: {stop:?}");
-    assert_drained("daemon-wide init", &logs(), asked, 1.0);
-    assert_eq!(d_ok(&["wait", &id]), "42");
+    let run = words("run -d --network none -e USHER_DRAIN=1s");
+    let id = d_ok(&[&run[..], &[&image, "/app/trap-app"]].concat());
+    let engine = |args: &[&str]| d(args, secs(80));
+    assert_init_is_usher("daemon-wide init", engine, &id, DOCKER_INIT, 1, 11);
     d_ok(&["rm", "-f", &id]);
     // A container can still opt out: --init=false makes the command PID 1.
-    let plain = d_ok(&[
-        "run",
-        "--rm",
-        "--init=false",
-        "--network",
-        "none",
-        &image,
-        "cat",
-        "/proc/1/cmdline",
-    ]);
+    let opt_out = words("run --rm --init=false --network none");
+    let plain = d_ok(&[&opt_out[..], &[&image, "cat", "/proc/1/cmdline"]].concat());
     assert_eq!(plain.replace('\0', " ").trim(), "cat /proc/1/cmdline");
     drop(daemon);
-    assert_eq!(
-        Path::new("/sys/class/net/docker0").exists(),
-        host_bridge,
-        "the throwaway dockerd must leave the host's docker0 bridge as it was"
-    );
+    let bridge = Path::new("/sys/class/net/docker0").exists();
+    assert_eq!(bridge, host_bridge, "the host's docker0 bridge changed");
 }
 
 // --- Podman ------------------------------------------------------------------
@@ -1706,32 +1057,23 @@ impl Podman {
     fn new() -> Podman {
         // A stale store goes as this one will: its containers first.
         let dir = scratch_dir("usher-podman", &|stale| {
-            drop(Podman {
-                dir: stale.to_path_buf(),
-            })
+            let dir = stale.to_path_buf();
+            drop(Podman { dir })
         });
         // Explicit ulimits: rootful Podman's defaults (nofile 1048576, nproc
         // pid_max) cannot be set where the engine lacks CAP_SYS_RESOURCE (a
         // container, like this repository's test machine: "error setting
         // rlimit type 7: operation not permitted"). Asking for this
         // process's own hard limits works everywhere.
+        let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
         let limit = |name: &str| -> u64 {
-            std::fs::read_to_string("/proc/self/limits")
-                .ok()
-                .and_then(|t| {
-                    t.lines()
-                        .find(|l| l.starts_with(name))
-                        .and_then(|l| l[name.len()..].split_whitespace().nth(1))
-                        .and_then(|v| v.parse().ok())
-                })
-                .unwrap_or(1024)
+            let line = limits.lines().find_map(|l| l.strip_prefix(name));
+            let hard = line.and_then(|l| l.split_whitespace().nth(1));
+            hard.and_then(|v| v.parse().ok()).unwrap_or(1024)
         };
-        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(4096);
+        let pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").unwrap_or_default();
         let nofile = limit("Max open files");
-        let nproc = limit("Max processes").min(pid_max);
+        let nproc = limit("Max processes").min(pid_max.trim().parse().unwrap_or(4096));
         let conf = format!(
             "[containers]\n\
              default_ulimits = [\"nofile={nofile}:{nofile}\", \"nproc={nproc}:{nproc}\"]\n\
@@ -1756,8 +1098,13 @@ impl Podman {
         try_run(&mut cmd, limit).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// `podman ARGS...` with the store's own containers.conf, for at most a minute.
+    fn run(&self, args: &[&str]) -> Ran {
+        self.run_with("containers.conf", args, secs(60))
+    }
+
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run_with("containers.conf", args, secs(60));
+        let out = self.run(args);
         assert!(out.ok(), "podman {args:?}: {out:?}");
         out.stdout.trim().to_string()
     }
@@ -1766,7 +1113,7 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         // Only this store's containers: it is this test's alone.
-        let _ = self.run_with("containers.conf", &["rm", "-a", "-f", "-t", "0"], secs(60));
+        let _ = self.run(&["rm", "-a", "-f", "-t", "0"]);
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -1780,14 +1127,12 @@ impl Drop for Podman {
 /// absent, unless `USHERTEST_REQUIRE_PODMAN=1` (.ci/run sets it).
 #[test]
 fn podman_run_init_path_runs_usher() {
-    if !runs("podman") {
-        return skip_unless_required("USHERTEST_REQUIRE_PODMAN", "no podman here");
+    if which("podman").is_none() {
+        return skip("USHERTEST_REQUIRE_PODMAN", "no podman here");
     }
-    let Some(s) = prepare() else {
-        return;
-    };
-    if !is_root() {
-        return skip_unless_required("USHERTEST_REQUIRE_PODMAN", "rootful Podman needs root");
+    let Some(s) = prepare() else { return };
+    if !root() {
+        return skip("USHERTEST_REQUIRE_PODMAN", "rootful Podman needs root");
     }
     let pm = Podman::new();
     let tar = pm.dir.join("base.tar").to_string_lossy().into_owned();
@@ -1795,92 +1140,33 @@ fn podman_run_init_path_runs_usher() {
     let loaded = pm.ok(&["load", "-i", &tar]);
     let image = loaded
         .lines()
-        .find_map(|l| l.strip_prefix("Loaded image: "))
-        .map(|i| i.trim().to_string())
-        .unwrap_or_else(|| panic!("podman load named no image: {loaded}"));
+        .find_map(|l| l.strip_prefix("Loaded image: "));
+    let image = image
+        .unwrap_or_else(|| panic!("podman load named no image: {loaded}"))
+        .trim();
     let usher = host_usher(s).to_string_lossy().into_owned();
-    let start = Instant::now();
     // --timeout: conmon kills the container after 5 minutes even if this
     // test dies before its cleanup runs.
-    let id = pm.ok(&[
-        "run",
-        "-d",
-        "--timeout",
-        "300",
-        "--network",
-        "host",
-        "--init",
-        "--init-path",
-        &usher,
-        "-e",
-        "USHER_DRAIN=2s",
-        &image,
-        "/app/trap-app",
-    ]);
-    let logs = || timed_lines(&pm.run_with("containers.conf", &["logs", "-t", &id], secs(30)));
-    let ready = poll(secs(30), Duration::from_millis(100), || {
-        logs().iter().any(|l| l.text.contains("trap-app: ready"))
-    });
-    assert!(ready, "the app did not start: {:?}", logs());
-    eprintln!("podman: container up after {:?}", start.elapsed());
-    let exec = |a: &[&str]| {
-        let mut full = vec!["exec", id.as_str()];
-        full.extend_from_slice(a);
-        pm.run_with("containers.conf", &full, secs(30))
-    };
-    assert_eq!(
-        pid1_cmdline(exec),
-        ["/run/podman-init", "--", "/app/trap-app"],
-        "Podman runs its init as `/run/podman-init -- CMD`"
-    );
-    let version = exec(&["/run/podman-init", "--version"]);
-    assert!(version.stdout.starts_with("usher "), "{version:?}");
-    let asked = epoch();
-    let stop = pm.run_with("containers.conf", &["stop", "-t", "20", &id], secs(80));
-    assert!(stop.ok(), "podman stop: {stop:?}");
-    eprintln!("podman: stop took {:?}", stop.took);
-    assert_drained("podman --init-path", &logs(), asked, 2.0);
-    assert!(
-        stop.took >= secs(2) && stop.took < secs(15),
-        "podman stop took {:?}; expected ~2s, far below its 20s",
-        stop.took
-    );
-    assert_eq!(pm.ok(&["inspect", "-f", "{{.State.ExitCode}}", &id]), "42");
+    let run = words("run -d --timeout 300 --network host --init --init-path");
+    let env = ["-e", "USHER_DRAIN=2s", image, "/app/trap-app"];
+    let id = pm.ok(&[&run[..], &[&usher], &env].concat());
+    let engine = |args: &[&str]| pm.run_with("containers.conf", args, secs(80));
+    assert_init_is_usher("podman --init-path", engine, &id, "/run/podman-init", 2, 15);
     pm.ok(&["rm", "-f", &id]);
 
     // Engine-wide: init_path in containers.conf; a bare --init uses it.
     let base = std::fs::read_to_string(pm.dir.join("containers.conf")).expect("conf");
-    let wide = base.replacen(
-        "[containers]\n",
-        &format!("[containers]\ninit_path = \"{usher}\"\n"),
-        1,
-    );
+    let path = format!("[containers]\ninit_path = \"{usher}\"\n");
+    let wide = base.replacen("[containers]\n", &path, 1);
     std::fs::write(pm.dir.join("wide.conf"), wide).expect("wide.conf");
-    let out = pm.run_with(
-        "wide.conf",
-        &[
-            "run",
-            "--rm",
-            "--timeout",
-            "120",
-            "--network",
-            "host",
-            "--init",
-            &image,
-            "sh",
-            "-c",
-            "/run/podman-init --version; tr '\\0' ' ' </proc/1/cmdline",
-        ],
-        secs(60),
-    );
-    assert!(
-        out.ok(),
-        "podman run --init with init_path in containers.conf: {out:?}"
-    );
-    assert!(
-        out.stdout.starts_with("usher ") && out.stdout.contains("/run/podman-init -- sh -c"),
-        "init_path in containers.conf makes usher Podman's --init: {out:?}"
-    );
+    let run = words("run --rm --timeout 120 --network host --init");
+    let script = "/run/podman-init --version; tr '\\0' ' ' </proc/1/cmdline";
+    let args = [&run[..], &[image, "sh", "-c", script]].concat();
+    let out = pm.run_with("wide.conf", &args, secs(60));
+    assert!(out.ok(), "podman run --init, init_path: {out:?}");
+    let (version, pid1) = ("usher ", "/run/podman-init -- sh -c");
+    let usher_is_init = out.stdout.starts_with(version) && out.stdout.contains(pid1);
+    assert!(usher_is_init, "init_path makes usher the --init: {out:?}");
 }
 
 // ---------------------------------------------------------------------------
@@ -1907,12 +1193,11 @@ fn assert_termination(file: &Path, code: i32, has: &[&str], lacks: &[&str], log:
     let text = std::fs::read_to_string(file).unwrap_or_default();
     let first = text.lines().next().unwrap_or_default();
     let rest = first.strip_prefix(&format!("exit code {code}"));
-    assert!(
-        rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit()))
-            && has.iter().all(|h| text.contains(h))
-            && !lacks.iter().any(|l| text.contains(l)),
-        "termination file: {text:?} (first line: exit code {code}; has {has:?}; lacks {lacks:?})\nlog:\n{log}"
-    );
+    let first_ok = rest.is_some_and(|r| !r.starts_with(|c: char| c.is_ascii_digit()));
+    let ok =
+        first_ok && has.iter().all(|h| text.contains(h)) && !lacks.iter().any(|l| text.contains(l));
+    let want = format!("first line: exit code {code}; has {has:?}; lacks {lacks:?}");
+    assert!(ok, "termination file: {text:?} ({want})\nlog:\n{log}");
 }
 
 /// The kernel's OOM killer kills the app (32 MiB, no swap): exit 137, the
@@ -1933,37 +1218,38 @@ fn ended_by_the_oom_killer(s: &Setup) {
     assert_eq!(code, 137, "the app died of SIGKILL:\n{text}");
     let oom = docker_ok(&["inspect", "-f", "{{.State.OOMKilled}}", &c.id], secs(30));
     assert_eq!(oom, "true", "the kernel's OOM killer did it:\n{text}");
-    let warn = text
-        .lines()
-        .find(|l| l.contains("warn: ") && l.contains("OOM killer"));
+    let warn = (text.lines()).find(|l| l.contains("warn: ") && l.contains("OOM killer"));
     let warn = warn.unwrap_or_else(|| panic!("no warn line naming the OOM killer:\n{text}"));
     assert_eq!(number(warn, "pid"), Some(pid), "the app's pid: {warn}");
     assert_termination(&file, 137, &["OOM"], &[], &text);
 }
 
-/// An app ignoring TERM, killed at usher's deadline (`--grace-period 1s`):
-/// exit 137, and the summary says deadline, not OOM.
+/// An app ignoring TERM under `usher --grace-period 2s`, `docker stop -t
+/// 30`: usher SIGKILLs it at 2 s, not before (by usher's clock and by
+/// docker's), its log names the app's pid in the escalation line, it exits
+/// 137 long before docker's 30 s, and the summary says deadline, not OOM.
 fn ended_at_the_deadline(s: &Setup) {
     let (file, mount) = termination_file(s, "deadline");
-    let c = container(
-        s,
-        &[
-            "-v",
-            &mount,
-            "--entrypoint",
-            "/usher",
-            s.image("usher"),
-            "--grace-period",
-            "1s",
-            "--",
-            "/app/stubborn-app",
-        ],
-    );
-    c.wait_log("stubborn-app: ready", secs(30));
-    c.stop(30);
-    let text = c.logs_text();
+    let flags = ["-v", &mount, "--entrypoint", "/usher", s.image("usher")];
+    let usher = words("--grace-period 2s -- /app/stubborn-app");
+    let c = container(s, &[&flags[..], &usher].concat());
+    let ready = c.wait_log("stubborn-app: ready", secs(30));
+    let pid = number(&ready.text, "pid").expect("the app prints its pid") as i32;
+    let (asked, out) = c.stop(30);
+    let (text, took) = (c.logs_text(), out.took);
+    eprintln!("deadline: docker stop took {took:?}");
+    let in_time = took >= secs(2) && took < secs(15);
+    assert!(in_time, "docker stop took {took:?}, for a 2s grace period");
     assert_eq!(c.wait_code(secs(30)), 137, "{text}");
-    assert!(text.contains("grace period over, killing"), "{text}");
+    let first = text.contains("stubborn-app: ignoring TERM");
+    assert!(first, "the app got TERM first:\n{text}");
+    let kill = c.find_log("warn: grace period over, killing: signal=SIGKILL pids=");
+    let kill = kill.unwrap_or_else(|| panic!("no escalation line:\n{text}"));
+    let named = pids_field(&kill.text).contains(&pid);
+    assert!(named, "the line names the app's pid {pid}: {kill:?}");
+    assert_on_time("the kill, by usher's clock", line_t(&kill.text), 2.0, &text);
+    let by_docker = Some(kill.at - asked.epoch);
+    assert_on_time("the kill, by docker's", by_docker, 2.0, &text);
     assert_termination(&file, 137, &["deadline"], &["OOM"], &text);
 }
 
@@ -1983,10 +1269,8 @@ fn no_termination_file_is_created(s: &Setup) {
                   test -e /dev/termination-log && echo CREATED || echo ABSENT";
     let args = ["--entrypoint", "sh", s.image("usher"), "-c", script];
     let (_c, out) = run_attached(s, &args, secs(60));
-    assert!(
-        out.ok() && out.stdout.contains("usher exited 3\nABSENT"),
-        "{out:?}"
-    );
+    let absent = out.ok() && out.stdout.contains("usher exited 3\nABSENT");
+    assert!(absent, "{out:?}");
 }
 
 #[test]

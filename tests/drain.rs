@@ -129,11 +129,8 @@ fn server_modes() -> Vec<Mode> {
 fn shutdown(mode: Mode, flags: &[&str], env: &[(&str, &str)], traffic: &[Traffic]) -> Run {
     let s = Scratch::new("drain");
     std::fs::write(s.path("server.py"), SERVER).expect("write server.py");
-    let a = app(&s, "app", "exec python3 server.py >port");
-    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
-    let args: Vec<&str> = [plain, flags, &["--", &a]].concat();
-    let r = start_with(mode, &args, |c| {
-        c.envs(env.iter().copied());
+    let r = start_app_with(mode, &s, flags, "exec python3 server.py >port", |c| {
+        c.envs(env.iter().copied())
     });
     let r = r.ready(&s, "port");
     let port: u16 = s.read("port").trim().parse().expect("the server's port");
@@ -255,24 +252,5 @@ fn a_prober_once_a_second_does_not_hold_the_drain() {
         let in_drain = |&&t: &&f64| t > run.stop.epoch && t < run.term;
         let probes = run.loads[1].sent.iter().filter(in_drain).count();
         assert!(probes >= 2, "{probes} probes in the drain\n{}", run.log);
-    }
-}
-
-#[test]
-fn refused_ranges_exit_2_naming_the_flag_or_variable() {
-    let max = ["--drain", "1s..5s", "--grace-period", "5s"];
-    let cases: [(&[&str], _, &str); 3] = [
-        (&["--drain", "5s..1s"], None, "--drain \"5s..1s\": MIN is"),
-        (&[], Some("1s.."), "USHER_DRAIN \"1s..\": both bounds"),
-        (&max, None, "--drain's MAX 5s must"),
-    ];
-    for (flags, var, says) in cases {
-        let args = [flags, &["--", "true"]].concat();
-        let r = start_with(Mode::Plain, &args, |c| {
-            c.envs(var.map(|v| ("USHER_DRAIN", v)));
-        });
-        let f = r.wait(FINISH);
-        let said = lines(&f.stderr).len() == 1 && f.stderr.contains(says);
-        assert!(f.code == Some(2) && said, "{args:?} {var:?}: {f}");
     }
 }

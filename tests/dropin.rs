@@ -30,11 +30,9 @@ fn tini_subreaper_makes_usher_adopt_orphans() {
             "(sleep 30 & echo $! > orphan)\nrec ready\nsleep 30",
         );
         let r = start_with(Mode::Plain, &["--", &a], |c| {
-            if adopt {
-                c.env("TINI_SUBREAPER", "1");
-            }
-        })
-        .ready(&s, "ready");
+            c.envs(adopt.then_some(("TINI_SUBREAPER", "1")));
+        });
+        let r = r.ready(&s, "ready");
         let orphan = s.pid("orphan");
         let usher = r.usher_pid();
         let adopted = wait_until(Duration::from_secs(3), || ppid(orphan) == Some(usher));
@@ -50,28 +48,21 @@ fn tini_subreaper_makes_usher_adopt_orphans() {
 /// tini's `-w`: every orphan reaped is a warning line; `-l` prints the license.
 #[test]
 fn tini_w_warns_of_each_reaped_orphan_and_l_prints_the_license() {
-    let f = run(
-        Mode::Plain,
-        &["-s", "-w", "--", "sh", "-c", "(sleep 0.2 &); sleep 1"],
-    );
+    let orphan = ["--", "sh", "-c", "(sleep 0.2 &); sleep 1"];
+    let f = run(Mode::Plain, &[&["-s", "-w"][..], &orphan].concat());
     assert_eq!(f.code, Some(0), "{f}");
-    let warn =
-        line_with(&f.stderr, "warn: reaped an orphan: pid=").unwrap_or_else(|| panic!("{f}"));
+    let warn = line_with(&f.stderr, "warn: reaped an orphan: pid=");
+    let warn = warn.unwrap_or_else(|| panic!("{f}"));
     assert_eq!(field(warn, "status"), Some("exit:0"), "{warn}");
-    let f = run(
-        Mode::Plain,
-        &["-s", "--", "sh", "-c", "(sleep 0.2 &); sleep 1"],
-    );
+    let f = run(Mode::Plain, &[&["-s"][..], &orphan].concat());
     assert_no_line(&f.stderr, "reaped an orphan", "without -w");
 
     let mut license = usher_in(Mode::Plain);
     license.arg("-l");
     let ran = run_bounded(&mut license, SOON);
     assert!(ran.ok(), "{ran:?}");
-    assert!(
-        ran.stdout.contains("MIT") && ran.stdout.contains("Apache"),
-        "{ran:?}"
-    );
+    let both = ran.stdout.contains("MIT") && ran.stdout.contains("Apache");
+    assert!(both, "{ran:?}");
 }
 
 /// `DUMB_INIT_SETSID=0`, dumb-init's single-child mode: a signal reaches
@@ -81,50 +72,19 @@ fn dumb_init_setsid_0_signals_the_child_alone() {
     needs_namespaces!();
     for single in [true, false] {
         let s = Scratch::new("dumb-init-setsid");
-        let inner = app(
-            &s,
-            "inner.sh",
-            "trap 'echo USR1 >> inner' USR1\nrec ready\nwhile :; do sleep 0.1; done",
-        );
-        let outer = app(
-            &s,
-            "outer.sh",
-            &format!("trap 'echo USR1 >> outer' USR1\n{inner} &\nwhile :; do wait; done"),
-        );
+        let inner = "trap 'echo USR1 >> inner' USR1\nrec ready\nwhile :; do sleep 0.1; done";
+        let inner = app(&s, "inner.sh", inner);
+        let outer = format!("trap 'echo USR1 >> outer' USR1\n{inner} &\nwhile :; do wait; done");
+        let outer = app(&s, "outer.sh", &outer);
         let r = start_with(Mode::Pid1, &["--", &outer], |c| {
-            if single {
-                c.env("DUMB_INIT_SETSID", "0");
-            }
-        })
-        .ready(&s, "ready");
+            c.envs(single.then_some(("DUMB_INIT_SETSID", "0")));
+        });
+        let r = r.ready(&s, "ready");
         r.signal(libc::SIGUSR1);
-        assert!(
-            s.wait_for("outer", "USR1", SOON),
-            "the child always gets it"
-        );
+        assert!(s.wait_for("outer", "USR1", SOON), "the child gets it");
         std::thread::sleep(QUIET);
         let inner_got = s.read("inner").contains("USR1");
         assert_eq!(inner_got, !single, "DUMB_INIT_SETSID=0 set: {single}");
-    }
-}
-
-/// tini's TINI_VERBOSITY and dumb-init's DUMB_INIT_DEBUG turn on usher's
-/// debug lines; USHER_LOG wins over both.
-#[test]
-fn the_peers_verbosity_variables_work_and_usher_log_wins() {
-    for (env, debug) in [
-        (vec![("TINI_VERBOSITY", "3")], true),
-        (vec![("DUMB_INIT_DEBUG", "1")], true),
-        (vec![("TINI_VERBOSITY", "3"), ("USHER_LOG", "info")], false),
-        (vec![], false),
-    ] {
-        let f = start_with(Mode::Plain, &["-s", "--", "true"], |c| {
-            c.envs(env.iter().copied());
-        })
-        .wait(FINISH);
-        assert_eq!(f.code, Some(0), "{env:?}: {f}");
-        let said = line_with(&f.stderr, "debug: started:").is_some();
-        assert_eq!(said, debug, "{env:?}: {f}");
     }
 }
 
@@ -135,11 +95,9 @@ fn an_init_started_as_a_subreaper_does_not_warn() {
     let Some(python) = which("python3") else {
         return skipped("no python3 to set PR_SET_CHILD_SUBREAPER before exec");
     };
-    let exec_as_subreaper = format!(
-        "import ctypes, os, sys; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0); os.execv({:?}, [{:?}, '--', 'true'])",
-        usher(),
-        usher()
-    );
+    let u = usher();
+    let prctl = "import ctypes, os, sys; ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)";
+    let exec_as_subreaper = format!("{prctl}; os.execv({u:?}, [{u:?}, '--', 'true'])");
     let mut cmd = Command::new(python);
     cmd.args(["-c", &exec_as_subreaper]);
     let f = start_command(Mode::Plain, cmd, |_| {}).wait(FINISH);
@@ -172,21 +130,18 @@ fn a_running_app_never_sees_a_sigcont_it_was_not_sent() {
 fn usher_keeps_its_working_directory_for_the_app_and_the_hooks() {
     let s = Scratch::new("cwd");
     let _hook = app(&s, "hook.sh", "pwd > hook-cwd");
-    let a = app(
-        &s,
-        "app",
-        "pwd > app-cwd\ntrap 'exit 0' TERM\nrec ready\nwhile :; do sleep 0.1; done",
-    );
+    let body = "pwd > app-cwd\ntrap 'exit 0' TERM\nrec ready\nwhile :; do sleep 0.1; done";
+    let a = app(&s, "app", body);
     let r = start_with(
         Mode::Plain,
         &["-s", "--pre-stop", "./hook.sh", "--", &a],
         |c| {
             c.current_dir(&s.0);
         },
-    )
-    .ready(&s, "ready");
-    let usher_cwd =
-        std::fs::read_link(format!("/proc/{}/cwd", r.usher_pid())).expect("usher's cwd");
+    );
+    let r = r.ready(&s, "ready");
+    let usher_cwd = std::fs::read_link(format!("/proc/{}/cwd", r.usher_pid()));
+    let usher_cwd = usher_cwd.expect("usher's cwd");
     r.signal(TERM);
     let f = r.wait(FINISH);
     assert_eq!(f.code, Some(0), "{f}");

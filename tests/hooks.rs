@@ -10,7 +10,6 @@ use common::*;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -37,17 +36,14 @@ impl Seen {
     }
 
     fn header(&self, name: &str) -> Option<&str> {
-        let h = self
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name));
-        h.map(|(_, v)| v.as_str())
+        let mut headers = self.headers.iter();
+        headers
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
-/// What to answer for a path: a status after a delay (`None`: never answer).
-type Answer = fn(&str) -> (u16, Option<Duration>);
-
+/// The server: it answers each request as [`by_path`] says.
 struct Server {
     port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -56,27 +52,24 @@ struct Server {
 }
 
 impl Server {
-    fn start(answer: Answer) -> Server {
+    fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (s, st) = (seen.clone(), stop.clone());
+        let (seen, stop): (Arc<Mutex<_>>, Arc<AtomicBool>) = Default::default();
+        let (s, st) = (Arc::clone(&seen), Arc::clone(&stop));
         let thread = std::thread::spawn(move || {
             let mut conns = Vec::new();
             while !st.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((c, _)) => {
                         let (s, st) = (s.clone(), st.clone());
-                        conns.push(std::thread::spawn(move || serve(c, answer, &s, &st)));
+                        conns.push(std::thread::spawn(move || serve(c, &s, &st)));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
-            for c in conns {
-                let _ = c.join();
-            }
+            conns.into_iter().for_each(|c| drop(c.join()));
         });
         Server {
             port,
@@ -105,7 +98,7 @@ impl Drop for Server {
 }
 
 /// Reads one request head (bounded), records it, answers as told.
-fn serve(mut c: TcpStream, answer: Answer, seen: &Mutex<Vec<Seen>>, stop: &AtomicBool) {
+fn serve(mut c: TcpStream, seen: &Mutex<Vec<Seen>>, stop: &AtomicBool) {
     let _ = c.set_read_timeout(Some(Duration::from_secs(5)));
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
@@ -117,23 +110,27 @@ fn serve(mut c: TcpStream, answer: Answer, seen: &Mutex<Vec<Seen>>, stop: &Atomi
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     let mut lines = text.split("\r\n");
-    let mut first = lines.next().unwrap_or_default().split(' ');
+    let mut first = lines
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .map(String::from);
     let (method, target) = (
         first.next().unwrap_or_default(),
         first.next().unwrap_or_default(),
     );
-    let headers = lines
-        .filter_map(|l| l.split_once(": "))
+    let headers = lines.filter_map(|l| l.split_once(": "));
+    let headers = headers
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let request = Seen {
-        method: method.into(),
-        target: target.into(),
+    let (status, delay) = by_path(&target);
+    let at = epoch();
+    seen.lock().unwrap().push(Seen {
+        method,
+        target,
         headers,
-        at: epoch(),
-    };
-    seen.lock().unwrap().push(request);
-    let (status, delay) = answer(target);
+        at,
+    });
     // Never answering still ends when the test does: the server stops.
     let end = Instant::now() + delay.unwrap_or(Duration::from_secs(120));
     while Instant::now() < end && !stop.load(Ordering::Relaxed) {
@@ -153,15 +150,11 @@ fn serve(mut c: TcpStream, answer: Answer, seen: &Mutex<Vec<Seen>>, stop: &Atomi
 /// answers 200 after a second; `/never` never answers.
 fn by_path(target: &str) -> (u16, Option<Duration>) {
     let path = target.split('?').next().unwrap_or_default();
+    let status = path.strip_prefix("/s/").and_then(|c| c.parse().ok());
     match path {
         "/never" => (0, None),
         "/slow" => (200, Some(Duration::from_secs(1))),
-        p => (
-            p.strip_prefix("/s/")
-                .and_then(|c| c.parse().ok())
-                .unwrap_or(200),
-            Some(Duration::ZERO),
-        ),
+        _ => (status.unwrap_or(200), Some(Duration::ZERO)),
     }
 }
 
@@ -170,36 +163,10 @@ fn by_path(target: &str) -> (u16, Option<Duration>) {
 /// An app that traps TERM (records it, exits 0) and idles.
 const TRAPS_TERM: &str = "trap 'rec term; exit 0' TERM\nrec ready\nwhile :; do sleep 0.1; done";
 
-/// Runs usher (a plain process, `-s`: `modes()[0]`) with
-/// `flags` over the [`TRAPS_TERM`] app; with `after`, stops it with TERM
-/// that long after the app is ready (unless usher exits first); returns
-/// usher's end.
-fn run_app(s: &Scratch, flags: &[&str], after: Option<Duration>) -> Finished {
-    let mode = modes()[0];
-    let mut r = start_app(mode, s, flags, TRAPS_TERM);
-    if let Some(pause) = after {
-        r = r.ready(s, "ready");
-        std::thread::sleep(pause);
-        if r.running() {
-            r.signal(TERM);
-        }
-    }
-    r.wait(Duration::from_secs(40))
-}
-
-/// [`start_app`] with a chance to adjust usher's command (variables, stdout).
-fn start_app_with(
-    mode: Mode,
-    s: &Scratch,
-    flags: &[&str],
-    body: &str,
-    adjust: impl FnOnce(&mut Command) -> &mut Command,
-) -> Running {
-    let a = app(s, "app", body);
-    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
-    start_with(mode, &[plain, flags, &["--", &a]].concat(), |c| {
-        adjust(c);
-    })
+/// Runs usher (a plain process, `-s`) with `flags` over the [`TRAPS_TERM`]
+/// app, to its end.
+fn run_app(s: &Scratch, flags: &[&str]) -> Finished {
+    start_app(Mode::Plain, s, flags, TRAPS_TERM).wait(Duration::from_secs(40))
 }
 
 /// Waits for `r`'s app to be ready, then stops usher with TERM: when the
@@ -227,12 +194,6 @@ fn must<'a>(f: &'a Finished, needle: &str) -> &'a str {
 fn took(line: &str) -> f64 {
     let t = field(line, "took").and_then(|t| t.trim_end_matches('s').parse().ok());
     t.unwrap_or(0.0)
-}
-
-/// A loopback port nothing listens on (bound a moment ago, then released).
-fn free_port() -> u16 {
-    let bound = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
-    bound.expect("bind 127.0.0.1:0").port()
 }
 
 // ------------------------------------------------------------ post-start --
@@ -274,7 +235,7 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
         let _ = std::fs::remove_file(s.path("term"));
         let _ = std::fs::remove_file(s.path("pre-stop"));
         let hooks = ["--post-start", hook, "--pre-stop", &pre_stop];
-        let f = run_app(&s, &[hooks, timing].concat(), None);
+        let f = run_app(&s, &[hooks, timing].concat());
         assert_eq!(f.code, Some(124), "{hook}: {f}");
         let failed = must(&f, "error: post-start");
         assert!(failed.contains(says), "{failed:?} lacks {says:?}");
@@ -298,18 +259,6 @@ fn a_failed_post_start_stops_the_app_with_the_whole_sequence_and_exit_124() {
     }
 }
 
-#[test]
-fn post_start_from_the_environment() {
-    let s = Scratch::new("post-start-env");
-    let hook = app(&s, "hook", "exit 1");
-    let r = start_app_with(modes()[0], &s, &[], TRAPS_TERM, |c| {
-        c.env("USHER_POST_START", &hook)
-    });
-    let f = r.wait(FINISH);
-    assert_eq!(f.code, Some(124), "{f}");
-    must(&f, "error: post-start failed");
-}
-
 /// If the app exits while the post-start hook runs, the hook is a leftover:
 /// it gets the stop signal and, without a grace period, SIGKILL at once.
 #[test]
@@ -318,18 +267,14 @@ fn a_post_start_still_running_when_the_app_exits_is_a_leftover() {
         let s = Scratch::new("post-start-leftover");
         let hook = app(&s, "hook", "echo $$ > hook-pid\nexec sleep 1000");
         let body = "while [ ! -s hook-pid ]; do sleep 0.05; done\nexit 6";
-        let f = start_app_with(mode, &s, &["--post-start", &hook], body, |c| c).wait(FINISH);
+        let f = start_app(mode, &s, &["--post-start", &hook], body).wait(FINISH);
         assert_eq!(f.code, Some(6), "{mode:?}: the app's own code\n{f}");
         let hook_pid = s.pid("hook-pid");
-        assert!(
-            wait_until(SOON, || !alive(hook_pid)) || mode == Mode::Pid1,
-            "{mode:?}: the hook survived"
-        );
+        let gone = mode == Mode::Pid1 || wait_until(SOON, || !alive(hook_pid));
+        assert!(gone, "{mode:?}: the hook survived");
         let told = must(&f, "signalled leftovers");
-        assert!(
-            mode == Mode::Pid1 || pids_field(told).contains(&hook_pid),
-            "{told}"
-        );
+        let named = mode == Mode::Pid1 || pids_field(told).contains(&hook_pid);
+        assert!(named, "{told}");
     }
 }
 
@@ -342,13 +287,13 @@ fn a_post_start_still_running_when_the_app_exits_is_a_leftover() {
 /// is a warning, and usher exits with the app's code.
 #[test]
 fn post_stop_runs_once_all_is_gone_and_its_failure_keeps_the_app_code() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     for mode in modes() {
         let s = Scratch::new("post-stop");
         let body = "kill -0 $(cat left) 2>/dev/null && rec alive\nrec post-stop\nexit 1";
         let hook = app(&s, "hook", body);
         let body = "sleep 1000 & echo $! > left\nrec app-end\nexit 3";
-        let f = start_app_with(mode, &s, &["--post-stop", &hook], body, |c| c).wait(FINISH);
+        let f = start_app(mode, &s, &["--post-stop", &hook], body).wait(FINISH);
         assert_eq!(f.code, Some(3), "{mode:?}: the app's code\n{f}");
         let failed = must(&f, "warn: post-stop failed");
         assert_eq!(field(failed, "status"), Some("exit:1"), "{failed}");
@@ -387,7 +332,7 @@ fn a_hanging_post_stop_is_cut_at_the_deadline_or_its_bound() {
     ] {
         let _ = std::fs::remove_file(s.path("ready"));
         let flags = [flags, &["--post-stop", &hook]].concat();
-        let (sent, f) = stop(start_app(modes()[0], &s, &flags, body), &s);
+        let (sent, f) = stop(start_app(Mode::Plain, &s, &flags, body), &s);
         let took = sent.elapsed();
         assert_eq!(f.code, Some(code), "{f}");
         let cut = must(&f, "warn: post-stop cut short");
@@ -404,14 +349,14 @@ fn a_hanging_post_stop_is_cut_at_the_deadline_or_its_bound() {
 /// reaches the server (with `--http-header`'s), header by header, and when.
 #[test]
 fn http_hooks_send_the_method_path_query_and_headers_and_wait_for_the_answer() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let s = Scratch::new("http-hooks");
     let post_start = server.url("/slow?warm=1&x=%20");
     let pre_stop = format!("POST {}", server.url("/s/204?from=usher"));
     let hooks = ["--post-start", &post_start, "--pre-stop", &pre_stop];
     let more = ["--drain", "500ms", "--grace-period", "10s", "--http-header"];
     let flags = [&hooks[..], &more, &["X-Token:  a:b "]].concat();
-    let r = start_app(modes()[0], &s, &flags, TRAPS_TERM).ready(&s, "ready");
+    let r = start_app(Mode::Plain, &s, &flags, TRAPS_TERM).ready(&s, "ready");
     assert!(wait_until(SOON, || server.seen().len() == 1), "no GET");
     std::thread::sleep(Duration::from_millis(1500)); // the slow answer
     let sent = r.signal(TERM);
@@ -442,45 +387,13 @@ fn http_hooks_send_the_method_path_query_and_headers_and_wait_for_the_answer() {
     assert_on_time("TERM after the answer and drain", term, 0.5, &f.stderr);
 }
 
-/// 200 and 302 are success; 500 and 503 fail the post-start hook (exit 124).
-#[test]
-fn http_statuses_200_to_399_succeed_and_others_fail() {
-    let server = Server::start(by_path);
-    for (status, ok) in [(200, true), (302, true), (500, false), (503, false)] {
-        let s = Scratch::new("http-status");
-        let url = server.url(&format!("/s/{status}"));
-        let after = ok.then_some(Duration::from_millis(800));
-        let f = run_app(&s, &["--post-start", &url], after);
-        let want = if ok { 0 } else { 124 };
-        assert_eq!(f.code, Some(want), "HTTP {status}: {f}");
-        let level = ["error: post-start failed", "info: post-start answered"];
-        let line = must(&f, level[ok as usize]);
-        assert_eq!(field(line, "http"), Some(&*status.to_string()), "{line}");
-    }
-}
-
-/// A pre-stop request answered 503 is a warning; the sequence goes on.
-#[test]
-fn a_failed_http_pre_stop_is_a_warning_and_the_stop_signal_follows() {
-    let server = Server::start(by_path);
-    let s = Scratch::new("http-pre-stop-503");
-    let hook = format!("DELETE {}", server.url("/s/503"));
-    let flags = ["--pre-stop", &hook, "--grace-period", "5s"];
-    let f = run_app(&s, &flags, Some(Duration::ZERO));
-    assert_eq!(f.code, Some(0), "{f}");
-    let warn = must(&f, "warn: pre-stop failed");
-    assert_eq!(field(warn, "http"), Some("503"), "{warn}");
-    assert!(s.stamp("term").is_some(), "the app got TERM\n{f}");
-    assert_eq!(server.seen()[0].method, "DELETE");
-}
-
 /// Nothing listens: the refused connection is tried again for the 2 s
 /// connect bound, then the post-start hook fails.
 #[test]
 fn a_refused_connection_fails_the_post_start_after_the_connect_bound() {
     let s = Scratch::new("http-refused");
     let url = format!("http://127.0.0.1:{}/ready", free_port());
-    let f = run_app(&s, &["--post-start", &url], None);
+    let f = run_app(&s, &["--post-start", &url]);
     assert_eq!(f.code, Some(124), "{f}");
     let failed = must(&f, "error: post-start failed");
     assert!(failed.contains("Connection refused"), "{failed}");
@@ -492,10 +405,10 @@ fn a_refused_connection_fails_the_post_start_after_the_connect_bound() {
 /// the 10 s response bound; as a pre-stop hook it is cut at the reserve.
 #[test]
 fn a_server_that_never_answers_never_stalls_usher() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let s = Scratch::new("http-never-post");
     let started = Instant::now();
-    let f = run_app(&s, &["--post-start", &server.url("/never")], None);
+    let f = run_app(&s, &["--post-start", &server.url("/never")]);
     assert_eq!(f.code, Some(124), "{f}");
     let failed = must(&f, "error: post-start failed");
     assert!(failed.contains("no answer within 10s"), "{failed}");
@@ -505,7 +418,7 @@ fn a_server_that_never_answers_never_stalls_usher() {
     let s = Scratch::new("http-never-pre");
     let hook = format!("POST {}", server.url("/never"));
     let flags = ["--pre-stop", &hook, "--grace-period", "3s"];
-    let (sent, f) = stop(start_app(modes()[0], &s, &flags, TRAPS_TERM), &s);
+    let (sent, f) = stop(start_app(Mode::Plain, &s, &flags, TRAPS_TERM), &s);
     assert_eq!(f.code, Some(0), "{f}");
     let term = s.since("term", sent);
     assert_on_time("TERM at the 1.5 s reserve point", term, 1.5, &f.stderr);
@@ -519,25 +432,15 @@ fn a_bad_hook_url_is_a_usage_error() {
     let s = Scratch::new("http-bad");
     let marker = s.path("ran");
     let touch = ["--", "touch", marker.to_str().unwrap()];
-    for (flag, value, says) in [
-        (
-            "--post-start",
-            "https://127.0.0.1/",
-            "https is not supported",
-        ),
-        (
-            "--pre-stop",
-            "GET ftp://127.0.0.1/",
-            "must start with http://",
-        ),
+    #[rustfmt::skip]
+    let cases = [
+        ("--post-start", "https://127.0.0.1/", "https is not supported"),
+        ("--pre-stop", "GET ftp://127.0.0.1/", "must start with http://"),
         ("--pre-stop", "http://:8080/", "no host"),
         ("--post-start", "http://127.0.0.1:99999/", "from 1 to 65535"),
-        (
-            "--post-stop",
-            "POST https://127.0.0.1/",
-            "https is not supported",
-        ),
-    ] {
+        ("--post-stop", "POST https://127.0.0.1/", "https is not supported"),
+    ];
+    for (flag, value, says) in cases {
         let f = run(Mode::Plain, &[&[flag, value][..], &touch].concat());
         assert_eq!(f.code, Some(2), "{flag} {value}: {f}");
         let l = lines(&f.stderr);
@@ -562,14 +465,12 @@ fn assert_one_error(r: &Ran, code: i32, says: &str) {
 /// bound, or at `--check-timeout`) exit 1 with one line saying why.
 #[test]
 fn check_exits_0_for_200_to_399_else_1_with_one_line_saying_why() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let status = |code: u16| server.url(&format!("/s/{code}"));
     for url in [200, 204, 302, 399].map(status) {
         let r = usher_ran(&["--check", &url], &[]);
-        assert!(
-            r.ok() && r.stdout.is_empty() && r.stderr.is_empty(),
-            "{r:?}"
-        );
+        let quiet = r.stdout.is_empty() && r.stderr.is_empty();
+        assert!(r.ok() && quiet, "{r:?}");
     }
     let [e404, e500, e503] = [404, 500, 503].map(status);
     let (never, refused) = (server.url("/never"), free_port().to_string());
@@ -597,7 +498,7 @@ fn check_exits_0_for_200_to_399_else_1_with_one_line_saying_why() {
 /// reach the server as written; a flag wins over the variable.
 #[test]
 fn check_sends_the_method_and_the_headers() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let headers = ["X-Token: abc", "Authorization: a:b c", "Host: svc"];
     let flags = headers.map(|h| ["--http-header", h]).concat();
     let post = format!("POST {}", server.url("/s/201?q=1"));
@@ -624,7 +525,7 @@ fn check_sends_the_method_and_the_headers() {
 /// what is wrong, and no request made.
 #[test]
 fn check_refuses_bad_forms_with_exit_2_and_sends_nothing() {
-    let server = Server::start(by_path);
+    let server = Server::start();
     let url = server.url("/s/200");
     let url = url.as_str();
     let header = |h| vec!["--check", "--http-header", h, url];
@@ -662,7 +563,7 @@ fn check_refuses_bad_forms_with_exit_2_and_sends_nothing() {
 #[test]
 fn check_ready_fails_once_usher_began_its_shutdown() {
     needs_namespaces!();
-    let server = Server::start(by_path);
+    let server = Server::start();
     let (c, url) = (format!("'{}' --check", usher()), server.url("/"));
     let checks = format!("t=$(date +%s.%N); {c} --ready {url} 2>>why; r=$?; {c} {url}");
     let report = "p=$?; echo $t $r $p $(date +%s.%N) >> checks";
@@ -711,29 +612,16 @@ fn check_ready_fails_once_usher_began_its_shutdown() {
 #[test]
 fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
     let s = Scratch::new("drain-cut");
-    let mode = modes()[0];
-    let r = start_app(
-        mode,
-        &s,
-        &["--drain", "1900ms", "--grace-period", "2s"],
-        TRAPS_TERM,
-    )
-    .ready(&s, "ready");
+    let flags = ["--drain", "1900ms", "--grace-period", "2s"];
+    let r = start_app(Mode::Plain, &s, &flags, TRAPS_TERM).ready(&s, "ready");
     let sent = r.signal(TERM);
     let f = r.wait(FINISH);
     assert_eq!(f.code, Some(0), "{f}");
     let warn = must(&f, "warn: the drain would end after the stop reserve");
-    assert_eq!(
-        (field(warn, "drain"), field(warn, "to")),
-        (Some("1.900s"), Some("1s")),
-        "{warn}"
-    );
-    assert_on_time(
-        "TERM at the reserve point",
-        s.since("term", sent),
-        1.0,
-        &f.stderr,
-    );
+    let cut = (field(warn, "drain"), field(warn, "to"));
+    assert_eq!(cut, (Some("1.900s"), Some("1s")), "{warn}");
+    let term = s.since("term", sent);
+    assert_on_time("TERM at the reserve point", term, 1.0, &f.stderr);
 }
 
 // ------------------------------------------------------------ hook output --
@@ -747,15 +635,13 @@ fn hook_output_reaches_the_container_log() {
     let (pre, post) = (say("pre"), say("post"));
     let out = std::fs::File::create(s.path("stdout")).expect("stdout file");
     let flags = ["--pre-stop", &pre, "--post-stop", &post];
-    let r = start_app_with(modes()[0], &s, &flags, TRAPS_TERM, |c| c.stdout(out));
+    let r = start_app_with(Mode::Plain, &s, &flags, TRAPS_TERM, |c| c.stdout(out));
     let f = stop(r, &s).1;
     assert_eq!(f.code, Some(0), "{f}");
     for said in ["pre", "post"] {
         let stdout = s.read("stdout");
-        assert!(
-            stdout.contains(&format!("{said}-out")),
-            "stdout: {stdout:?}"
-        );
+        let out = stdout.contains(&format!("{said}-out"));
+        assert!(out, "stdout: {stdout:?}");
         assert!(f.stderr.contains(&format!("{said}-err")), "{f}");
     }
 }

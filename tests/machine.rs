@@ -21,6 +21,13 @@ fn grace(drain: u64, grace: Option<u64>) -> Policy {
     }
 }
 
+/// `Policy::default()` changed by `change`.
+fn policy(change: impl FnOnce(&mut Policy)) -> Policy {
+    let mut p = Policy::default();
+    change(&mut p);
+    p
+}
+
 fn with(mut policy: Policy, kind: HookKind) -> Policy {
     policy.hooks[kind as usize] = Some(HookAction::Command(vec![kind.name().into()]));
     policy
@@ -41,16 +48,11 @@ fn kill_cause(actions: &[Action]) -> Option<KillCause> {
 }
 
 fn ending(actions: &[Action]) -> &usher::machine::Ending {
-    actions
-        .iter()
-        .find_map(|a| {
-            if let Action::Exit(e) = a {
-                Some(e)
-            } else {
-                None
-            }
-        })
-        .expect("an exit")
+    let exit = actions.iter().find_map(|a| match a {
+        Action::Exit(e) => Some(e),
+        _ => None,
+    });
+    exit.expect("an exit")
 }
 
 // ---- the core: forwarding and exit codes ----
@@ -58,15 +60,9 @@ fn ending(actions: &[Action]) -> &usher::machine::Ending {
 #[test]
 fn forwards_to_the_group_by_default_and_the_app_alone_with_single_child() {
     let mut s = Sim::new(Policy::default());
-    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::HUP, TO_APP)]);
-    let mut s = Sim::new(Policy {
-        single_child: true,
-        ..Policy::default()
-    });
-    assert_eq!(
-        sent(&s.sig(Signal::USR1)),
-        [(Signal::USR1, Target::Process(APP))]
-    );
+    assert_eq!(sent(&s.sig(HUP)), [(HUP, TO_APP)]);
+    let mut s = Sim::new(policy(|p| p.single_child = true));
+    assert_eq!(sent(&s.sig(USR1)), [(USR1, Target::Process(APP))]);
 }
 
 #[test]
@@ -88,17 +84,15 @@ fn never_forwards_chld_or_faults() {
 #[test]
 fn sigpipe_raised_by_usher_own_write_stays_with_usher() {
     let mut s = Sim::not_pid1(Policy::default());
-    for signal in [Signal::PIPE, Signal::XFSZ] {
+    for signal in [PIPE, XFSZ] {
         let own = s.feed(Event::Signal {
             signal,
             sender: Some(3),
         });
         assert!(own.is_empty(), "raised in usher (pid 3): {own:?}");
         for sender in [Some(55), None] {
-            assert_eq!(
-                sent(&s.feed(Event::Signal { signal, sender })),
-                [(signal, TO_APP)]
-            );
+            let a = s.feed(Event::Signal { signal, sender });
+            assert_eq!(sent(&a), [(signal, TO_APP)]);
         }
     }
 }
@@ -106,62 +100,50 @@ fn sigpipe_raised_by_usher_own_write_stays_with_usher() {
 #[test]
 fn rewrite_and_drop() {
     let mut policy = Policy::default();
-    policy.rewrite.set(Signal::TERM, Some(Signal::QUIT));
-    policy.rewrite.set(Signal::HUP, None);
+    policy.rewrite.set(TERM, Some(QUIT));
+    policy.rewrite.set(HUP, None);
     let mut s = Sim::new(policy);
-    let a = s.sig(Signal::HUP);
+    let a = s.sig(HUP);
     assert!(sent(&a).is_empty());
-    assert_eq!(
-        notes(&a),
-        [&NoteKind::Dropped {
-            signal: Signal::HUP
-        }]
-    );
-    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::QUIT, TO_APP)]);
+    assert_eq!(notes(&a), [&NoteKind::Dropped { signal: HUP }]);
+    assert_eq!(forwards(&s.sig(TERM)), [(QUIT, TO_APP)]);
 }
 
 #[test]
 fn a_stop_signal_rewritten_to_0_is_dropped_and_starts_nothing() {
     let mut policy = grace(0, Some(2000));
-    policy.rewrite.set(Signal::INT, None);
+    policy.rewrite.set(INT, None);
     let mut s = Sim::new(policy);
-    let a = s.sig(Signal::INT);
-    assert!(
-        sent(&a).is_empty() && matches!(notes(&a)[..], [NoteKind::Dropped { .. }]),
-        "{a:?}"
-    );
+    let a = s.sig(INT);
+    let dropped = matches!(notes(&a)[..], [NoteKind::Dropped { .. }]);
+    assert!(sent(&a).is_empty() && dropped, "{a:?}");
     assert_eq!(s.m().life(), &Life::Running);
-    assert_eq!(s.m().poll_timeout(), None, "no deadline was started");
-    assert!(matches!(
-        notes(&s.sig(Signal::TERM))[0],
-        NoteKind::StopReceived { .. }
-    ));
+    assert_eq!(s.timeout(), None, "no deadline was started");
+    let a = s.sig(TERM);
+    assert!(matches!(notes(&a)[0], NoteKind::StopReceived { .. }));
 }
 
 #[test]
 fn a_signal_rewritten_to_a_stop_signal_is_forwarded_at_once() {
     // --stop-on names what usher receives; the rewrite only changes what goes out.
     let mut policy = grace(5000, Some(10_000));
-    policy.rewrite.set(Signal::HUP, Some(Signal::TERM));
+    policy.rewrite.set(HUP, Some(TERM));
     let mut s = Sim::new(policy);
-    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::TERM, TO_APP)]);
+    assert_eq!(sent(&s.sig(HUP)), [(TERM, TO_APP)]);
     assert_eq!(s.m().life(), &Life::Running);
 }
 
 #[test]
 fn exit_codes_follow_the_app_and_remapped_codes_become_zero() {
     for (status, remap, code) in [
-        (Status::Exited(0), vec![], 0),
+        (EXIT_0, vec![], 0),
         (Status::Exited(3), vec![], 3),
-        (Status::Signaled(Signal::TERM), vec![], 143),
-        (Status::Signaled(Signal::KILL), vec![], 137),
-        (Status::Signaled(Signal::TERM), vec![143, 3], 0),
+        (Status::Signaled(TERM), vec![], 143),
+        (KILLED, vec![], 137),
+        (Status::Signaled(TERM), vec![143, 3], 0),
         (Status::Exited(4), vec![143, 3], 4),
     ] {
-        let mut s = Sim::new(Policy {
-            remap_exit: remap,
-            ..Policy::default()
-        });
+        let mut s = Sim::new(policy(|p| p.remap_exit = remap));
         let a = s.app_exits(status, false);
         assert_eq!(exit_code(&a), Some(code), "{status:?}");
         assert!(s.m().exited());
@@ -171,11 +153,9 @@ fn exit_codes_follow_the_app_and_remapped_codes_become_zero() {
 #[test]
 fn orphans_are_reaped_without_exiting() {
     let mut s = Sim::new(Policy::default());
-    let a = s.reaped(123, Status::Exited(0));
+    let a = s.reaped(123, EXIT_0);
     assert!(matches!(notes(&a)[0], NoteKind::Reaped { pid: 123, .. }));
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
+    let a = s.reap_done(true);
     assert!(exit_code(&a).is_none() && !s.m().exited());
 }
 
@@ -184,206 +164,165 @@ fn orphans_are_reaped_without_exiting() {
 #[test]
 fn a_stop_logs_and_arms_the_drain_and_the_deadline() {
     let mut s = Sim::new(grace(1000, Some(5000)));
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(sent(&a).is_empty(), "nothing forwarded during the drain");
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::StopReceived {
-            signal: Signal::TERM,
-            ..
-        }
-    ));
+    let n = notes(&a);
+    assert!(matches!(n[0], NoteKind::StopReceived { signal: TERM, .. }));
     assert_eq!(elapsed(&a)[0], Some(Duration::ZERO));
-    assert!(
-        a.contains(&Action::ShowStopping),
-        "--check --ready can tell"
-    );
+    let shown = a.contains(&Action::ShowStopping);
+    assert!(shown, "--check --ready can tell");
     assert!(is_draining(&s));
     assert_eq!(s.m().timer(Timer::Drain), Some(ms(2000)));
     assert_eq!(s.m().timer(Timer::Deadline), Some(ms(6000)));
-    assert_eq!(s.m().poll_timeout(), Some(ms(2000)), "the drain ends first");
+    assert_eq!(s.timeout(), Some(ms(2000)), "the drain ends first");
 }
 
 #[test]
 fn the_stop_signal_goes_out_when_the_drain_ends() {
     let mut s = Sim::new(grace(1000, Some(5000)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(999);
-    assert!(
-        sent(&s.feed(Event::Timer)).is_empty(),
-        "an early timer forwards nothing"
-    );
+    let early = s.feed(Event::Timer);
+    assert!(sent(&early).is_empty(), "an early timer forwards nothing");
     let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(sent(&a), [(TERM, TO_APP)]);
     assert_eq!(elapsed(&a)[0], Some(ms(1000)));
     assert!(matches!(s.m().life(), Life::Stopping { .. }));
-    assert_eq!(s.m().poll_timeout(), Some(ms(6000)), "then the deadline");
+    assert_eq!(s.timeout(), Some(ms(6000)), "then the deadline");
 }
 
 #[test]
 fn the_stop_signal_waits_for_the_pre_stop_hook() {
-    let mut s = Sim::new(with(grace(500, Some(5000)), HookKind::PreStop));
-    let a = s.sig(Signal::TERM);
-    assert!(started(&a, HookKind::PreStop));
-    assert!(matches!(
-        notes(&a)[1],
-        NoteKind::HookStarted {
-            kind: HookKind::PreStop,
-            pid: HOOK
-        }
-    ));
-    assert!(
-        sent(&s.fire_timer()).is_empty(),
-        "the drain is over, the hook is not"
-    );
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(4000)),
-        "then the reserve point, 2 s before the deadline"
-    );
+    let mut s = Sim::new(with(grace(500, Some(5000)), PRE_STOP));
+    let a = s.sig(TERM);
+    assert!(started(&a, PRE_STOP));
+    let NoteKind::HookStarted { kind, pid } = notes(&a)[1] else {
+        panic!("{a:?}")
+    };
+    assert_eq!((*kind, *pid), (PRE_STOP, HOOK));
+    let drained = s.fire_timer();
+    assert!(sent(&drained).is_empty(), "the drain is over, not the hook");
+    // Then the reserve point, 2 s before the deadline.
+    assert_eq!(s.timeout(), Some(ms(4000)), "the reserve point");
     s.at(1500);
-    let a = s.reaped(HOOK, Status::Exited(0));
-    assert!(
-        matches!(notes(&a)[0], NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500))
-    );
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(6000)),
-        "only the deadline left"
-    );
+    let a = s.reaped(HOOK, EXIT_0);
+    let ended = |n: &NoteKind| matches!(n, NoteKind::HookEnded { pid: HOOK, took, .. } if *took == ms(1500));
+    assert!(ended(notes(&a)[0]), "{a:?}");
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
+    assert_eq!(s.timeout(), Some(ms(6000)), "only the deadline left");
 }
 
 #[test]
 fn a_pre_stop_hook_done_before_the_drain_ends_still_waits_for_the_drain() {
-    let mut s = Sim::new(with(grace(1000, None), HookKind::PreStop));
-    s.sig(Signal::TERM);
+    let mut s = Sim::new(with(grace(1000, None), PRE_STOP));
+    s.sig(TERM);
     s.at(100);
-    assert!(sent(&s.reaped(HOOK, Status::Exited(0))).is_empty());
-    assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
+    assert!(sent(&s.reaped(HOOK, EXIT_0)).is_empty());
+    assert_eq!(forwards(&s.fire_timer()), [(TERM, TO_APP)]);
 }
 
 #[test]
 fn a_pre_stop_hook_that_cannot_start_is_logged_and_does_not_block() {
-    let mut s = Sim::refusing_hooks(with(grace(0, None), HookKind::PreStop));
-    let a = s.sig(Signal::TERM);
+    let mut s = Sim::refusing_hooks(with(grace(0, None), PRE_STOP));
+    let a = s.sig(TERM);
     assert!(notes(&a).iter().any(|n| matches!(
         n,
         NoteKind::HookFailed {
-            kind: HookKind::PreStop,
+            kind: PRE_STOP,
             fatal: false,
             ..
         }
     )));
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
 }
 
 #[test]
 fn a_hanging_pre_stop_hook_is_cut_at_the_reserve_and_the_app_gets_its_stop_signal() {
     // grace 3 s: the reserve is min(2 s, 1.5 s), so at 1.5 s the hook is
     // killed with its group and TERM goes out; SIGKILL waits for 3 s.
-    let mut s = Sim::new(with(grace(500, Some(3000)), HookKind::PreStop));
-    s.sig(Signal::TERM);
+    let mut s = Sim::new(with(grace(500, Some(3000)), PRE_STOP));
+    s.sig(TERM);
     s.fire_timer(); // the drain
     let a = s.fire_timer();
     assert_eq!(s.now(), ms(2500));
-    assert_eq!(
-        sent(&a),
-        [(Signal::KILL, Target::Group(HOOK)), (Signal::TERM, TO_APP)]
-    );
-    assert!(
-        matches!(notes(&a)[0], NoteKind::HookCut { kind: HookKind::PreStop, pid: HOOK, took } if *took == ms(1500))
-    );
-    assert_eq!(s.m().poll_timeout(), Some(ms(4000)), "the deadline");
+    assert_eq!(sent(&a), [(KILL, Target::Group(HOOK)), (TERM, TO_APP)]);
+    let cut = |n: &NoteKind| matches!(n, NoteKind::HookCut { kind: PRE_STOP, pid: HOOK, took } if *took == ms(1500));
+    assert!(cut(notes(&a)[0]), "{a:?}");
+    assert_eq!(s.timeout(), Some(ms(4000)), "the deadline");
+    let a = s.reaped(HOOK, KILLED);
     assert!(matches!(
-        notes(&s.reaped(HOOK, Status::Signaled(Signal::KILL)))[..],
+        notes(&a)[..],
         [NoteKind::Reaped { pid: HOOK, .. }]
     ));
     s.l.world.left = leftovers(&[(APP, APP)]);
-    assert_eq!(sent(&s.fire_timer()), [(Signal::KILL, Target::Everyone)]);
-    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
+    assert_eq!(sent(&s.fire_timer()), [(KILL, EVERYONE)]);
+    let a = s.app_exits(KILLED, false);
     assert_eq!(exit_code(&a), Some(137));
-    assert_eq!(
-        ending(&a).hooks,
-        [(HookKind::PreStop, HookTrouble::Cut)],
-        "the termination message says so"
-    );
+    let hooks = &ending(&a).hooks;
+    assert_eq!(hooks, &[(PRE_STOP, HookTrouble::Cut)], "for the message");
 }
 
 #[test]
 fn a_second_stop_cuts_the_drain_and_later_ones_go_through() {
     let mut s = Sim::new(grace(10_000, None));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(300);
-    let a = s.sig(Signal::INT);
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::DrainCut {
-            signal: Signal::INT
-        }
-    ));
-    assert_eq!(forwards(&a), [(Signal::INT, TO_APP)]);
-    assert_eq!(s.m().poll_timeout(), None, "nothing left to time");
+    let a = s.sig(INT);
+    assert!(matches!(notes(&a)[0], NoteKind::DrainCut { signal: INT }));
+    assert_eq!(forwards(&a), [(INT, TO_APP)]);
+    assert_eq!(s.timeout(), None, "nothing left to time");
     s.at(500);
-    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&s.sig(TERM)), [(TERM, TO_APP)]);
 }
 
 #[test]
 fn other_signals_pass_during_the_drain() {
     let mut s = Sim::new(grace(10_000, None));
-    s.sig(Signal::TERM);
-    assert_eq!(sent(&s.sig(Signal::HUP)), [(Signal::HUP, TO_APP)]);
-    assert_eq!(s.m().poll_timeout(), Some(ms(11_000)), "the drain goes on");
+    s.sig(TERM);
+    assert_eq!(sent(&s.sig(HUP)), [(HUP, TO_APP)]);
+    assert_eq!(s.timeout(), Some(ms(11_000)), "the drain goes on");
 }
 
 #[test]
 fn an_app_exiting_during_the_drain_ends_it() {
     let mut s = Sim::new(grace(10_000, Some(20_000)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.at(200);
-    let a = s.app_exits(Status::Exited(0), false);
+    let a = s.app_exits(EXIT_0, false);
     assert!(sent(&a).is_empty());
     assert_eq!(exit_code(&a), Some(0));
-    assert_eq!(s.m().poll_timeout(), None);
+    assert_eq!(s.timeout(), None);
 }
 
 #[test]
 fn leftovers_get_the_stop_signal_then_sigkill_at_the_deadline() {
     let mut s = Sim::new(grace(0, Some(2000)));
     let a = s.app_exits(Status::Exited(7), true);
-    assert_eq!(sent(&a), [(Signal::TERM, Target::Everyone)]);
+    assert_eq!(sent(&a), [(TERM, EVERYONE)]);
     assert!(notes(&a).contains(&&NoteKind::Signalled {
-        signal: Signal::TERM,
+        signal: TERM,
         named: Named::Pids(vec![IN_GROUP, OUTSIDE]),
         purpose: Purpose::Ask {
             spared_group: false
         },
     }));
     assert_eq!(exit_code(&a), None, "leftovers still running");
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(3000)),
-        "the deadline counts from the app's exit"
-    );
-    assert_eq!(sent(&s.fire_timer()), [(Signal::KILL, Target::Everyone)]);
+    // The deadline counts from the app's exit.
+    assert_eq!(s.timeout(), Some(ms(3000)), "the deadline");
+    assert_eq!(sent(&s.fire_timer()), [(KILL, EVERYONE)]);
     let a = s.all_gone();
     assert_eq!(exit_code(&a), Some(7), "the app's own code, not 137");
-    assert_eq!(
-        ending(&a).deadline,
-        Some(vec![IN_GROUP, OUTSIDE]),
-        "whom the deadline killed"
-    );
+    let killed = &ending(&a).deadline;
+    assert_eq!(killed, &Some(vec![IN_GROUP, OUTSIDE]), "whom it killed");
 }
 
 #[test]
 fn without_a_grace_period_leftovers_are_killed_at_once_and_again_while_any_is_left() {
     let mut s = Sim::new(Policy::default());
-    let a = s.app_exits(Status::Exited(0), true);
+    let a = s.app_exits(EXIT_0, true);
     assert_eq!(kill_cause(&a), Some(KillCause::NoGrace));
     assert_eq!(exit_code(&a), None);
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
+    let a = s.reap_done(true);
     assert!(killed(&a), "kill again if anything is still there");
     assert!(notes(&a).iter().any(|n| matches!(
         n,
@@ -398,19 +337,16 @@ fn without_a_grace_period_leftovers_are_killed_at_once_and_again_while_any_is_le
 #[test]
 fn leftovers_get_the_stop_signal_that_was_received_rewritten() {
     let mut policy = grace(0, Some(5000));
-    policy.stop_on = vec![Signal::QUIT];
-    policy.rewrite.set(Signal::QUIT, Some(Signal::USR1));
+    policy.stop_on = vec![QUIT];
+    policy.rewrite.set(QUIT, Some(USR1));
     let mut s = Sim::new(policy);
-    assert_eq!(
-        forwards(&s.app_exits(Status::Exited(0), true)),
-        [(Signal::USR1, Target::Everyone)]
-    );
+    assert_eq!(forwards(&s.app_exits(EXIT_0, true)), [(USR1, EVERYONE)]);
 }
 
 #[test]
 fn an_app_that_exited_alone_costs_no_census_as_pid1() {
     let mut s = Sim::new(grace(0, Some(5000)));
-    let a = s.app_exits(Status::Exited(0), false);
+    let a = s.app_exits(EXIT_0, false);
     assert!(!a.iter().any(|a| matches!(a, Action::Census(_))));
     assert_eq!(exit_code(&a), Some(0));
 }
@@ -422,102 +358,64 @@ fn sigcont_follows_a_stop_signal_only_while_something_is_suspended() {
     // stop signal now rather than at the deadline.
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: APP });
-    assert_eq!(
-        sent(&s.sig(Signal::TERM)),
-        [(Signal::TERM, TO_APP), (Signal::CONT, TO_APP)]
-    );
+    assert_eq!(sent(&s.sig(TERM)), [(TERM, TO_APP), (CONT, TO_APP)]);
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: APP });
     s.feed(Event::Resumed { pid: APP });
-    assert_eq!(
-        sent(&s.sig(Signal::TERM)),
-        [(Signal::TERM, TO_APP)],
-        "resumed since"
-    );
+    assert_eq!(sent(&s.sig(TERM)), [(TERM, TO_APP)], "resumed since");
     let mut s = Sim::new(grace(0, Some(5000)));
     s.feed(Event::Suspended { pid: OUTSIDE });
-    let a = s.app_exits(Status::Exited(0), true);
-    let want = [
-        (Signal::TERM, Target::Everyone),
-        (Signal::CONT, Target::Everyone),
-    ];
-    assert_eq!(
-        sent(&a),
-        want,
-        "a suspended leftover sees its stop signal too"
-    );
+    let a = s.app_exits(EXIT_0, true);
+    let want = [(TERM, EVERYONE), (CONT, EVERYONE)];
+    assert_eq!(sent(&a), want, "a suspended leftover too");
 }
 
 #[test]
 fn an_app_ignoring_term_is_killed_at_the_deadline_sigkill_before_the_census() {
     let mut s = Sim::new(grace(1000, Some(4000)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert!(!killed(&s.fire_timer()), "drain end forwards, no kill");
     s.at(3999);
     assert!(!killed(&s.feed(Event::Timer)));
     s.l.world.left = leftovers(&[(APP, APP), (IN_GROUP, APP)]);
     let a = s.fire_timer();
     assert_eq!(kill_cause(&a), Some(KillCause::Deadline));
-    let kill = a.iter().position(|a| {
-        matches!(
-            a,
-            Action::Send {
-                signal: Signal::KILL,
-                ..
-            }
-        )
-    });
+    let kill = a
+        .iter()
+        .position(|a| matches!(a, Action::Send { signal: KILL, .. }));
     let census = a.iter().position(|a| matches!(a, Action::Census(_)));
-    assert!(
-        kill < census,
-        "SIGKILL first, the list (for the log) after: {a:?}"
-    );
+    // SIGKILL first, the list (for the log) after.
+    assert!(kill < census, "{a:?}");
     let named = notes(&a).into_iter().find_map(|n| match n {
         NoteKind::Signalled { named, .. } => Some(named.clone()),
         _ => None,
     });
-    assert_eq!(
-        named,
-        Some(Named::Pids(vec![APP, IN_GROUP])),
-        "every process alive at the deadline"
-    );
+    let alive = Some(Named::Pids(vec![APP, IN_GROUP]));
+    assert_eq!(named, alive, "every process alive at the deadline");
     assert_eq!(elapsed(&a).last(), Some(&Some(ms(4000))));
     s.at(4010);
-    assert_eq!(
-        exit_code(&s.app_exits(Status::Signaled(Signal::KILL), false)),
-        Some(137)
-    );
+    assert_eq!(exit_code(&s.app_exits(KILLED, false)), Some(137));
 }
 
 #[test]
 fn not_pid1_the_deadline_names_every_descendant_alive_then() {
     let mut s = Sim::not_pid1(grace(0, Some(1500)));
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.l.world.left = leftovers(&[(APP, APP), (IN_GROUP, APP), (OUTSIDE, OUTSIDE)]);
     let a = s.fire_timer();
-    assert_eq!(
-        sent(&a),
-        [
-            (Signal::KILL, TO_APP),
-            (Signal::KILL, Target::Process(OUTSIDE))
-        ]
-    );
+    assert_eq!(sent(&a), [(KILL, TO_APP), (KILL, Target::Process(OUTSIDE))]);
     assert!(notes(&a).iter().any(|n| matches!(n, NoteKind::Signalled { named: Named::Pids(p), .. } if p == &[APP, IN_GROUP, OUTSIDE])));
 }
 
 #[test]
 fn a_late_timer_past_the_reserve_and_the_deadline_asks_before_it_kills() {
-    let mut s = Sim::new(with(grace(9000, Some(10_000)), HookKind::PreStop));
-    s.sig(Signal::TERM);
+    let mut s = Sim::new(with(grace(9000, Some(10_000)), PRE_STOP));
+    s.sig(TERM);
     s.at(30_000);
     let a = s.feed(Event::Timer);
     let order: Vec<Signal> = forwards(&a).into_iter().map(|(sig, _)| sig).collect();
-    assert_eq!(
-        order,
-        [Signal::KILL, Signal::TERM, Signal::KILL],
-        "the hook cut, the app asked, then killed"
-    );
-    assert_eq!(forwards(&a)[1], (Signal::TERM, TO_APP));
+    assert_eq!(order, [KILL, TERM, KILL], "hook cut, app asked, killed");
+    assert_eq!(forwards(&a)[1], (TERM, TO_APP));
 }
 
 #[test]
@@ -526,36 +424,30 @@ fn the_deadline_exit_is_137_even_when_the_remapped_code_would_be_zero() {
         remap_exit: vec![137],
         ..grace(0, Some(1000))
     });
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.fire_timer();
-    assert_eq!(
-        exit_code(&s.app_exits(Status::Signaled(Signal::KILL), false)),
-        Some(137)
-    );
+    assert_eq!(exit_code(&s.app_exits(KILLED, false)), Some(137));
 }
 
 #[test]
 fn stop_on_quit_makes_term_an_ordinary_signal() {
     let mut s = Sim::new(Policy {
-        stop_on: vec![Signal::QUIT],
+        stop_on: vec![QUIT],
         ..grace(1000, None)
     });
-    assert_eq!(sent(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
-    assert!(
-        sent(&s.sig(Signal::QUIT)).is_empty(),
-        "QUIT starts the drain"
-    );
-    assert_eq!(forwards(&s.fire_timer()), [(Signal::QUIT, TO_APP)]);
+    assert_eq!(sent(&s.sig(TERM)), [(TERM, TO_APP)]);
+    assert!(sent(&s.sig(QUIT)).is_empty(), "QUIT starts the drain");
+    assert_eq!(forwards(&s.fire_timer()), [(QUIT, TO_APP)]);
 }
 
 #[test]
 fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
     let mut s = Sim::new(grace(1000, Some(5000)));
-    assert_eq!(elapsed(&s.sig(Signal::HUP)), [None], "before any stop");
-    s.sig(Signal::TERM);
+    assert_eq!(elapsed(&s.sig(HUP)), [None], "before any stop");
+    s.sig(TERM);
     s.fire_timer();
     s.at(1500);
-    let a = s.app_exits(Status::Exited(0), false);
+    let a = s.app_exits(EXIT_0, false);
     assert!(elapsed(&a).iter().all(|t| *t == Some(ms(1500))), "{a:?}");
     let NoteKind::Exiting {
         ending,
@@ -564,29 +456,24 @@ fn timeline_notes_carry_time_since_the_stop_and_the_last_says_why() {
     else {
         panic!("{a:?}")
     };
-    assert_eq!(
-        (ending.code, ending.cause, ending.app),
-        (0, Cause::Signal(Signal::TERM), Status::Exited(0))
-    );
+    let said = (ending.code, ending.cause, ending.app);
+    assert_eq!(said, (0, Cause::Signal(TERM), EXIT_0));
 }
 
 // ---- hooks: post-start, HTTP answers, post-stop ----
 
 #[test]
 fn post_start_runs_alongside_the_app_from_the_start() {
-    let mut s = Sim::new(with(Policy::default(), HookKind::PostStart));
+    let mut s = Sim::new(with(Policy::default(), POST_START));
     let a = s.take();
-    assert!(
-        started(&a, HookKind::PostStart),
-        "asked for at once, and nothing waits for it"
-    );
+    assert!(started(&a, POST_START), "asked for at once; nothing waits");
     assert_eq!(s.m().life(), &Life::Running);
 }
 
 #[test]
 fn post_start_success_is_exit_0_or_http_200_to_399() {
     for (answer, status) in [(None, 0), (Some(200), 0), (Some(302), 0)] {
-        let mut s = Sim::new(with(Policy::default(), HookKind::PostStart));
+        let mut s = Sim::new(with(Policy::default(), POST_START));
         s.take();
         if let Some(code) = answer {
             s.feed(Event::HookAnswered {
@@ -596,7 +483,7 @@ fn post_start_success_is_exit_0_or_http_200_to_399() {
         }
         s.at(300);
         let a = s.reaped(POST, Status::Exited(status));
-        let ok = matches!(notes(&a)[..], [NoteKind::HookEnded { kind: HookKind::PostStart, fatal: false, took, .. }] if *took == ms(300));
+        let ok = matches!(notes(&a)[..], [NoteKind::HookEnded { kind: POST_START, fatal: false, took, .. }] if *took == ms(300));
         assert!(ok, "{a:?}");
         assert_eq!(s.m().life(), &Life::Running, "the app goes on");
     }
@@ -606,7 +493,7 @@ fn post_start_success_is_exit_0_or_http_200_to_399() {
 fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() {
     let failures = [
         (None, Status::Exited(1)),
-        (None, Status::Signaled(Signal::KILL)),
+        (None, KILLED),
         (Some(Outcome::Status(503)), Status::Exited(1)),
         (
             Some(Outcome::Failed("cannot connect: Connection refused".into())),
@@ -614,95 +501,68 @@ fn post_start_failure_stops_the_container_with_the_full_sequence_and_exit_124() 
         ),
     ];
     for (answer, status) in failures {
-        let mut s = Sim::new(with(
-            with(grace(1000, Some(5000)), HookKind::PreStop),
-            HookKind::PostStart,
-        ));
+        let mut s = Sim::new(with(with(grace(1000, Some(5000)), PRE_STOP), POST_START));
         s.take();
         if let Some(outcome) = answer.clone() {
             s.feed(Event::HookAnswered { pid: POST, outcome });
         }
         let a = s.reaped(POST, status);
         let n = notes(&a);
-        assert!(
-            matches!(
-                n[0],
-                NoteKind::HookEnded {
-                    kind: HookKind::PostStart,
-                    fatal: true,
-                    ..
-                }
-            ),
-            "{answer:?}: {a:?}"
-        );
-        assert!(matches!(
-            n[1],
-            NoteKind::StopReceived {
-                signal: Signal::TERM,
-                cause: Cause::PostStartFailed,
-                ..
-            }
-        ));
-        assert!(started(&a, HookKind::PreStop), "pre-stop hook first");
+        let NoteKind::HookEnded { kind, fatal, .. } = n[0] else {
+            panic!("{answer:?}: {a:?}")
+        };
+        assert_eq!((*kind, *fatal), (POST_START, true), "{answer:?}: {a:?}");
+        let NoteKind::StopReceived { signal, cause, .. } = n[1] else {
+            panic!("{a:?}")
+        };
+        assert_eq!((*signal, *cause), (TERM, Cause::PostStartFailed));
+        assert!(started(&a, PRE_STOP), "pre-stop hook first");
         assert!(sent(&a).is_empty(), "then the drain");
-        s.reaped(HOOK, Status::Exited(0));
-        assert_eq!(forwards(&s.fire_timer()), [(Signal::TERM, TO_APP)]);
-        assert_eq!(
-            exit_code(&s.app_exits(Status::Exited(0), false)),
-            Some(124),
-            "not 0: the start failed"
-        );
+        s.reaped(HOOK, EXIT_0);
+        assert_eq!(forwards(&s.fire_timer()), [(TERM, TO_APP)]);
+        let a = s.app_exits(EXIT_0, false);
+        assert_eq!(exit_code(&a), Some(124), "not 0: the start failed");
     }
 }
 
 #[test]
 fn post_start_that_cannot_start_stops_the_container_too() {
-    let mut s = Sim::refusing_hooks(with(Policy::default(), HookKind::PostStart));
+    let mut s = Sim::refusing_hooks(with(Policy::default(), POST_START));
     let a = s.take();
     let failed = notes(&a).iter().any(|n| {
         matches!(
             n,
             NoteKind::HookFailed {
-                kind: HookKind::PostStart,
+                kind: POST_START,
                 fatal: true,
                 ..
             }
         )
     });
     assert!(failed, "{a:?}");
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
-    assert_eq!(exit_code(&s.app_exits(Status::Exited(0), false)), Some(124));
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
+    assert_eq!(exit_code(&s.app_exits(EXIT_0, false)), Some(124));
 }
 
 #[test]
 fn post_start_failing_after_a_stop_was_asked_for_is_only_a_warning() {
-    let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStart));
-    s.sig(Signal::TERM);
+    let mut s = Sim::new(with(grace(0, Some(5000)), POST_START));
+    s.sig(TERM);
     let a = s.reaped(POST, Status::Exited(1));
-    assert!(matches!(
-        notes(&a)[..],
-        [NoteKind::HookEnded { fatal: false, .. }]
-    ));
-    assert_eq!(
-        exit_code(&s.app_exits(Status::Exited(0), false)),
-        Some(0),
-        "the app's own code"
-    );
+    let n = notes(&a);
+    assert!(matches!(n[..], [NoteKind::HookEnded { fatal: false, .. }]));
+    let a = s.app_exits(EXIT_0, false);
+    assert_eq!(exit_code(&a), Some(0), "the app's own code");
 }
 
 #[test]
 fn post_start_still_running_when_the_app_exits_is_a_leftover() {
-    let mut s = Sim::not_pid1(with(grace(0, Some(5000)), HookKind::PostStart));
+    let mut s = Sim::not_pid1(with(grace(0, Some(5000)), POST_START));
     s.l.world.left = leftovers(&[(POST, POST)]);
-    s.reaped(APP, Status::Exited(0));
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
-    assert_eq!(forwards(&a), [(Signal::TERM, Target::Process(POST))]);
-    assert_eq!(
-        sent(&s.fire_timer()),
-        [(Signal::KILL, Target::Process(POST))]
-    );
+    s.reaped(APP, EXIT_0);
+    let a = s.reap_done(true);
+    assert_eq!(forwards(&a), [(TERM, Target::Process(POST))]);
+    assert_eq!(sent(&s.fire_timer()), [(KILL, Target::Process(POST))]);
 }
 
 #[test]
@@ -711,8 +571,8 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
         (None, Status::Exited(3)),
         (Some(Outcome::Status(503)), Status::Exited(1)),
     ] {
-        let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PreStop));
-        s.sig(Signal::TERM);
+        let mut s = Sim::new(with(grace(0, Some(5000)), PRE_STOP));
+        s.sig(TERM);
         if let Some(outcome) = answer {
             s.feed(Event::HookAnswered { pid: HOOK, outcome });
         }
@@ -723,98 +583,70 @@ fn a_failing_pre_stop_hook_is_a_warning_and_the_sequence_goes_on() {
         else {
             panic!("{a:?}")
         };
-        assert!(
-            !end.ok()
-                && matches!(
-                    end,
-                    HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
-                )
+        let failed = matches!(
+            end,
+            HookEnd::Exited(_) | HookEnd::Answered(Outcome::Status(503))
         );
-        assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
-        let e = s.app_exits(Status::Exited(0), false);
-        assert!(matches!(
-            ending(&e).hooks[..],
-            [(HookKind::PreStop, HookTrouble::Ended(_))]
-        ));
+        assert!(!end.ok() && failed, "{end:?}");
+        assert_eq!(forwards(&a), [(TERM, TO_APP)]);
+        let e = s.app_exits(EXIT_0, false);
+        let hooks = &ending(&e).hooks;
+        assert!(matches!(hooks[..], [(PRE_STOP, HookTrouble::Ended(_))]));
     }
 }
 
 #[test]
 fn post_stop_runs_last_and_its_failure_keeps_the_code() {
-    let mut s = Sim::new(with(grace(0, Some(5000)), HookKind::PostStop));
-    s.sig(Signal::TERM);
+    let mut s = Sim::new(with(grace(0, Some(5000)), POST_STOP));
+    s.sig(TERM);
     let a = s.app_exits(Status::Exited(3), true);
-    assert!(!started(&a, HookKind::PostStop), "not while leftovers live");
+    assert!(!started(&a, POST_STOP), "not while leftovers live");
     let a = s.all_gone();
-    assert!(
-        started(&a, HookKind::PostStop) && exit_code(&a).is_none(),
-        "once all are gone: {a:?}"
-    );
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(ms(6000)),
-        "bounded by the deadline"
-    );
+    let once_gone = started(&a, POST_STOP) && exit_code(&a).is_none();
+    assert!(once_gone, "once all are gone: {a:?}");
+    assert_eq!(s.timeout(), Some(ms(6000)), "bounded by the deadline");
     let a = s.reaped(LAST, Status::Exited(1));
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookEnded {
-            kind: HookKind::PostStop,
-            fatal: false,
-            ..
-        }
-    ));
+    let NoteKind::HookEnded { kind, fatal, .. } = notes(&a)[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!((*kind, *fatal), (POST_STOP, false));
     let a = s.all_gone();
     assert_eq!(exit_code(&a), Some(3), "the app's code, not the hook's");
-    assert!(matches!(
-        ending(&a).hooks[..],
-        [(HookKind::PostStop, HookTrouble::Ended(_))]
-    ));
+    let hooks = &ending(&a).hooks;
+    assert!(matches!(hooks[..], [(POST_STOP, HookTrouble::Ended(_))]));
 }
 
 #[test]
 fn post_stop_runs_after_the_app_own_exit_and_a_hanging_one_is_cut() {
     // No grace period: the documented bound; and a hook that cannot start.
-    let mut s = Sim::not_pid1(with(Policy::default(), HookKind::PostStop));
-    let a = s.app_exits(Status::Exited(0), false);
-    assert!(started(&a, HookKind::PostStop));
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(s.now() + usher::machine::POST_STOP_BOUND)
-    );
+    let mut s = Sim::not_pid1(with(Policy::default(), POST_STOP));
+    let a = s.app_exits(EXIT_0, false);
+    assert!(started(&a, POST_STOP));
+    assert_eq!(s.timeout(), Some(s.now() + usher::machine::POST_STOP_BOUND));
     let a = s.fire_timer();
-    assert_eq!(sent(&a), [(Signal::KILL, Target::Group(LAST))]);
-    assert!(matches!(
-        notes(&a)[0],
-        NoteKind::HookCut {
-            kind: HookKind::PostStop,
-            ..
-        }
-    ));
-    s.reaped(LAST, Status::Signaled(Signal::KILL));
+    assert_eq!(sent(&a), [(KILL, Target::Group(LAST))]);
+    let NoteKind::HookCut { kind, .. } = notes(&a)[0] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*kind, POST_STOP);
+    s.reaped(LAST, KILLED);
     assert_eq!(exit_code(&s.all_gone()), Some(0));
-    let mut s = Sim::refusing_hooks(with(Policy::default(), HookKind::PostStop));
+    let mut s = Sim::refusing_hooks(with(Policy::default(), POST_STOP));
     let a = s.app_exits(Status::Exited(5), false);
-    assert_eq!(
-        exit_code(&a),
-        Some(5),
-        "a post-stop that cannot start does not hold the exit"
-    );
+    // A post-stop that cannot start does not hold the exit.
+    assert_eq!(exit_code(&a), Some(5));
 }
 
 #[test]
 fn post_stop_after_a_deadline_kill_gets_the_stop_reserve() {
-    let mut s = Sim::new(with(grace(0, Some(3000)), HookKind::PostStop));
-    s.sig(Signal::TERM);
+    let mut s = Sim::new(with(grace(0, Some(3000)), POST_STOP));
+    s.sig(TERM);
     s.fire_timer(); // the deadline: SIGKILL
-    let a = s.app_exits(Status::Signaled(Signal::KILL), false);
-    assert!(started(&a, HookKind::PostStop));
-    assert_eq!(
-        s.m().poll_timeout(),
-        Some(s.now() + ms(1500)),
-        "R = min(2 s, grace/2)"
-    );
-    s.reaped(LAST, Status::Exited(0));
+    let a = s.app_exits(KILLED, false);
+    assert!(started(&a, POST_STOP));
+    let reserve = s.now() + ms(1500); // R = min(2 s, grace/2)
+    assert_eq!(s.timeout(), Some(reserve));
+    s.reaped(LAST, EXIT_0);
     assert_eq!(exit_code(&s.all_gone()), Some(137));
 }
 
@@ -823,12 +655,10 @@ fn the_reserve_is_two_seconds_or_half_the_grace_period() {
     for (grace_ms, reserve_ms) in [(30_000, 2000), (4000, 2000), (3000, 1500), (1000, 500)] {
         let p = grace(0, Some(grace_ms));
         assert_eq!(p.reserve(), Some(ms(reserve_ms)), "grace {grace_ms}ms");
-        let mut s = Sim::new(with(p, HookKind::PreStop));
-        s.sig(Signal::TERM);
-        assert_eq!(
-            s.m().timer(Timer::Reserve),
-            Some(ms(1000 + grace_ms - reserve_ms))
-        );
+        let mut s = Sim::new(with(p, PRE_STOP));
+        s.sig(TERM);
+        let point = ms(1000 + grace_ms - reserve_ms);
+        assert_eq!(s.m().timer(Timer::Reserve), Some(point));
     }
     assert_eq!(Policy::default().reserve(), None, "no deadline, no reserve");
 }
@@ -843,10 +673,10 @@ fn a_drain_that_does_not_fit_before_the_reserve_is_shortened_with_a_warning() {
         reserve: ms(2000),
     };
     assert_eq!(notes(&s.take()), [&warned]);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     let a = s.fire_timer();
     assert_eq!(s.now(), ms(9000), "8 s after the stop");
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
     let mut s = Sim::new(grace(5000, Some(10_000)));
     assert!(s.take().is_empty());
 }
@@ -904,25 +734,23 @@ fn until_forwarded(s: &mut Sim) -> (u64, Option<DrainEnd>) {
 fn an_adaptive_drain_ends_soon_after_the_traffic_stops() {
     let mut s = Sim::new(range(0, 10_000, None));
     traffic(&mut s, 1, 3, 3000);
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(a.contains(&Action::Look), "the first look comes at once");
     let (t, end) = until_forwarded(&mut s);
     assert!((3300..=3600).contains(&t), "forwarded at {t} ms");
-    assert!(
-        matches!(end, Some(DrainEnd::Quiet { arrivals: 90, .. })),
-        "{end:?}"
-    );
+    let quiet = matches!(end, Some(DrainEnd::Quiet { arrivals: 90, .. }));
+    assert!(quiet, "{end:?}");
 }
 
 #[test]
 fn an_adaptive_drain_holds_at_least_min_and_at_most_max() {
     let mut s = Sim::new(range(2000, 10_000, None));
     traffic(&mut s, 1, 0, 0);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert_eq!(until_forwarded(&mut s).0, 2000, "a quiet server: MIN");
     let mut s = Sim::new(range(0, 4000, None));
     traffic(&mut s, 1, 2, u64::MAX);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     let (t, end) = until_forwarded(&mut s);
     assert_eq!(t, 4000, "steady traffic: MAX");
     assert!(matches!(end, Some(DrainEnd::Max { .. })), "{end:?}");
@@ -932,7 +760,7 @@ fn an_adaptive_drain_holds_at_least_min_and_at_most_max() {
 fn an_app_without_a_listening_socket_drains_min_and_says_so() {
     let mut s = Sim::new(range(1500, 10_000, None));
     traffic(&mut s, 0, 0, 0);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     assert_eq!(until_forwarded(&mut s), (1500, Some(DrainEnd::NoListener)));
 }
 
@@ -940,7 +768,7 @@ fn an_app_without_a_listening_socket_drains_min_and_says_so() {
 fn unseen_traffic_holds_to_max_with_one_warning() {
     let mut s = Sim::new(range(0, 3000, Some(10_000)));
     s.l.world.traffic = Box::new(|_| Err("no sock_diag".into()));
-    let a = s.sig(Signal::TERM);
+    let a = s.sig(TERM);
     assert!(notes(&a)
         .iter()
         .any(|n| matches!(n, NoteKind::TrafficUnseen { .. })));
@@ -951,64 +779,55 @@ fn unseen_traffic_holds_to_max_with_one_warning() {
 fn a_second_signal_and_the_reserve_end_an_adaptive_drain() {
     let mut s = Sim::new(range(0, 60_000, None));
     traffic(&mut s, 1, 3, u64::MAX);
-    s.sig(Signal::TERM);
+    s.sig(TERM);
     s.fire_timer();
-    assert_eq!(forwards(&s.sig(Signal::TERM)), [(Signal::TERM, TO_APP)]);
-    assert_eq!(s.m().poll_timeout(), None, "no more looks");
+    assert_eq!(forwards(&s.sig(TERM)), [(TERM, TO_APP)]);
+    assert_eq!(s.timeout(), None, "no more looks");
     let mut s = Sim::new(range(0, 9000, Some(10_000)));
     traffic(&mut s, 1, 3, u64::MAX);
-    s.sig(Signal::TERM);
-    assert_eq!(
-        until_forwarded(&mut s).0,
-        8000,
-        "MAX cut to the reserve point"
-    );
+    s.sig(TERM);
+    let (at, _) = until_forwarded(&mut s);
+    assert_eq!(at, 8000, "MAX cut to the reserve point");
 }
 
 // ---- OOM kills named ----
 
 #[test]
 fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
+    let (limit, peak) = (Some(32 << 20), Some(32 << 20));
     let memory = |oom_kills| {
         Some(Memory {
             oom_kills,
-            limit: Some(32 << 20),
-            peak: Some(32 << 20),
+            limit,
+            peak,
         })
     };
+    let (app, me, terminal) = (APP, 1, false);
     let start = Start {
-        app: APP,
-        me: 1,
-        terminal: false,
+        app,
+        me,
+        terminal,
         memory: memory(2),
     };
     let mut s = Sim::at_start(Policy::default(), start);
-    let killed = Status::Signaled(Signal::KILL);
-    let a = s.feed(Event::Reaped {
-        pid: 50,
-        status: killed,
-        memory: memory(2),
-    });
-    assert!(
-        !notes(&a)
+    let killed = |pid, memory| Event::Reaped {
+        pid,
+        status: KILLED,
+        memory,
+    };
+    let oom = |a: &[Action]| {
+        notes(a)
             .iter()
-            .any(|n| matches!(n, NoteKind::OomKilled { .. })),
-        "the counter did not grow"
-    );
-    let a = s.feed(Event::Reaped {
-        pid: APP,
-        status: killed,
-        memory: memory(3),
-    });
+            .any(|n| matches!(n, NoteKind::OomKilled { .. }))
+    };
+    let a = s.feed(killed(50, memory(2)));
+    assert!(!oom(&a), "the counter did not grow");
+    let a = s.feed(killed(APP, memory(3)));
     assert!(matches!(notes(&a)[0], NoteKind::OomKilled { pid: APP, .. }));
-    let a = s.feed(Event::ReapDone {
-        children_left: false,
-    });
+    let a = s.reap_done(false);
     let e = ending(&a);
-    assert!(
-        e.app_oom.is_some() && e.oom.is_empty() && e.code == 137,
-        "{e:?}"
-    );
+    let named = e.app_oom.is_some() && e.oom.is_empty() && e.code == 137;
+    assert!(named, "{e:?}");
     let mut s = Sim::at_start(
         Policy::default(),
         Start {
@@ -1016,17 +835,8 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
             ..start
         },
     );
-    let a = s.feed(Event::Reaped {
-        pid: APP,
-        status: killed,
-        memory: memory(9),
-    });
-    assert!(
-        !notes(&a)
-            .iter()
-            .any(|n| matches!(n, NoteKind::OomKilled { .. })),
-        "no cgroup at start: nothing said"
-    );
+    let a = s.feed(killed(APP, memory(9)));
+    assert!(!oom(&a), "no cgroup at start: nothing said");
 }
 
 // ---- whom leftovers are signalled, and the loop's protocol ----
@@ -1034,23 +844,16 @@ fn a_sigkill_death_while_the_oom_counter_grew_is_named() {
 #[test]
 fn as_pid1_leftovers_are_everyone_but_a_group_already_told_is_spared() {
     let mut s = Sim::new(grace(0, Some(5000)));
-    s.sig(Signal::TERM);
-    let a = s.app_exits(Status::Signaled(Signal::TERM), true);
-    assert_eq!(
-        forwards(&a),
-        [(Signal::TERM, Target::Process(OUTSIDE))],
-        "a second TERM can cut its cleanup short"
-    );
+    s.sig(TERM);
+    let a = s.app_exits(Status::Signaled(TERM), true);
+    // A second TERM to the group could cut its cleanup short.
+    assert_eq!(forwards(&a), [(TERM, Target::Process(OUTSIDE))]);
     // With -c only the app itself was told.
-    let mut s = Sim::new(Policy {
-        single_child: true,
-        ..grace(0, Some(5000))
-    });
-    s.sig(Signal::TERM);
-    assert_eq!(
-        forwards(&s.app_exits(Status::Exited(0), true)),
-        [(Signal::TERM, Target::Everyone)]
-    );
+    let mut policy = grace(0, Some(5000));
+    policy.single_child = true;
+    let mut s = Sim::new(policy);
+    s.sig(TERM);
+    assert_eq!(forwards(&s.app_exits(EXIT_0, true)), [(TERM, EVERYONE)]);
 }
 
 #[test]
@@ -1061,34 +864,22 @@ fn not_pid1_without_children_only_the_group_is_probed_and_usher_exits() {
         list: Some(Vec::new()),
         group_alive: true,
     };
-    s.reaped(APP, Status::Exited(0));
-    let a = s.feed(Event::ReapDone {
-        children_left: false,
-    });
-    assert_eq!(forwards(&a), [(Signal::TERM, TO_APP)]);
-    assert_eq!(
-        exit_code(&a),
-        Some(0),
-        "usher cannot wait for what it cannot reap"
-    );
+    s.reaped(APP, EXIT_0);
+    let a = s.reap_done(false);
+    assert_eq!(forwards(&a), [(TERM, TO_APP)]);
+    // usher cannot wait for what it cannot reap.
+    assert_eq!(exit_code(&a), Some(0));
 }
 
 #[test]
 fn a_census_that_found_nobody_is_not_repeated_before_the_next_reap() {
     let mut s = Sim::not_pid1(grace(0, Some(5000)));
-    s.reaped(APP, Status::Exited(0));
-    let a = s.feed(Event::ReapDone {
-        children_left: true,
-    });
-    assert_eq!(
-        a.iter().filter(|a| matches!(a, Action::Census(_))).count(),
-        1
-    );
-    let a = s.sig(Signal::TERM);
-    assert!(
-        !a.iter().any(|a| matches!(a, Action::Census(_))) && sent(&a).is_empty(),
-        "{a:?}"
-    );
+    s.reaped(APP, EXIT_0);
+    let a = s.reap_done(true);
+    let censuses = |a: &[Action]| a.iter().filter(|a| matches!(a, Action::Census(_))).count();
+    assert_eq!(censuses(&a), 1);
+    let a = s.sig(TERM);
+    assert!(censuses(&a) == 0 && sent(&a).is_empty(), "{a:?}");
 }
 
 #[test]
@@ -1096,7 +887,7 @@ fn an_answer_is_handled_before_anything_else_and_nothing_runs_in_between() {
     // The census the app's exit asks for is answered as the very next event:
     // its signals follow the ask, before the loop waits for anything.
     let mut s = Sim::new(grace(0, Some(5000)));
-    let a = s.app_exits(Status::Exited(0), true);
+    let a = s.app_exits(EXIT_0, true);
     let census = a
         .iter()
         .position(|a| matches!(a, Action::Census(_)))
@@ -1113,19 +904,15 @@ fn an_answer_is_handled_before_anything_else_and_nothing_runs_in_between() {
 fn job_control_suspends_with_the_app_and_hands_back_the_terminal() {
     let mut s = Sim::started(Policy::default(), 3, true);
     assert_eq!(s.feed(Event::Suspended { pid: APP }), [Action::Suspend]);
-    assert!(
-        s.feed(Event::Suspended { pid: 99 }).is_empty(),
-        "other children do not matter"
-    );
-    let a = s.sig(Signal::CONT);
+    let other = s.feed(Event::Suspended { pid: 99 });
+    assert!(other.is_empty(), "other children do not matter");
+    let a = s.sig(CONT);
     assert_eq!(a[0], Action::Foreground, "terminal first, then CONT");
-    assert_eq!(sent(&a), [(Signal::CONT, TO_APP)]);
+    assert_eq!(sent(&a), [(CONT, TO_APP)]);
     let mut s = Sim::started(Policy::default(), 1, true);
-    assert!(
-        s.feed(Event::Suspended { pid: APP }).is_empty(),
-        "as PID 1 usher never suspends"
-    );
-    assert!(!s.sig(Signal::CONT).contains(&Action::Foreground));
+    let app = s.feed(Event::Suspended { pid: APP });
+    assert!(app.is_empty(), "as PID 1 usher never suspends");
+    assert!(!s.sig(CONT).contains(&Action::Foreground));
 }
 
 // ---- properties over random event sequences ----
@@ -1235,13 +1022,13 @@ mod props {
                     Step::Stop(term) => {
                         k.stops += 1;
                         if k.t0.is_none() && k.app.is_none() { k.t0 = Some(now); }
-                        let signal = if term { Signal::TERM } else { Signal::INT };
+                        let signal = if term { TERM } else { INT };
                         Event::Signal { signal, sender: Some(100) }
                     }
-                    Step::Other => Event::Signal { signal: Signal::HUP, sender: None },
+                    Step::Other => Event::Signal { signal: HUP, sender: None },
                     Step::AppExit(c) => {
                         if k.app.is_some() { continue; }
-                        let status = if c == 256 { Status::Signaled(Signal::KILL) } else { Status::Exited(c) };
+                        let status = if c == 256 { KILLED } else { Status::Exited(c) };
                         k.app = Some(status);
                         k.t0 = k.t0.or(Some(now));
                         Event::Reaped { pid: APP, status, memory: None }
@@ -1263,7 +1050,7 @@ mod props {
                     Step::ReapDone(left) => {
                         Event::ReapDone { children_left: left || k.app.is_none() || !k.running.is_empty() }
                     }
-                    Step::Timer => match s.m().poll_timeout() {
+                    Step::Timer => match s.timeout() {
                         Some(t) => { s.l.world.now = now.max(t); Event::Timer }
                         None => continue,
                     },
@@ -1279,7 +1066,7 @@ mod props {
                 if is_timer {
                     // Firing the timer makes progress: it never asks to be
                     // fired again at once (no spinning).
-                    prop_assert!(s.m().poll_timeout().is_none_or(|t| t > now), "timer spins at {:?}", now);
+                    prop_assert!(s.timeout().is_none_or(|t| t > now), "timer spins at {:?}", now);
                     // By the drain's end, and by R before the deadline, the
                     // app has been asked to stop, whatever the pre-stop hook.
                     if let (Some(t0), None, None) = (k.t0, k.app, k.exited_with) {
@@ -1308,11 +1095,8 @@ mod props {
         for a in actions {
             prop_assert!(k.exited_with.is_none(), "no action after Exit: {:?}", a);
             match a {
-                Action::Send { signal, to } if signal == Signal::TERM || signal == Signal::INT => {
-                    prop_assert!(
-                        pid1 || to != Target::Everyone,
-                        "kill(-1) outside a namespace"
-                    );
+                Action::Send { signal, to } if signal == TERM || signal == INT => {
+                    prop_assert!(pid1 || to != EVERYONE, "kill(-1) outside a namespace");
                     if k.app.is_none() && !k.forwarded_stop {
                         let t0 = k.t0.expect("stop forwarded before any stop");
                         let reserve_point =
@@ -1333,22 +1117,16 @@ mod props {
                     }
                 }
                 Action::Send {
-                    signal: Signal::KILL,
+                    signal: KILL,
                     to: Target::Group(pid),
                 } if pid == HOOK || pid == LAST => {
                     k.running.retain(|&p| p != pid);
                 }
-                Action::Send {
-                    signal: Signal::KILL,
-                    to,
-                } => {
-                    prop_assert!(
-                        pid1 || to != Target::Everyone,
-                        "kill(-1) outside a namespace"
-                    );
+                Action::Send { signal: KILL, to } => {
+                    prop_assert!(pid1 || to != EVERYONE, "kill(-1) outside a namespace");
                     // What a finished post-stop hook leaves goes at once: nothing outlives it.
                     let post_stop_over =
-                        k.started.contains(&HookKind::PostStop) && !k.running.contains(&LAST);
+                        k.started.contains(&POST_STOP) && !k.running.contains(&LAST);
                     match (policy.grace, k.t0) {
                         _ if post_stop_over => {}
                         (Some(g), Some(t0)) => {
@@ -1361,7 +1139,7 @@ mod props {
                     }
                     k.killed_while_alive |= k.app.is_none();
                     match to {
-                        Target::Everyone => k.running.clear(),
+                        EVERYONE => k.running.clear(),
                         Target::Process(p) | Target::Group(p) => k.running.retain(|&h| h != p),
                     }
                 }
@@ -1369,16 +1147,16 @@ mod props {
                     prop_assert!(policy.hook(kind).is_some() && !k.started.contains(&kind));
                     k.started.push(kind);
                     k.running.push(match kind {
-                        HookKind::PreStop => HOOK,
-                        HookKind::PostStart => POST,
-                        HookKind::PostStop => LAST,
+                        PRE_STOP => HOOK,
+                        POST_START => POST,
+                        POST_STOP => LAST,
                     });
                 }
                 Action::Exit(ending) => {
                     let status = k.app.expect("exit before the app was reaped");
                     let want = if k.start_failed {
                         124
-                    } else if k.killed_while_alive && status == Status::Signaled(Signal::KILL) {
+                    } else if k.killed_while_alive && status == KILLED {
                         137
                     } else if policy.remap_exit.contains(&status.code()) {
                         0

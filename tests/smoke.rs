@@ -28,9 +28,10 @@ fn a_developers_usher_variables_do_not_reach_usher() {
     }
     let f = run(Mode::Plain, &["-s", "--", "sh", "-c", "exit 3"]);
     assert_eq!((f.code, f.stderr.as_str()), (Some(3), ""), "{f:?}");
-    let f = start_with(Mode::Plain, &["-s", "--", "sh", "-c", "exit 3"], |c| {
-        c.env("USHER_REMAP_EXIT", "3");
-    })
-    .wait(FINISH);
+    let f = run_with(
+        Mode::Plain,
+        &["-s", "--", "sh", "-c", "exit 3"],
+        &[("USHER_REMAP_EXIT", "3")],
+    );
     assert_eq!((f.code, f.stderr.as_str()), (Some(0), ""), "{f:?}");
 }

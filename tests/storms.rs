@@ -43,13 +43,10 @@ fn heavy() -> MutexGuard<'static, ()> {
 /// The compiled storm app, or None after saying why there is none.
 fn storm_app() -> Option<String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/storms/storm_app.c");
-    match cc_binary(&src, "storm_app") {
-        Ok(p) => Some(p.to_string_lossy().into_owned()),
-        Err(why) => {
-            skipped(&why);
-            None
-        }
-    }
+    let app = cc_binary(&src, "storm_app")
+        .map_err(|why| skipped(&why))
+        .ok()?;
+    Some(app.to_string_lossy().into_owned())
 }
 
 /// Slots of the counts file (see storm_app.c).
@@ -121,19 +118,19 @@ fn sigqueue(pid: i32, sig: i32) -> std::io::Result<()> {
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     info.si_signo = sig;
     info.si_code = libc::SI_QUEUE;
+    let (pid, sig) = (libc::c_long::from(pid), libc::c_long::from(sig));
     // SAFETY: `info` is a valid, initialised siginfo_t the kernel only reads.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_rt_sigqueueinfo,
-            libc::c_long::from(pid),
-            libc::c_long::from(sig),
+            pid,
+            sig,
             &info as *const libc::siginfo_t,
         )
     };
-    if ret < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
+    match ret {
+        0.. => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
@@ -169,10 +166,8 @@ struct Sent {
 /// real-time ones paced against the app's counts.
 /// `before` is what was sent earlier (the app's counts include it).
 fn sender(usher: i32, k: usize, n: u64, counts: &Counts, before: &[u64; 65]) -> Sent {
-    let mut sent = Sent {
-        by_sig: [0; 65],
-        eagain: 0,
-    };
+    let (by_sig, eagain) = ([0; 65], 0);
+    let mut sent = Sent { by_sig, eagain };
     let rt = rt_pair(k);
     for i in 0..n {
         let j = (i / 2) as usize;
@@ -188,12 +183,9 @@ fn sender(usher: i32, k: usize, n: u64, counts: &Counts, before: &[u64; 65]) -> 
         let paced = Instant::now();
         let mine = |sent: &Sent| before[slot] + sent.by_sig[slot];
         while mine(&sent).saturating_sub(counts.get(slot)) >= WINDOW {
-            assert!(
-                paced.elapsed() < HEAVY,
-                "the app's count of {sig} is stuck at {} of {} sent",
-                counts.get(slot),
-                mine(&sent)
-            );
+            let (counted, sent) = (counts.get(slot), mine(&sent));
+            let stuck = format!("the app's count of {sig} is stuck at {counted} of {sent} sent");
+            assert!(paced.elapsed() < HEAVY, "{stuck}");
             std::thread::sleep(Duration::from_micros(50));
         }
         loop {
@@ -220,9 +212,7 @@ fn sender(usher: i32, k: usize, n: u64, counts: &Counts, before: &[u64; 65]) -> 
 /// storm's largest batch leaves only real growth for the storm to show.
 fn prime(usher: i32, rt: &[i32], sent: &mut [u64; 65]) {
     kill(usher, libc::SIGSTOP).expect("stop usher");
-    let stopped = wait_until(Duration::from_secs(5), || {
-        proc_status(usher, "State").is_some_and(|s| s.starts_with('T'))
-    });
+    let stopped = wait_until(secs(5), || state(usher) == Some('T'));
     for &sig in rt {
         for _ in 0..WINDOW {
             while let Err(e) = sigqueue(usher, sig) {
@@ -246,9 +236,8 @@ fn storm(usher: i32, counts: &Counts, sent: &mut [u64; 65]) -> u64 {
     let per = STORM / SENDERS as u64;
     let results: Vec<Sent> = std::thread::scope(|scope| {
         let before = &*sent;
-        let handles: Vec<_> = (0..SENDERS)
-            .map(|k| scope.spawn(move || sender(usher, k, per, counts, before)))
-            .collect();
+        let send = |k| scope.spawn(move || sender(usher, k, per, counts, before));
+        let handles: Vec<_> = (0..SENDERS).map(send).collect();
         handles
             .into_iter()
             .map(|h| h.join().expect("sender thread"))
@@ -290,20 +279,13 @@ fn signal_storm_every_realtime_copy_arrives_and_usher_stays_small() {
     let rss_start = vm_rss_kb(usher).expect("usher's VmRSS");
     let rt_all: Vec<i32> = (0..SENDERS).flat_map(rt_pair).collect();
     let caught_up = |sent: &[u64; 65]| {
-        rt_all
-            .iter()
-            .all(|&sig| counts.get(sig as usize) == sent[sig as usize])
+        let counted = |sig: &i32| counts.get(*sig as usize) == sent[*sig as usize];
+        wait_until(HEAVY, || rt_all.iter().all(counted))
     };
     prime(usher, &rt_all, &mut sent);
-    assert!(
-        wait_until(HEAVY, || caught_up(&sent)),
-        "warm-up: real-time signals of the primed batch missing"
-    );
+    assert!(caught_up(&sent), "warm-up: the primed batch is missing");
     storm(usher, &counts, &mut sent);
-    assert!(
-        wait_until(HEAVY, || caught_up(&sent)),
-        "warm-up: real-time signals missing"
-    );
+    assert!(caught_up(&sent), "warm-up: real-time signals missing");
     std::thread::sleep(Duration::from_millis(200));
     let rss0 = vm_rss_kb(usher).expect("usher's VmRSS");
     let parts0 = rss_parts(usher);
@@ -313,7 +295,7 @@ fn signal_storm_every_realtime_copy_arrives_and_usher_stays_small() {
     let began = Instant::now();
     let eagain = storm(usher, &counts, &mut sent);
     let sending = began.elapsed();
-    let all_in = wait_until(HEAVY, || caught_up(&sent));
+    let all_in = caught_up(&sent);
     let delivered = began.elapsed();
     // Settled: anything extra would have shown up by now.
     std::thread::sleep(Duration::from_millis(300));
@@ -325,9 +307,7 @@ fn signal_storm_every_realtime_copy_arrives_and_usher_stays_small() {
     // Responsive after the storm: TERM starts the shutdown at once.
     let term = Instant::now();
     kill(usher, libc::SIGTERM).expect("kill usher TERM");
-    let term_seen = wait_until(Duration::from_secs(10), || {
-        counts.get(libc::SIGTERM as usize) >= 1
-    });
+    let term_seen = wait_until(secs(10), || counts.get(libc::SIGTERM as usize) >= 1);
     let term_took = term.elapsed().as_secs_f64();
     let f = r.wait(HEAVY);
 
@@ -344,39 +324,23 @@ fn signal_storm_every_realtime_copy_arrives_and_usher_stays_small() {
         let got = counts.get(sig as usize);
         let want = sent[sig as usize];
         eprintln!("  signal {sig}: sent {want}, app counted {got}");
-        assert_eq!(
-            got, want,
-            "real-time signal {sig}: sent {want}, the app counted {got}\n{}",
-            f.stderr
-        );
+        assert_eq!(got, want, "real-time signal {sig}: sent {want}\n{f}");
     }
     assert!(all_in, "not every real-time copy arrived in time");
     for sig in STANDARD {
-        let got = counts.get(sig as usize);
-        eprintln!(
-            "  signal {sig}: sent {}, app counted {got} (standard: copies merge)",
-            sent[sig as usize]
-        );
-        assert!(
-            got >= 1 && got <= sent[sig as usize],
-            "standard signal {sig}: sent {}, the app counted {got}\n{}",
-            sent[sig as usize],
-            f.stderr
-        );
+        let (got, want) = (counts.get(sig as usize), sent[sig as usize]);
+        eprintln!("  signal {sig}: sent {want}, app counted {got} (standard: copies merge)");
+        let merged = got >= 1 && got <= want;
+        assert!(merged, "signal {sig}: counted {got} of {want}\n{f}");
     }
     let term_after = term_seen.then_some(term_took);
     assert_on_time("TERM, after the storm,", term_after, 0.0, &f.stderr);
-    assert_eq!(
-        counts.get(libc::SIGTERM as usize),
-        1,
-        "the app got TERM once"
-    );
+    let terms = counts.get(libc::SIGTERM as usize);
+    assert_eq!(terms, 1, "the app got TERM once");
     assert_eq!(f.code, Some(0), "{f:?}");
     assert_eq!(fds1, fds0, "usher's open fds changed over the storm");
-    assert!(
-        rss1 <= rss0 + RSS_MARGIN_KB,
-        "usher's VmRSS grew from {rss0} kB to {rss1} kB over the storm (margin {RSS_MARGIN_KB} kB)"
-    );
+    let grew = format!("from {rss0} kB to {rss1} kB (margin {RSS_MARGIN_KB} kB)");
+    assert!(rss1 <= rss0 + RSS_MARGIN_KB, "usher's VmRSS grew {grew}");
 }
 
 /// How much usher's resident set may grow over the storm, once primed: a
@@ -410,12 +374,13 @@ fn read_orphans(path: &Path) -> Option<Orphans> {
     let made = header("made ")? as usize;
     let failed = header("failed ")? as usize;
     let pids = lines.filter_map(|l| l.trim().parse().ok()).collect();
-    Some(Orphans {
+    let orphans = Orphans {
         app,
         made,
         failed,
         pids,
-    })
+    };
+    Some(orphans)
 }
 
 /// One zombie storm: TERM (drain 1s, grace 3s) to an app that ignores it,
@@ -431,26 +396,11 @@ fn zombie_storm(mode: Mode) -> Option<(Finished, Orphans, f64, i32)> {
     let s = Scratch::new("zombie-storm");
     let file = s.path("orphans");
     let file_arg = file.to_str().expect("utf-8 temp dir");
-    let n = ORPHANS.to_string();
-    let step = STEP_US.to_string();
-    let mut args = vec![];
-    if mode == Mode::Plain {
-        args.push("-s");
-    }
-    args.extend([
-        "-v",
-        "--drain",
-        "1s",
-        "--grace-period",
-        "3s",
-        "--",
-        &app,
-        "orphans",
-        &n,
-        &step,
-        file_arg,
-    ]);
-    let r = start(mode, &args);
+    let (n, step) = (ORPHANS.to_string(), STEP_US.to_string());
+    let storm = [&app, "orphans", &n, &step, file_arg];
+    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
+    let timing = words("-v --drain 1s --grace-period 3s --");
+    let r = start(mode, &[plain, &timing, &storm].concat());
     let mut orphans = None;
     wait_until(HEAVY, || {
         orphans = read_orphans(&file);
@@ -473,36 +423,24 @@ fn zombie_storm(mode: Mode) -> Option<(Finished, Orphans, f64, i32)> {
 /// The checks both modes share: exit code, deadline, every orphan reaped
 /// by usher, and the storm really ran through the drain and after it.
 fn check_zombie_storm(f: &Finished, orphans: &Orphans, took: f64) {
-    assert_eq!(
-        (orphans.made, orphans.failed),
-        (ORPHANS, 0),
-        "the app could not fork all its orphans"
-    );
+    let made = (orphans.made, orphans.failed);
+    assert_eq!(made, (ORPHANS, 0), "the app could not fork all its orphans");
     assert_eq!(orphans.pids.len(), ORPHANS, "one pid per orphan");
-    let lines: Vec<&str> = f
-        .stderr
-        .lines()
-        .filter(|l| l.starts_with("usher: "))
-        .collect();
     // For failure messages: usher's log without the thousands of reaped lines.
+    let reaped_line = |l: &&str| l.contains(" debug: reaped: ");
+    let rest: Vec<&str> = f.stderr.lines().filter(|l| !reaped_line(l)).collect();
+    let (code, rest) = (f.code, rest.join("\n"));
     let tail = format!(
-        "exit {:?} {took:.3}s after TERM; stderr, usher's reaped lines left out:\n{}",
-        f.code,
-        f.stderr
-            .lines()
-            .filter(|l| !l.contains(" debug: reaped: "))
-            .collect::<Vec<_>>()
-            .join("\n")
+        "exit {code:?} {took:.3}s after TERM; stderr, usher's reaped lines left out:\n{rest}"
     );
     assert_eq!(f.code, Some(137), "killed at the deadline: 137\n{tail}");
     let kill_line = assert_deadline(GRACE, took, &tail);
     let kill_t = line_t(&kill_line).expect("time on the kill line");
     let mut reaped = std::collections::HashMap::new();
     let (mut in_drain, mut after_drain, mut exited_7) = (0, 0, 0);
-    for l in lines.iter().filter(|l| l.contains(" debug: reaped: ")) {
-        let pid: i32 = field(l, "pid")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no pid: {l}"));
+    for l in usher_lines(&f.stderr).into_iter().filter(reaped_line) {
+        let pid = field(l, "pid").and_then(|p| p.parse::<i32>().ok());
+        let pid = pid.unwrap_or_else(|| panic!("no pid: {l}"));
         *reaped.entry(pid).or_insert(0) += 1;
         let t = line_t(l).unwrap_or_else(|| panic!("no time: {l}"));
         if field(l, "status") == Some("exit:7") {
@@ -523,28 +461,18 @@ fn check_zombie_storm(f: &Finished, orphans: &Orphans, took: f64) {
     );
     let twice: Vec<_> = reaped.iter().filter(|(_, &n)| n > 1).collect();
     assert!(twice.is_empty(), "reaped more than once: {twice:?}");
-    let missing: Vec<i32> = orphans
+    let missing: Vec<&i32> = orphans
         .pids
         .iter()
-        .copied()
         .filter(|p| !reaped.contains_key(p))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "{} orphans never reaped by usher, e.g. {:?}\n{tail}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-    assert_eq!(
-        reaped.len(),
-        ORPHANS,
-        "usher reaped exactly the orphans (the app's own exit is not a `reaped` line)"
-    );
-    assert!(
-        in_drain > 0 && after_drain > 0,
-        "the orphans' exits did not span the drain and what followed it \
-         ({in_drain} in the drain, {after_drain} after it): the storm missed the shutdown"
-    );
+    let (n, some) = (missing.len(), &missing[..missing.len().min(10)]);
+    assert!(n == 0, "{n} orphans never reaped, e.g. {some:?}\n{tail}");
+    // Exactly the orphans: the app's own exit is not a `reaped` line.
+    assert_eq!(reaped.len(), ORPHANS, "usher reaped exactly the orphans");
+    let spans = format!("{in_drain} in the drain, {after_drain} after it");
+    let spanned = in_drain > 0 && after_drain > 0;
+    assert!(spanned, "the storm missed the shutdown ({spans})");
 }
 
 #[test]
@@ -555,10 +483,8 @@ fn zombie_storm_during_shutdown_as_pid1_keeps_the_deadline() {
     check_zombie_storm(&f, &orphans, took);
     // usher, PID 1, has exited: the kernel tore the namespace down with it,
     // so no orphan, zombie or not, is left anywhere.
-    assert!(
-        proc_status(usher, "State").is_none(),
-        "usher (pid {usher}) still exists after exiting"
-    );
+    let gone = proc_status(usher, "State").is_none();
+    assert!(gone, "usher (pid {usher}) still exists after exiting");
 }
 
 #[test]
@@ -573,10 +499,10 @@ fn zombie_storm_during_shutdown_as_subreaper_leaves_no_zombie() {
         return;
     };
     let me = std::process::id() as i32;
-    let ours: Vec<i32> = children_of(me)
+    let ours = children_of(me)
         .into_iter()
-        .filter(|p| orphans.pids.contains(p) || *p == orphans.app)
-        .collect();
+        .filter(|p| orphans.pids.contains(p) || *p == orphans.app);
+    let ours: Vec<i32> = ours.collect();
     for &p in &ours {
         // Clean up after a failure: kill and reap what came to us.
         let _ = kill(p, libc::SIGKILL);
@@ -584,19 +510,13 @@ fn zombie_storm_during_shutdown_as_subreaper_leaves_no_zombie() {
         unsafe { libc::waitpid(p, std::ptr::null_mut(), 0) };
     }
     check_zombie_storm(&f, &orphans, took);
-    assert!(
-        ours.is_empty(),
-        "usher exited leaving {} of its processes (orphans or the app) behind: {:?}",
-        ours.len(),
-        &ours[..ours.len().min(10)]
-    );
+    let (n, some) = (ours.len(), &ours[..ours.len().min(10)]);
+    assert!(n == 0, "usher left {n} orphans or the app behind: {some:?}");
     // Nor is anything (zombies included) left in the app's process group.
     let group = kill(-orphans.app, 0);
-    assert!(
-        group
-            .as_ref()
-            .is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH)),
-        "the app's group {} still has members: {group:?}",
-        orphans.app
-    );
+    let empty = group
+        .as_ref()
+        .is_err_and(|e| e.raw_os_error() == Some(libc::ESRCH));
+    let app = orphans.app;
+    assert!(empty, "the app's group {app} still has members: {group:?}");
 }

@@ -42,13 +42,12 @@ pub fn usher() -> &'static str {
 /// say), so the tests can run another architecture's build; docs/architectures.md.
 pub fn emulator() -> Option<&'static str> {
     static EMULATOR: OnceLock<Option<String>> = OnceLock::new();
-    EMULATOR
-        .get_or_init(|| {
-            std::env::var("USHERTEST_EMULATOR")
-                .ok()
-                .filter(|e| !e.is_empty())
-        })
-        .as_deref()
+    let var = || {
+        std::env::var("USHERTEST_EMULATOR")
+            .ok()
+            .filter(|e| !e.is_empty())
+    };
+    EMULATOR.get_or_init(var).as_deref()
 }
 
 /// The command that runs usher after `prefix` (an unshare, or nothing), under
@@ -69,14 +68,9 @@ pub fn usher_command(prefix: &[&str]) -> Command {
         unsafe {
             cmd.pre_exec(|| {
                 let default = [0u64; 8]; // the kernel's struct sigaction: SIG_DFL
-                for sig in [32, 33] {
-                    libc::syscall(
-                        libc::SYS_rt_sigaction,
-                        libc::c_long::from(sig),
-                        default.as_ptr(),
-                        std::ptr::null_mut::<u64>(),
-                        8 as libc::size_t,
-                    );
+                let (none, size) = (std::ptr::null_mut::<u64>(), 8 as libc::size_t);
+                for sig in [32, 33].map(libc::c_long::from) {
+                    libc::syscall(libc::SYS_rt_sigaction, sig, default.as_ptr(), none, size);
                 }
                 Ok(())
             });
@@ -99,10 +93,8 @@ pub fn first_child_pid() -> i32 {
         cmd.args(["--", "sh", "-c", "echo $$"]);
         let ran = run_bounded(&mut cmd, Duration::from_secs(30));
         assert!(ran.ok(), "asking the app's pid: {ran:?}");
-        ran.stdout
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("asking the app's pid: {ran:?}"))
+        let pid = ran.stdout.trim().parse();
+        pid.unwrap_or_else(|_| panic!("asking the app's pid: {ran:?}"))
     })
 }
 
@@ -142,10 +134,8 @@ pub fn namespace_prefix() -> Result<&'static [&'static str], String> {
 /// The full path of `program`, found in this process's PATH.
 pub fn which(program: &str) -> Option<String> {
     let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())?;
-    Some(found.to_string_lossy().into_owned())
+    let mut paths = std::env::split_paths(&path).map(|d| d.join(program));
+    Some(paths.find(|p| p.is_file())?.to_string_lossy().into_owned())
 }
 
 /// Says, past the test harness's capture (so it shows when the test
@@ -168,11 +158,18 @@ fn namespaces_for(part: &str) -> bool {
     let Err(why) = namespace_prefix() else {
         return true;
     };
-    if std::env::var_os("USHERTEST_REQUIRE_NAMESPACES").is_some_and(|v| v == "1") {
-        panic!("USHERTEST_REQUIRE_NAMESPACES=1, but {why}");
-    }
-    skipped(&format!("{part}{why}"));
+    skip("USHERTEST_REQUIRE_NAMESPACES", &format!("{part}{why}"));
     false
+}
+
+/// A test (or part) that cannot run here: one `SKIPPED` line saying why,
+/// or, with the CI switch `require` (`USHERTEST_REQUIRE_DOCKER`...) set to
+/// 1, a failure.
+pub fn skip(require: &str, why: &str) {
+    if std::env::var_os(require).is_some_and(|v| v == "1") {
+        panic!("{require}=1, but {why}");
+    }
+    skipped(why);
 }
 
 /// Returns from the test, saying why, where PID namespaces are unavailable.
@@ -188,6 +185,12 @@ macro_rules! needs_namespaces {
 /// Plain always; PID 1 too where namespaces work.
 pub fn modes() -> Vec<Mode> {
     let mut m = vec![Mode::Plain];
+    // scripts/dist-test.sh, under an emulator that refuses
+    // PR_SET_CHILD_SUBREAPER (qemu 7.2), runs the PID 1 half alone.
+    if let Ok(why) = std::env::var("USHERTEST_NO_SUBREAPER") {
+        println!("SKIPPED the subreaper half: {why}");
+        m.clear();
+    }
     if namespaces_for("its PID 1 part: ") {
         m.push(Mode::Pid1);
     }
@@ -216,12 +219,8 @@ pub struct Scratch(pub PathBuf);
 impl Scratch {
     pub fn new(name: &str) -> Scratch {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "usher-test-{}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed),
-            name
-        ));
+        let (pid, n) = (std::process::id(), N.fetch_add(1, Ordering::Relaxed));
+        let dir = std::env::temp_dir().join(format!("usher-test-{pid}-{n}-{name}"));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("create scratch dir");
         Scratch(dir)
@@ -264,9 +263,8 @@ impl Scratch {
     /// The pid written in `name` (by `echo $$ > name`).
     pub fn pid(&self, name: &str) -> i32 {
         let text = self.read(name);
-        text.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name} holds no pid: {text:?}"))
+        let pid = text.trim().parse();
+        pid.unwrap_or_else(|_| panic!("{name} holds no pid: {text:?}"))
     }
 }
 
@@ -290,13 +288,9 @@ pub fn script(dir: &Path, name: &str, body: &str) -> String {
 pub fn app(s: &Scratch, name: &str, body: &str) -> String {
     let dir = s.0.to_str().expect("utf-8 temp dir");
     assert!(!dir.contains('\''), "scratch dir {dir:?} holds a quote");
-    script(
-        &s.0,
-        name,
-        &format!(
-            "cd '{dir}' || exit 99\nulimit -c 0 2>/dev/null\nrec() {{ date +%s.%N >> \"$1\"; }}\n{body}"
-        ),
-    )
+    let rec = "rec() { date +%s.%N >> \"$1\"; }";
+    let body = format!("cd '{dir}' || exit 99\nulimit -c 0 2>/dev/null\n{rec}\n{body}");
+    script(&s.0, name, &body)
 }
 
 // ------------------------------------------------------------------ clocks --
@@ -322,10 +316,8 @@ pub fn wait_until(within: Duration, cond: impl FnMut() -> bool) -> bool {
 
 /// Wall-clock seconds since the epoch: comparable with the apps' `date +%s.%N`.
 pub fn epoch() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    now.expect("clock after 1970").as_secs_f64()
 }
 
 /// When the test sent a signal, read just *before* `kill`: so "no sooner
@@ -338,10 +330,8 @@ pub struct Sent {
 
 impl Sent {
     pub fn now() -> Sent {
-        Sent {
-            at: Instant::now(),
-            epoch: epoch(),
-        }
+        let (at, epoch) = (Instant::now(), epoch());
+        Sent { at, epoch }
     }
 
     /// Seconds since then.
@@ -358,14 +348,10 @@ pub fn assert_on_time(what: &str, after: Option<f64>, due: f64, log: &str) {
     let Some(after) = after else {
         panic!("{what} never came (due {due}s after its cause)\n{log}");
     };
-    assert!(
-        after >= due,
-        "{what} came {after:.3}s after its cause, before {due}s\n{log}"
-    );
-    assert!(
-        after <= due + SLACK,
-        "{what} came only {after:.3}s after its cause (due {due}s, slack {SLACK}s)\n{log}"
-    );
+    let came = format!("{what} came {after:.3}s after its cause");
+    assert!(after >= due, "{came}, before {due}s\n{log}");
+    let late = after > due + SLACK;
+    assert!(!late, "{came} (due {due}s, slack {SLACK}s)\n{log}");
 }
 
 /// Asserts an escalation at a `grace`-second deadline, `took` seconds after
@@ -374,13 +360,12 @@ pub fn assert_on_time(what: &str, after: Option<f64>, due: f64, log: &str) {
 /// (listing /proc and reaping can lag on a starved machine). Returns the line.
 #[track_caller]
 pub fn assert_deadline(grace: f64, took: f64, log: &str) -> String {
-    let line = line_with(log, "grace period over, killing: signal=SIGKILL")
-        .unwrap_or_else(|| panic!("no kill at the deadline\n{log}"));
+    let line = line_with(log, "grace period over, killing: signal=SIGKILL");
+    let line = line.unwrap_or_else(|| panic!("no kill at the deadline\n{log}"));
     assert_on_time("the deadline's kill", line_t(line), grace, log);
-    assert!(
-        (grace..=grace + 2.0 * SLACK).contains(&took),
-        "usher exited {took:.3}s after the stop (grace period {grace}s)\n{log}"
-    );
+    let exited = (grace..=grace + 2.0 * SLACK).contains(&took);
+    let when = format!("usher exited {took:.3}s after the stop (grace {grace}s)");
+    assert!(exited, "{when}\n{log}");
     line.to_string()
 }
 
@@ -427,10 +412,8 @@ impl Ran {
 /// time (then its whole tree is SIGKILLed, by pid).
 pub fn try_run(cmd: &mut Command, within: Duration) -> Result<Ran, String> {
     hermetic(cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped());
+    cmd.stderr(Stdio::piped()).process_group(0);
     let start = Instant::now();
     let child = cmd
         .spawn()
@@ -454,12 +437,13 @@ pub fn finish(mut child: Child, within: Duration, start: Instant) -> Result<Ran,
         let _ = child.wait();
         return Err(format!("did not finish within {within:?}"));
     };
-    let took = start.elapsed();
-    let text = |h: Option<JoinHandle<String>>| h.map(|h| h.join().unwrap_or_default());
+    let (code, took) = (status.code(), start.elapsed());
+    let text = |h: Option<JoinHandle<String>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    let (stdout, stderr) = (text(out), text(err));
     Ok(Ran {
-        code: status.code(),
-        stdout: text(out).unwrap_or_default(),
-        stderr: text(err).unwrap_or_default(),
+        code,
+        stdout,
+        stderr,
         took,
     })
 }
@@ -492,20 +476,15 @@ pub struct Finished {
 /// For failure messages: the exit and usher's log as it was written.
 impl std::fmt::Display for Finished {
     fn fmt(&self, out: &mut std::fmt::Formatter) -> std::fmt::Result {
-        write!(
-            out,
-            "usher exited {:?}; its stderr:\n{}",
-            self.code, self.stderr
-        )
+        let (code, stderr) = (self.code, &self.stderr);
+        write!(out, "usher exited {code:?}; its stderr:\n{stderr}")
     }
 }
 
 /// The command that runs usher in `mode` (through unshare as PID 1).
 pub fn usher_in(mode: Mode) -> Command {
-    match mode {
-        Mode::Plain => usher_command(&[]),
-        Mode::Pid1 => usher_command(namespace_prefix().expect("namespaces checked by the caller")),
-    }
+    let prefix = || namespace_prefix().expect("namespaces checked by the caller");
+    usher_command(if mode == Mode::Pid1 { prefix() } else { &[] })
 }
 
 /// Starts usher with `args` (usher's flags, `--`, the app) in `mode`.
@@ -516,6 +495,14 @@ pub fn start(mode: Mode, args: &[&str]) -> Running {
 /// Runs usher with `args` in `mode` to its end.
 pub fn run(mode: Mode, args: &[&str]) -> Finished {
     start(mode, args).wait(FINISH)
+}
+
+/// Runs usher with `args` in `mode` to its end, with the variables `env`.
+pub fn run_with(mode: Mode, args: &[&str], env: &[(&str, &str)]) -> Finished {
+    start_with(mode, args, |c| {
+        c.envs(env.iter().copied());
+    })
+    .wait(FINISH)
 }
 
 /// Like [`start`], with a chance to adjust the command (env vars, stdin).
@@ -529,15 +516,22 @@ pub fn start_with(mode: Mode, args: &[&str], adjust: impl FnOnce(&mut Command)) 
 /// Starts usher in `mode` with `flags` (and `-s` when not PID 1) running
 /// the app script `body` (see [`app`]) in `s`.
 pub fn start_app(mode: Mode, s: &Scratch, flags: &[&str], body: &str) -> Running {
+    start_app_with(mode, s, flags, body, |c| c)
+}
+
+/// [`start_app`] with a chance to adjust usher's command (variables, stdout).
+pub fn start_app_with(
+    mode: Mode,
+    s: &Scratch,
+    flags: &[&str],
+    body: &str,
+    adjust: impl FnOnce(&mut Command) -> &mut Command,
+) -> Running {
     let a = app(s, "app", body);
-    let mut args = if mode == Mode::Plain {
-        vec!["-s"]
-    } else {
-        vec![]
-    };
-    args.extend(flags);
-    args.extend(["--", &a]);
-    start(mode, &args)
+    let plain: &[&str] = if mode == Mode::Plain { &["-s"] } else { &[] };
+    start_with(mode, &[plain, flags, &["--", &a]].concat(), |c| {
+        adjust(c);
+    })
 }
 
 /// Starts `cmd`, which is or execs usher (setpriv, prlimit, an unshare of
@@ -617,17 +611,16 @@ impl Running {
         };
         let reader = self.stderr.take();
         let closed = wait_until(within, || reader.as_ref().is_none_or(|h| h.is_finished()));
+        let held = "<usher exited but its stderr stayed open: something it left behind holds it>";
         let stderr = match reader {
             Some(h) if closed => h.join().unwrap_or_default(),
-            Some(_) => {
-                "<usher exited but its stderr stayed open: something it left behind holds it>"
-                    .into()
-            }
+            Some(_) => held.into(),
             None => String::new(),
         };
+        let code = status.code();
         Finished {
             status,
-            code: status.code(),
+            code,
             stderr,
         }
     }
@@ -647,25 +640,24 @@ impl Drop for Running {
 /// kill(2), as a Result.
 pub fn kill(pid: i32, sig: i32) -> std::io::Result<()> {
     // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(pid, sig) } < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
+    match unsafe { libc::kill(pid, sig) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 
 /// Direct children of `pid`, from /proc.
 pub fn children_of(pid: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        if let Ok(s) = fs::read_to_string(t.path().join("children")) {
-            out.extend(s.split_whitespace().filter_map(|p| p.parse::<i32>().ok()));
-        }
-    }
-    out
+    let tasks = fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten();
+    let children = tasks.filter_map(|t| fs::read_to_string(t.path().join("children")).ok());
+    let pids: Vec<String> = children.collect();
+    pids.iter()
+        .flat_map(|s| s.split_whitespace())
+        .filter_map(|p| p.parse().ok())
+        .collect()
 }
 
 /// Waits up to [`SOON`] for `parent`'s first child to be `comm`; returns its pid.
@@ -683,11 +675,9 @@ pub fn child_named(parent: i32, comm: &str) -> i32 {
 /// SIGKILLs `root` and every descendant, by pid (never by name).
 pub fn kill_tree(root: i32) {
     let mut all = vec![root];
-    let mut i = 0;
-    while i < all.len() {
-        let kids = children_of(all[i]);
-        all.extend(kids);
-        i += 1;
+    for i in 0.. {
+        let Some(&pid) = all.get(i) else { break };
+        all.extend(children_of(pid));
     }
     for pid in all {
         let _ = kill(pid, libc::SIGKILL);
@@ -697,10 +687,9 @@ pub fn kill_tree(root: i32) {
 /// Fields of /proc/PID/status as text ("SigBlk", "SigIgn", "State", ...).
 pub fn proc_status(pid: i32, field: &str) -> Option<String> {
     let text = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines().find_map(|l| {
-        l.strip_prefix(&format!("{field}:"))
-            .map(|v| v.trim().to_string())
-    })
+    let field = format!("{field}:");
+    text.lines()
+        .find_map(|l| Some(l.strip_prefix(&field)?.trim().to_string()))
 }
 
 /// The process state letter of `pid` ('R', 'S', 'T', 'Z'...).
@@ -744,10 +733,8 @@ pub fn cc_binary(src: &Path, name: &str) -> Result<PathBuf, String> {
     use std::collections::HashMap;
     use std::sync::Mutex;
     static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
-    let mut built = BUILT
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let built = BUILT.get_or_init(Default::default).lock();
+    let mut built = built.unwrap_or_else(|e| e.into_inner());
     built
         .entry(name.to_string())
         .or_insert_with(|| {
@@ -758,8 +745,8 @@ pub fn cc_binary(src: &Path, name: &str) -> Result<PathBuf, String> {
             let tmp = dir.join(format!("{name}.{}.tmp", std::process::id()));
             let mut cc = Command::new("cc");
             cc.args(["-O2", "-Wall", "-o"]).arg(&tmp).arg(src);
-            let built = try_run(&mut cc, HEAVY)
-                .map_err(|e| format!("no C compiler ({e}); apt-get install -y gcc libc6-dev"))?;
+            let no_cc = |e| format!("no C compiler ({e}); apt-get install -y gcc libc6-dev");
+            let built = try_run(&mut cc, HEAVY).map_err(no_cc)?;
             if !built.ok() {
                 let _ = fs::remove_file(&tmp);
                 let why = built.stderr.trim();
@@ -807,15 +794,27 @@ pub fn line_t(line: &str) -> Option<f64> {
 /// The value of `key=` among the words of a line.
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     let want = format!("{key}=");
-    line.split_whitespace()
-        .find_map(|w| w.strip_prefix(want.as_str()))
-        .map(|v| v.trim_end_matches(','))
+    let mut words = line.split_whitespace();
+    Some(
+        words
+            .find_map(|w| w.strip_prefix(want.as_str()))?
+            .trim_end_matches(','),
+    )
 }
 
 /// The comma-separated pids of a `pids=2,5` field.
 pub fn pids_field(line: &str) -> Vec<i32> {
     let pids = field(line, "pids").unwrap_or_default();
     pids.split(',').filter_map(|n| n.parse().ok()).collect()
+}
+
+/// Asserts that `stderr` is one line, `usher: error: ...`, saying each of `says`.
+#[track_caller]
+pub fn assert_one_error(stderr: &str, says: &[&str]) {
+    let l = lines(stderr);
+    let all = |l: &str| says.iter().all(|s| l.contains(s));
+    let one = l.len() == 1 && l[0].starts_with("usher: error: ") && all(l[0]);
+    assert!(one, "one `usher: error:` line saying {says:?}: {stderr:?}");
 }
 
 /// Asserts that no line of usher's mentions `needle`, because `why`.
@@ -848,16 +847,10 @@ pub fn assert_in_order(log: &str, needles: &[&str]) -> Vec<String> {
 /// foreground one (so it reads the terminal and gets ^C).
 #[track_caller]
 pub fn assert_foreground(line: &str) {
-    let (pid, pgrp) = (field(line, "pid"), field(line, "pgrp"));
-    assert!(
-        pid.is_some() && pgrp == pid,
-        "the app leads its own group: {line}"
-    );
-    assert_eq!(
-        field(line, "tpgid"),
-        pgrp,
-        "its group is the foreground: {line}"
-    );
+    let [pid, pgrp, tpgid] = ["pid", "pgrp", "tpgid"].map(|k| field(line, k));
+    let leads = pid.is_some() && pgrp == pid;
+    assert!(leads, "the app leads its group: {line}");
+    assert_eq!(tpgid, pgrp, "its group is the foreground: {line}");
 }
 
 /// Whether `text` (bytes, maybe not UTF-8) has a line that is exactly `want`.
@@ -868,4 +861,118 @@ pub fn has_line(text: &[u8], want: &[u8]) -> bool {
 /// An OS string from raw bytes.
 pub fn bytes(b: &[u8]) -> &OsStr {
     OsStr::from_bytes(b)
+}
+
+// ------------------------------------------- shared by the Docker tests --
+
+/// `Duration::from_secs`, short.
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The words of `line`, split at white space: for command lines of flags,
+/// names and numbers (no quoting: a path goes as an argument of its own).
+pub fn words(line: &str) -> Vec<&str> {
+    line.split_whitespace().collect()
+}
+
+/// A loopback port nothing listens on (bound a moment ago, then released).
+pub fn free_port() -> u16 {
+    let bound = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+    bound.expect("bind 127.0.0.1:0").port()
+}
+
+/// An id unique to this test run on this host: the pid and the clock's nanoseconds.
+pub fn run_id() -> String {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH);
+    let nanos = nanos.map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{}-{nanos:08x}", std::process::id())
+}
+
+/// The cargo target dir of the static usher that tests/docker/setup.sh and
+/// the example's images.sh build: one for every test binary, so it is built once.
+pub fn static_target_dir() -> PathBuf {
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(&tmp).join("docker-static")
+}
+
+/// `docker ARGS...`, for at most `limit`; panics if it cannot run or hangs.
+pub fn docker(args: &[&str], limit: Duration) -> Ran {
+    run_bounded(Command::new("docker").args(args), limit)
+}
+
+/// `docker ARGS...` that must succeed; returns its trimmed stdout.
+pub fn docker_ok(args: &[&str], limit: Duration) -> String {
+    let out = docker(args, limit);
+    assert!(out.ok(), "docker {args:?} failed: {out:?}");
+    out.stdout.trim().to_string()
+}
+
+/// Whether a Docker engine answers (asked once); if not, [`skip`]s the
+/// running test (`USHERTEST_REQUIRE_DOCKER=1` makes that a failure).
+pub fn docker_engine() -> bool {
+    static ENGINE: OnceLock<Result<(), String>> = OnceLock::new();
+    let answer = ENGINE.get_or_init(|| {
+        let mut cmd = Command::new("docker");
+        cmd.args(["version", "--format", "{{.Server.Version}}"]);
+        match try_run(&mut cmd, secs(30)) {
+            Err(e) => Err(format!("no Docker engine answers ({e})")),
+            Ok(out) if out.ok() && !out.stdout.trim().is_empty() => Ok(()),
+            Ok(out) => Err(format!(
+                "no Docker engine answers (`docker version`: {})",
+                out.stderr.lines().next().unwrap_or("no output").trim()
+            )),
+        }
+    });
+    answer
+        .as_ref()
+        .map_err(|why| skip("USHERTEST_REQUIRE_DOCKER", why))
+        .is_ok()
+}
+
+/// `--label` arguments for everything a test makes in Docker: `usher-test=1`,
+/// `usher-test.run=RUN`, the test's pid and host (setup.sh's sweep removes
+/// what a killed run left behind).
+pub fn docker_labels(run: &str) -> Vec<String> {
+    let host = fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let (pid, host) = (std::process::id(), host.trim());
+    let labels = [
+        format!("run={run}"),
+        format!("pid={pid}"),
+        format!("host={host}"),
+    ];
+    let labels = labels.map(|l| format!("usher-test.{l}"));
+    let all = ["usher-test=1".to_string()].into_iter().chain(labels);
+    all.flat_map(|l| ["--label".to_string(), l]).collect()
+}
+
+/// Removes, by id, every container and then every image labelled `label`
+/// (`KEY=VALUE`); never panics (it may run while a failed test unwinds).
+pub fn remove_labelled(label: &str) {
+    let filter = format!("label={label}");
+    let docker = |args: &[&str], ids: &[String]| {
+        let mut cmd = Command::new("docker");
+        cmd.args(args).args(ids);
+        try_run(&mut cmd, secs(120))
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    };
+    let ids = |list: &[&str]| -> Vec<String> {
+        let out = docker(&[list, &["--no-trunc", "--filter", &filter]].concat(), &[]);
+        let mut ids: Vec<String> = out.split_whitespace().map(String::from).collect();
+        ids.dedup();
+        ids
+    };
+    let containers = ids(&["ps", "-aq"]);
+    if !containers.is_empty() {
+        docker(&["rm", "-f", "-v"], &containers);
+    }
+    // An image built FROM another goes first: a few rounds remove a chain.
+    for _ in 0..3 {
+        let images = ids(&["images", "-q"]);
+        if images.is_empty() {
+            break;
+        }
+        docker(&["rmi", "-f"], &images);
+    }
 }

@@ -18,6 +18,23 @@ pub const IN_GROUP: Pid = 40;
 pub const OUTSIDE: Pid = 41;
 pub const TO_APP: Target = Target::Group(APP);
 
+/// The signals the tests name, short.
+pub const TERM: Signal = Signal::TERM;
+pub const INT: Signal = Signal::INT;
+pub const QUIT: Signal = Signal::QUIT;
+pub const HUP: Signal = Signal::HUP;
+pub const KILL: Signal = Signal::KILL;
+pub const USR1: Signal = Signal::USR1;
+pub const CONT: Signal = Signal::CONT;
+pub const PIPE: Signal = Signal::PIPE;
+pub const XFSZ: Signal = Signal::XFSZ;
+pub const PRE_STOP: HookKind = HookKind::PreStop;
+pub const POST_START: HookKind = HookKind::PostStart;
+pub const POST_STOP: HookKind = HookKind::PostStop;
+pub const EVERYONE: Target = Target::Everyone;
+pub const KILLED: Status = Status::Signaled(KILL);
+pub const EXIT_0: Status = Status::Exited(0);
+
 pub fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
@@ -144,6 +161,11 @@ impl Sim {
         &self.l.machine
     }
 
+    /// When the machine wants its next timer.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.m().poll_timeout()
+    }
+
     pub fn now(&self) -> Duration {
         self.l.world.now
     }
@@ -197,24 +219,25 @@ impl Sim {
         })
     }
 
+    /// The driver's word after reaping: whether children are left.
+    pub fn reap_done(&mut self, children_left: bool) -> Vec<Action> {
+        self.feed(Event::ReapDone { children_left })
+    }
+
     /// The app is reaped; `left`: processes remain (one in its group, one outside).
     pub fn app_exits(&mut self, status: Status, left: bool) -> Vec<Action> {
         if left {
             self.l.world.left = leftovers(&[(IN_GROUP, APP), (OUTSIDE, OUTSIDE)]);
         }
         let mut out = self.reaped(APP, status);
-        out.extend(self.feed(Event::ReapDone {
-            children_left: left,
-        }));
+        out.extend(self.reap_done(left));
         out
     }
 
     /// The last leftover is reaped.
     pub fn all_gone(&mut self) -> Vec<Action> {
         self.l.world.left = nothing_left();
-        self.feed(Event::ReapDone {
-            children_left: false,
-        })
+        self.reap_done(false)
     }
 }
 
@@ -251,7 +274,7 @@ pub fn sent(actions: &[Action]) -> Vec<(Signal, Target)> {
 /// Signals sent other than the SIGCONT that follows a stop signal.
 pub fn forwards(actions: &[Action]) -> Vec<(Signal, Target)> {
     let mut all = sent(actions);
-    all.retain(|(s, _)| *s != Signal::CONT);
+    all.retain(|(s, _)| *s != CONT);
     all
 }
 
@@ -284,7 +307,7 @@ pub fn elapsed(actions: &[Action]) -> Vec<Option<Duration>> {
 }
 
 pub fn killed(actions: &[Action]) -> bool {
-    sent(actions).iter().any(|(s, _)| *s == Signal::KILL)
+    sent(actions).iter().any(|(s, _)| *s == KILL)
 }
 
 pub fn started(actions: &[Action], kind: HookKind) -> bool {
