@@ -454,8 +454,8 @@ fn an_unknown_usher_variable_is_named_in_a_warning_and_ignored() {
     assert!(l[0].contains("name=USHER_DRAINN") && l[0].contains("USHER_DRAIN,"));
 }
 
-/// usher never starts a thread: that is what makes its fork safe for the
-/// HTTP hook's child to allocate and use sockets (docs/design.md).
+/// docs/design.md says usher is one process with one thread; this holds
+/// it to that, so a thread a dependency started would not go unnoticed.
 #[test]
 fn usher_runs_on_one_thread() {
     if let Some(emulator) = emulator() {

@@ -1216,8 +1216,10 @@ fn ended_by_the_oom_killer(s: &Setup) {
     let ready = ready.unwrap_or_else(|| panic!("the app never started:\n{text}"));
     let pid = number(&ready.text, "pid").expect("the app prints its pid");
     assert_eq!(code, 137, "the app died of SIGKILL:\n{text}");
-    let oom = docker_ok(&["inspect", "-f", "{{.State.OOMKilled}}", &c.id], secs(30));
-    assert_eq!(oom, "true", "the kernel's OOM killer did it:\n{text}");
+    // The engine learns of the OOM kill from an event that may trail the exit.
+    let inspect = || docker_ok(&["inspect", "-f", "{{.State.OOMKilled}}", &c.id], secs(30));
+    let oom = wait_until(secs(10), || inspect() == "true");
+    assert!(oom, "the kernel's OOM killer did it: OOMKilled={}\n{text}", inspect());
     let warn = (text.lines()).find(|l| l.contains("warn: ") && l.contains("OOM killer"));
     let warn = warn.unwrap_or_else(|| panic!("no warn line naming the OOM killer:\n{text}"));
     assert_eq!(number(warn, "pid"), Some(pid), "the app's pid: {warn}");
