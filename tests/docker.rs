@@ -1219,7 +1219,8 @@ fn ended_by_the_oom_killer(s: &Setup) {
     // The engine learns of the OOM kill from an event that may trail the exit.
     let inspect = || docker_ok(&["inspect", "-f", "{{.State.OOMKilled}}", &c.id], secs(30));
     let oom = wait_until(secs(10), || inspect() == "true");
-    assert!(oom, "the kernel's OOM killer did it: OOMKilled={}\n{text}", inspect());
+    let said = inspect();
+    assert!(oom, "an OOM kill, said the engine: {said}\n{text}");
     let warn = (text.lines()).find(|l| l.contains("warn: ") && l.contains("OOM killer"));
     let warn = warn.unwrap_or_else(|| panic!("no warn line naming the OOM killer:\n{text}"));
     assert_eq!(number(warn, "pid"), Some(pid), "the app's pid: {warn}");
