@@ -26,8 +26,11 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    /// None when there is no memory cgroup usher can read (no /proc/self/cgroup, no mount, no counter file): then nothing is ever said, and nothing is warned.
-    pub fn find() -> Option<Cgroup> {
+    /// The cgroup and its OOM-kill counter now (two files read: start-up
+    /// pays for nothing else). None when there is no memory cgroup usher
+    /// can read (no /proc/self/cgroup, no mount, no counter file): then
+    /// nothing is ever said, and nothing is warned.
+    pub fn find() -> Option<(Cgroup, u64)> {
         find_in(
             &crate::sys::read_text("/proc/self/cgroup")?,
             "/sys/fs/cgroup",
@@ -36,39 +39,44 @@ impl Cgroup {
 
     /// Reads the counters now; None if unreadable now.
     pub fn read(&self) -> Option<Memory> {
-        let file = |name| crate::sys::read_text(&format!("{}/{name}", self.dir));
-        let [events, max, peak] = if self.v2 {
-            ["memory.events", "memory.max", "memory.peak"]
-        } else {
-            [
-                "memory.oom_control",
-                "memory.limit_in_bytes",
-                "memory.max_usage_in_bytes",
-            ]
+        let [max, peak] = match self.v2 {
+            true => ["memory.max", "memory.peak"],
+            false => ["memory.limit_in_bytes", "memory.max_usage_in_bytes"],
         };
-        let events = file(events)?;
         Some(Memory {
-            // v1 has no oom_group_kill.
-            oom_kills: counter(&events, "oom_kill")?
-                + counter(&events, "oom_group_kill").unwrap_or(0),
-            limit: file(max).and_then(|t| limit(&t)),
-            peak: file(peak).and_then(|t| limit(&t)),
+            oom_kills: self.kills()?,
+            limit: self.file(max).and_then(|t| limit(&t)),
+            peak: self.file(peak).and_then(|t| limit(&t)),
         })
+    }
+
+    /// The OOM-kill counter now.
+    fn kills(&self) -> Option<u64> {
+        let events = match self.v2 {
+            true => self.file("memory.events")?,
+            false => self.file("memory.oom_control")?,
+        };
+        // v1 has no oom_group_kill.
+        Some(counter(&events, "oom_kill")? + counter(&events, "oom_group_kill").unwrap_or(0))
+    }
+
+    fn file(&self, name: &str) -> Option<String> {
+        crate::sys::read_text(&format!("{}/{name}", self.dir))
     }
 }
 
 /// The first readable memory cgroup for the `/proc/self/cgroup` text
 /// `cgroups`, with the cgroup mounts under `root`: at the line's path, else
-/// at the mount's root.
-fn find_in(cgroups: &str, root: &str) -> Option<Cgroup> {
+/// at the mount's root; and its OOM-kill counter.
+fn find_in(cgroups: &str, root: &str) -> Option<(Cgroup, u64)> {
     for (v2, path) in cgroups.split('\n').filter_map(memory_line) {
         let mount = if v2 { "" } else { "/memory" };
         // A path of "/" makes "MOUNT/": the same directory, read once more.
         for sub in [path, ""] {
             let dir = format!("{root}{mount}{sub}");
             let found = Cgroup { dir, v2 };
-            if found.read().is_some() {
-                return Some(found);
+            if let Some(kills) = found.kills() {
+                return Some((found, kills));
             }
         }
     }
@@ -183,7 +191,8 @@ mod tests {
                 ("memory/memory.max_usage_in_bytes", "33550336\n"),
             ],
         );
-        let cg = find_in(V1, &root).expect("found at the mount root");
+        let (cg, kills) = find_in(V1, &root).expect("found at the mount root");
+        assert_eq!(kills, 4);
         assert_eq!(cg.dir, format!("{root}/memory"));
         let mem = Memory {
             oom_kills: 4,
@@ -204,7 +213,7 @@ mod tests {
             "oom_kill 0\n",
         )
         .unwrap();
-        let cg = find_in(V1, &root).expect("found at the path");
+        let (cg, _) = find_in(V1, &root).expect("found at the path");
         assert_eq!(cg.dir, format!("{root}/memory/docker/4f1c"));
         assert_eq!(cg.read(), Some(Memory::default()));
         // Without the counter (kernel < 4.13) the cgroup is of no use.
@@ -226,7 +235,8 @@ mod tests {
                 ("memory.max", "67108864\n"),
             ],
         );
-        let cg = find_in("0::/app.slice\n", &root).expect("found at the path");
+        let (cg, kills) = find_in("0::/app.slice\n", &root).expect("found at the path");
+        assert_eq!(kills, 2);
         assert!(cg.v2 && cg.dir.ends_with("/app.slice"), "{cg:?}");
         let mem = Memory {
             oom_kills: 2,
@@ -235,7 +245,7 @@ mod tests {
         };
         assert_eq!(cg.read(), Some(mem));
         // A cgroup namespace's root, under the host's path.
-        let cg = find_in("0::/system.slice/docker-1.scope\n", &root).expect("root");
+        let (cg, _) = find_in("0::/system.slice/docker-1.scope\n", &root).expect("root");
         let mem = Memory {
             oom_kills: 0,
             limit: Some(64 << 20),
@@ -253,7 +263,7 @@ mod tests {
     #[test]
     fn this_process() {
         let found = Cgroup::find();
-        let read = found.as_ref().and_then(Cgroup::read);
+        let read = found.as_ref().and_then(|(c, _)| c.read());
         eprintln!("this process's memory cgroup: {found:?}: {read:?}");
         let cgroups = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let counter_at = |(v2, path): (bool, &str)| {

@@ -19,7 +19,7 @@ use alloc::vec::Vec;
 
 use alloc::ffi::CString;
 
-use crate::cgroup::Cgroup;
+use crate::cgroup::{Cgroup, Memory};
 use crate::cli::{Config, TerminationLog};
 use crate::event_loop::{Blind, EventLoop, World};
 use crate::hook::{HookAction, HookKind};
@@ -43,14 +43,25 @@ pub fn run(cfg: Config, arg0: Option<Vec<u8>>) -> i32 {
     };
     crate::log::use_nonblocking_stderr();
     let terminal = sys::stdin_is_terminal();
-    let cgroup = Cgroup::find();
-    let memory = cgroup.as_ref().and_then(Cgroup::read);
     let app = match spawn::spawn(&cfg.command, terminal) {
         Ok(pid) => pid,
         Err(e) => {
             cfg.log.error(&e.message(&cfg.command[0]), &[]);
             return e.exit_code();
         }
+    };
+    // The OOM-kill counter's baseline (limit and peak are read at a kill),
+    // read while the app execs: cgroup files cost tens of microseconds that
+    // would otherwise delay its start.
+    let (cgroup, memory) = match Cgroup::find() {
+        Some((cgroup, oom_kills)) => (
+            Some(cgroup),
+            Some(Memory {
+                oom_kills,
+                ..Default::default()
+            }),
+        ),
+        None => (None, None),
     };
     let cmd: Vec<String> = cfg.command.iter().map(|w| crate::cli::show(w)).collect();
     cfg.log.debug(
