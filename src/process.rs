@@ -49,8 +49,10 @@ pub struct Memory {
 pub struct Traffic {
     /// Listening TCP sockets owned by the app's processes.
     pub listeners: u32,
-    /// Arrivals (new connections, and connections that received bytes
-    /// since the last look) counted since the first look, cumulative.
+    /// Arrivals since the first look, cumulative: new connections, data
+    /// segments received on connections seen before (at most
+    /// `traffic::PER_LOOK` per connection per look), and connections that
+    /// ended unseen (see `traffic`).
     pub arrivals: u64,
     /// Connections to the listeners now.
     pub connections: u32,

@@ -11,8 +11,9 @@
 //! - a connection (family and 4-tuple) that the previous sample did not
 //!   show; the connections of the first sample, taken by `start`, are the
 //!   baseline and not arrivals;
-//! - the data segments a connection received since the previous sample
-//!   (`tcpi_data_segs_in`), at most [`PER_LOOK`] per connection per sample:
+//! - the data segments a connection the previous sample showed received
+//!   since then (`tcpi_data_segs_in`), at most [`PER_LOOK`] per connection
+//!   per sample:
 //!   a request that fits in one segment is one arrival, so a balancer's
 //!   pooled keep-alive connection counts its requests while it carries
 //!   them and nothing while it idles, and a bulk upload counts no more than
@@ -38,10 +39,13 @@
 //!   the previous sample saw in TIME_WAIT: taken for the same connection
 //!   until it receives data or ends;
 //! - traffic on a connection that brings no payload (keep-alive probes,
-//!   ACKs, the peer's FIN); a request split over several segments counts
-//!   as several (up to [`PER_LOOK`]);
-//! - a connection can count twice: seen in SYN_RECV in one sample, then
-//!   with its first data in the next;
+//!   ACKs, the peer's FIN); on a connection seen before, a request split
+//!   over several segments (or a TLS handshake's records) counts as
+//!   several, up to [`PER_LOOK`];
+//! - a connection can count twice: new in one sample (in SYN_RECV, or
+//!   established before its first data), then with its data in the next;
+//! - data a connection received between the last sample and its end
+//!   (it is then in TIME_WAIT, or gone: no tcp_info) does not count;
 //! - an outgoing connection from a listener's own port counts like an
 //!   incoming one;
 //! - kernels before 4.6 report no `tcpi_data_segs_in`: only new
@@ -221,7 +225,9 @@ impl Sampler {
                 Ok(i) => received(self.seen[i].1, segs),
                 // One that ended and left a TIME_WAIT is counted at its end.
                 Err(_) if seen_before(key, &self.gone).is_ok() => 0,
-                Err(_) => received(0, segs).max(1),
+                // New: one arrival, whatever its first look shows (a TLS
+                // handshake and its request are one probe).
+                Err(_) => 1,
             };
         }
         // Ended without being seen alive: opened and closed between two looks.

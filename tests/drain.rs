@@ -5,16 +5,13 @@
 //! (the stop, the last request): SIGTERM never comes before MIN nor before
 //! [`FLOOR`] of silence, exactly; at most `SLACK` later. Fresh connections
 //! are closed by the server (TIME_WAIT shows them to every look) or by the
-//! client (gone at once: only the kernel's destroy events tell them). The
-//! test holds a listener of its own, so no usher here counts PassiveOpens,
-//! which would count the traffic of other tests too.
+//! client (gone at once: only the kernel's destroy events tell them).
 
 mod common;
 use common::*;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::OnceLock;
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 /// The shortest silence usher takes for the end of the traffic.
@@ -115,8 +112,6 @@ struct Run {
 
 /// [`modes`], or none (skipped) without python3 for the server.
 fn server_modes() -> Vec<Mode> {
-    static FOREIGN: OnceLock<Option<TcpListener>> = OnceLock::new();
-    FOREIGN.get_or_init(|| TcpListener::bind("127.0.0.1:0").ok());
     if which("python3").is_none() {
         skipped("no python3 for the HTTP server app");
         return Vec::new();

@@ -2,7 +2,8 @@
 //!
 //! The adaptive rule, a pure function of the looks at the traffic
 //! ([`Watch::observe`]), asks whether the app's traffic has dropped: the
-//! traffic has stopped once, for some recent look that saw arrivals, the
+//! traffic has stopped once, for one of the last [`RECENT`] looks that saw
+//! arrivals, the
 //! arrivals since it are far fewer than the rate before it predicts — fewer
 //! than a Poisson stream at that rate would bring with probability 1/10,000
 //! — and the last arrival is at least [`FLOOR`] ago. With no arrival since
@@ -16,9 +17,10 @@
 //! start to it, plus one [`PERIOD`]: one more look of silence than was seen,
 //! so that the first few arrivals (a rate from little evidence) never make a
 //! short pause look like the end. One arrival is no rate: with none or one
-//! (a stray request, a probe), [`FLOOR`] of silence is enough. One in 10,000 per look keeps a steady
-//! stream's chance of a false end low over a drain of many looks (150 in
-//! 15 s). The arrivals before the stop signal are not seen (nothing is
+//! (a stray request, a probe), [`FLOOR`] of silence is enough. 1/10,000 is
+//! each test's threshold, not the chance of a false end over a drain: a
+//! look tests up to [`RECENT`] candidates and a drain has many looks (150
+//! in 15 s); the simulation below measures that chance. The arrivals before the stop signal are not seen (nothing is
 //! sampled before it), so light traffic (a few requests a second) gives
 //! little evidence in a short time: that is what MIN is for. The unit tests
 //! below measure the rule on simulated streams; docs/shutdown.md quotes them.
@@ -67,7 +69,7 @@ pub const FLOOR: Duration = Duration::from_millis(300);
 const ALPHA: f64 = 1e-4;
 /// The looks with arrivals the rule remembers: the last busy one and the
 /// sparse ones after it.
-const RECENT: usize = 8;
+pub const RECENT: usize = 8;
 
 /// Why a drain ended (the reason in its log line).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -119,7 +121,7 @@ pub struct Watch {
     arrivals: u64,
     /// The last looks that saw arrivals, oldest first: when (milliseconds
     /// since `since`) and the arrivals by then; `len` of them are set.
-    recent: [(u32, u64); RECENT],
+    recent: [(u64, u64); RECENT],
     len: usize,
 }
 
@@ -146,7 +148,7 @@ impl Watch {
         let at = now
             .saturating_sub(self.since)
             .as_millis()
-            .min(u32::MAX.into()) as u32;
+            .min(u64::MAX.into()) as u64;
         let total = look.arrivals.saturating_sub(base);
         if total > self.arrivals {
             self.arrivals = total;
@@ -158,7 +160,7 @@ impl Watch {
         }
     }
 
-    fn remember(&mut self, at: u32, total: u64) {
+    fn remember(&mut self, at: u64, total: u64) {
         if self.len == RECENT {
             self.recent.copy_within(1.., 0);
             self.len -= 1;
@@ -168,12 +170,12 @@ impl Watch {
     }
 
     /// The rule (module doc), `at` milliseconds into the drain.
-    fn quiet(&self, at: u32) -> Option<DrainEnd> {
+    fn quiet(&self, at: u64) -> Option<DrainEnd> {
         let last = self.recent[..self.len].last().map_or(0, |r| r.0);
-        if u64::from(at.saturating_sub(last)) < FLOOR.as_millis() as u64 {
+        if at.saturating_sub(last) < FLOOR.as_millis() as u64 {
             return None;
         }
-        let ms = |n: u32| Duration::from_millis(n.into());
+        let ms = Duration::from_millis;
         if self.arrivals <= 1 {
             // One arrival is no rate: a stray request, a probe.
             return Some(DrainEnd::Quiet {
@@ -236,8 +238,11 @@ fn fewer_than_expected(n: u64, before: Duration, since: Duration, after: u64) ->
 /// e^−r by its series, then scaled by 2^−k in the exponent bits.
 fn exp_neg(x: f64) -> f64 {
     use core::f64::consts::{LN_2, LOG2_E};
-    if x.is_nan() || x >= 708.0 {
-        return 0.0; // below f64's normal range, or NaN
+    if x.is_nan() {
+        return 1.0; // "not improbable": never ends a drain on a bad number
+    }
+    if x >= 708.0 {
+        return 0.0; // e^-708 is near the end of f64's normal range
     }
     let k = (x.max(0.0) * LOG2_E) as u64;
     let r = x.max(0.0) - k as f64 * LN_2;
@@ -441,25 +446,25 @@ mod tests {
 
     /// The rule on simulated streams (`cargo test --lib simulated_streams --
     /// --nocapture` prints the table docs/shutdown.md quotes): busy traffic
-    /// (25 requests a second to a replica, as in examples/zero-downtime)
-    /// ends soon after the balancer lets go, prober or not, and never early;
-    /// light traffic (5 a second) needs a MIN to be safe.
+    /// (25 requests a second to a replica; examples/zero-downtime sends 50)
+    /// ends soon after the balancer lets go, prober or not, and rarely early
+    /// (at most 0.5 % of runs); light traffic (5 a second) needs a MIN.
     #[test]
     fn simulated_streams() {
         for lag in [0.3, 0.5, 1.0, 3.0] {
             for probe in [0.0, 1.0, 10.0] {
                 let (early, mean, max) = simulate(25.0, lag, probe, 0.0);
                 assert!(early <= 0.01 && max <= 0.01, "early {early}, at MAX {max}");
-                assert!(mean < lag + 1.0, "mean end {mean} after a lag of {lag}");
+                assert!(mean < lag + 0.8, "mean end {mean} after a lag of {lag}");
             }
         }
         for lag in [0.3, 1.0, 3.0] {
             for (probe, min) in [(0.0, 0.0), (0.0, 2.0), (1.0, 2.0)] {
-                simulate(5.0, lag, probe, min);
+                let (early, _, _) = simulate(5.0, lag, probe, min);
+                let bound = if min > 0.0 { 0.05 } else { 0.5 };
+                assert!(early <= bound, "light traffic, MIN {min}s: early {early}");
             }
         }
-        let (early, _, _) = simulate(5.0, 3.0, 1.0, 2.0);
-        assert!(early <= 0.05, "light traffic with MIN 2s: early {early}");
     }
 
     #[test]
@@ -471,10 +476,8 @@ mod tests {
                 "e^-{x}: {got} vs {want}"
             );
         }
-        assert_eq!(
-            (exp_neg(708.0), exp_neg(f64::INFINITY), exp_neg(f64::NAN)),
-            (0.0, 0.0, 0.0)
-        );
+        assert_eq!((exp_neg(708.0), exp_neg(f64::INFINITY)), (0.0, 0.0));
+        assert_eq!(exp_neg(f64::NAN), 1.0);
         assert_eq!(exp_neg(-1.0), 1.0, "clamped at 0");
     }
 
