@@ -235,7 +235,7 @@ impl World for Real {
             Action::StartHook(kind, hook) => return Some(self.start_hook(kind, &hook)),
             Action::Census(errand) => return Some(self.census(errand)),
             Action::Look => return Some(Event::Traffic(self.look())),
-            Action::Suspend => sys::stop_self(),
+            Action::Suspend => sys::suspend_self(),
             Action::Foreground => self.foreground(),
             Action::ShowStopping => sys::set_name(c"usher:stopping"),
             Action::Exit(_) => {}

@@ -891,8 +891,8 @@ pub fn give_terminal(fd: RawFd, pgid: Pid) -> io::Result<()> {
     check(unsafe { libc::tcsetpgrp(fd, pgid) }).map(drop)
 }
 
-/// Stops usher itself, as a shell's job stops (SIGSTOP cannot be blocked).
-pub fn stop_self() {
+/// Suspends usher itself with SIGSTOP, as a shell's job is (it cannot be blocked).
+pub fn suspend_self() {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(libc::getpid(), libc::SIGSTOP) };
 }
