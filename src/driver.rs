@@ -51,8 +51,8 @@ pub fn run(cfg: Config, arg0: Option<Vec<u8>>) -> i32 {
         }
     };
     // The OOM-kill counter's baseline (limit and peak are read at a kill),
-    // read while the app execs: cgroup files cost tens of microseconds that
-    // would otherwise delay its start.
+    // read once the app has started: cgroup files cost tens of microseconds
+    // that its start need not wait for.
     let (cgroup, memory) = match Cgroup::find() {
         Some((cgroup, oom_kills)) => (
             Some(cgroup),
