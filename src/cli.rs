@@ -121,6 +121,8 @@ pub struct Var {
 pub struct Peer {
     pub var: &'static str,
     pub means: fn(&str) -> Option<&'static str>,
+    /// What `means` does, in words (the man page).
+    pub says: &'static str,
 }
 
 /// One row of the option table: a flag (short, long or both).
@@ -182,6 +184,7 @@ static SUBREAPER: Var = Var {
     peers: &[Peer {
         var: "TINI_SUBREAPER",
         means: present,
+        says: "set, whatever its value: as USHER_SUBREAPER=1 (-s)",
     }],
     ..var("USHER_SUBREAPER", "1", |s, v, n| {
         s.subreaper = boolean(n, v)?;
@@ -193,11 +196,13 @@ static SINGLE_CHILD: Var = Var {
         Peer {
             var: "TINI_KILL_PROCESS_GROUP",
             means: |_| Some("0"),
+            says: "set, whatever its value: as USHER_SINGLE_CHILD=0 (signals to the app's group, usher's default)",
         },
         // dumb-init's single-child mode: no new session, signals to the child.
         Peer {
             var: "DUMB_INIT_SETSID",
             means: |v| (v == "0").then_some("1"),
+            says: "0: as USHER_SINGLE_CHILD=1 (-c); any other value: ignored",
         },
     ],
     ..var("USHER_SINGLE_CHILD", "1", |s, v, n| {
@@ -248,10 +253,12 @@ static LOG: Var = Var {
         Peer {
             var: "TINI_VERBOSITY",
             means: tini_verbosity,
+            says: "0, 1, 2, 3, more: as USHER_LOG=error, warn, info, debug, trace",
         },
         Peer {
             var: "DUMB_INIT_DEBUG",
             means: |v| (v == "1").then_some("debug"),
+            says: "1: as USHER_LOG=debug; any other value: ignored",
         },
     ],
     ..var("USHER_LOG", "error|warn|info|debug|trace", |s, v, n| {
@@ -1495,6 +1502,17 @@ mod tests {
         );
         assert_eq!(format(&["--log-format", "xml", "app"], &json), Format::Json);
         assert_eq!(format(&[], &[("USHER_LOG_FORMAT", "xml")]), Format::Text);
+    }
+
+    #[test]
+    fn each_peer_variable_says_which_of_usher_s_it_stands_for() {
+        // The man page prints `says`; what each value means is tested below.
+        for var in vars() {
+            for peer in var.peers {
+                let named = format!("as {}=", var.name);
+                assert!(peer.says.contains(&named), "{}: {}", peer.var, peer.says);
+            }
+        }
     }
 
     #[test]

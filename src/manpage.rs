@@ -48,7 +48,7 @@ pub fn render() -> String {
     );
     for opt in OPTIONS.iter().filter(|o| crate::cli::owns_var(o)) {
         for peer in opt.var.map_or(&[][..], |v| v.peers) {
-            let _ = writeln!(out, ".TP\n.B {}\nas {}", peer.var, flags(opt));
+            let _ = writeln!(out, ".TP\n.B {}\n{}", peer.var, escape(peer.says));
         }
     }
     out.push_str(".SH EXIT STATUS\n");
