@@ -113,6 +113,9 @@ pub struct Var {
     pub empty_counts: bool,
     /// tini's and dumb-init's variables for the same option.
     pub peers: &'static [Peer],
+    /// Read by `usher --check` too (the others are an init's alone: a
+    /// health check or an HTTP hook's child must not trip on them).
+    pub check: bool,
 }
 
 /// A peer init's variable, read when usher's own is not set: `means` turns
@@ -246,9 +249,11 @@ static POST_STOP: Var = var("USHER_POST_STOP", "/app/cleanup", |s, v, n| {
 });
 static HEADERS: Var = Var {
     split: Some('\n'),
+    check: true,
     ..var("USHER_HTTP_HEADERS", "'X-Token: abc'", add_header)
 };
 static LOG: Var = Var {
+    check: true,
     peers: &[
         Peer {
             var: "TINI_VERBOSITY",
@@ -268,10 +273,13 @@ static LOG: Var = Var {
         Ok(())
     })
 };
-static LOG_FORMAT: Var = var("USHER_LOG_FORMAT", "json", |s, v, n| {
-    s.format = Some(log_format(n, v)?);
-    Ok(())
-});
+static LOG_FORMAT: Var = Var {
+    check: true,
+    ..var("USHER_LOG_FORMAT", "json", |s, v, n| {
+        s.format = Some(log_format(n, v)?);
+        Ok(())
+    })
+};
 static WARN_ON_REAP: Var = var("USHER_WARN_ON_REAP", "1", |s, v, n| {
     s.policy.warn_on_reap = boolean(n, v)?;
     Ok(())
@@ -295,6 +303,7 @@ const fn var(name: &'static str, example: &'static str, read: Read) -> Var {
         read,
         empty_counts: false,
         peers: &[],
+        check: false,
     }
 }
 
@@ -696,8 +705,28 @@ where
         Ok(Scan::Answer(parsed)) => return Ok(parsed),
         Err(message) => return Err(usage(&s, message)),
     };
-    let parsed = read_vars(&mut s, &given, &env).and_then(|()| s.finish(words));
+    let parsed = check_only(&s, &given)
+        .and_then(|()| read_vars(&mut s, &given, &env))
+        .and_then(|()| s.finish(words));
     parsed.map_err(|message| usage(&s, message))
+}
+
+/// With `--check`, only the options a health check takes.
+fn check_only(s: &Settings, given: &[&'static Opt]) -> Result<(), String> {
+    let for_check = |o: &Opt| match o.var {
+        Some(var) => var.check,
+        None => matches!(
+            o.long,
+            Some("check" | "ready" | "check-timeout" | "answer-fd")
+        ),
+    };
+    match given.iter().find(|o| !for_check(o)) {
+        Some(o) if s.check => Err(format!(
+            "{} is an init's option, not --check's (usher --check takes --ready, --check-timeout, --http-header, -v, -q, --log-format)",
+            o.long.map_or_else(|| format!("-{}", o.short.unwrap_or('?')), |l| format!("--{l}"))
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// How the scan of usher's own arguments ended.
@@ -828,7 +857,8 @@ fn read_vars(
     given: &[&'static Opt],
     env: &dyn Fn(&str) -> Option<Vec<u8>>,
 ) -> Result<(), String> {
-    for var in vars() {
+    let checking = s.check;
+    for var in vars().into_iter().filter(|v| v.check || !checking) {
         if given
             .iter()
             .any(|o| o.var.is_some_and(|v| v.name == var.name))
@@ -1173,6 +1203,37 @@ mod tests {
             Err(usage) => Err(usage.message),
             Ok(Parsed::Run(c)) => Ok(*c),
             Ok(other) => Err(format!("expected a run, got {other:?}")),
+        }
+    }
+
+    /// A health check (and an HTTP hook's child) reads only its own
+    /// variables: an init's, bad or not, are not its business; an init's
+    /// flag with `--check` is refused.
+    #[test]
+    fn check_takes_only_its_own_options_and_variables() {
+        let check = |args: &[&str], env: &[(&str, &str)]| {
+            let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+            let env: Vec<(&str, OsString)> = env.iter().map(|&(k, v)| (k, v.into())).collect();
+            match parse_os(&args, &env) {
+                Ok(Parsed::Check(c)) => Ok(c),
+                Ok(other) => Err(format!("expected a check, got {other:?}")),
+                Err(usage) => Err(usage.message),
+            }
+        };
+        let url = "http://127.0.0.1:8080/";
+        let env = [
+            ("USHER_DRAIN", "abc"),
+            ("USHER_PRE_STOP", "'"),
+            ("USHER_HTTP_HEADERS", "X-A: 1"),
+        ];
+        let c = check(&["--check", url], &env).expect("init variables ignored");
+        assert_eq!(c.request.headers, ["X-A: 1"]);
+        let bad_log = check(&["--check", url], &[("USHER_LOG", "loud")]).unwrap_err();
+        assert!(bad_log.contains("USHER_LOG"), "{bad_log}");
+        for init in [&["--drain", "5s"][..], &["-s"], &["--pre-stop", "x"]] {
+            let args = [init, &["--check", url]].concat();
+            let err = check(&args, &[]).unwrap_err();
+            assert!(err.contains("is an init's option, not --check's"), "{err}");
         }
     }
 
