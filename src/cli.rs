@@ -41,7 +41,8 @@ pub enum TerminationLog {
     /// `/dev/termination-log`, only if it exists (the kubelet makes it).
     #[default]
     Default,
-    /// A path given: created if missing.
+    /// A path given: created if missing (checked at start: not a directory,
+    /// in a directory that exists).
     Path(Vec<u8>),
     /// An empty value: none.
     Off,
@@ -498,7 +499,11 @@ pub static OPTIONS: &[Opt] = &[
         short: None,
         long: Some("check-timeout"),
         takes: Takes::Value("DUR", |s, v, n| {
-            s.check_timeout = Some(parse_duration(n, v)?);
+            let timeout = parse_duration(n, v)?;
+            if timeout.is_zero() {
+                return Err(format!("{n} must be longer than 0s (e.g. 2s)"));
+            }
+            s.check_timeout = Some(timeout);
             Ok(())
         }),
         var: None,
@@ -1230,6 +1235,8 @@ mod tests {
         assert_eq!(c.request.headers, ["X-A: 1"]);
         let bad_log = check(&["--check", url], &[("USHER_LOG", "loud")]).unwrap_err();
         assert!(bad_log.contains("USHER_LOG"), "{bad_log}");
+        let zero = check(&["--check-timeout", "0s", "--check", url], &[]).unwrap_err();
+        assert_eq!(zero, "--check-timeout must be longer than 0s (e.g. 2s)");
         for init in [&["--drain", "5s"][..], &["-s"], &["--pre-stop", "x"]] {
             let args = [init, &["--check", url]].concat();
             let err = check(&args, &[]).unwrap_err();

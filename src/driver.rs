@@ -14,6 +14,7 @@
 //! handing over the terminal, a hook that cannot start) is logged and
 //! survived: the app keeps its init.
 
+use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
@@ -157,6 +158,29 @@ fn finish(log: &Logger, to: &TerminationLog, ending: &Ending) -> i32 {
         }
     }
     ending.code
+}
+
+/// Whether a termination message path given by name can be a file: not a
+/// directory, in a directory that exists. Told at start, not at exit, when
+/// nothing can be done about it any more.
+pub fn termination_log_usable(to: &TerminationLog) -> Result<(), String> {
+    let TerminationLog::Path(path) = to else {
+        return Ok(());
+    };
+    let shown = crate::cli::quoted(path);
+    let parent = match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => &b"/"[..],
+        Some(i) => &path[..i],
+        None => &b"."[..],
+    };
+    let wrong = match (sys::file_kind(path), sys::file_kind(parent)) {
+        (Some(sys::FileKind::Dir), _) => "is a directory",
+        (None, Some(sys::FileKind::Dir)) | (Some(_), _) => return Ok(()),
+        (None, _) => "is in a directory that does not exist",
+    };
+    Err(format!(
+        "the termination message file {shown} {wrong}: give a file's path (--termination-log, USHER_TERMINATION_LOG)"
+    ))
 }
 
 /// Writes `bytes` to the file at `path` (created only with `create`).

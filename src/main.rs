@@ -80,6 +80,11 @@ fn usher(args: alloc::vec::Vec<alloc::vec::Vec<u8>>) -> libc::c_int {
             return codes::USAGE.into();
         }
     };
+    if let Err(message) = driver::termination_log_usable(&config.termination_log) {
+        let format = config.log.format;
+        usage_error(&cli::Usage { message, format });
+        return codes::USAGE.into();
+    }
     driver::run(*config, arg0).clamp(0, 255)
 }
 

@@ -405,6 +405,12 @@ fn a_usage_error_exits_2_with_one_line_and_runs_nothing() {
     one_line(refused(&s, &[], &env), "USHER_DRAIN \"5\" has no unit");
     let forged = refused(&s, &["--a\nusher: info: forged"], &[]);
     one_line(forged, "--a\\nusher: info: forged");
+    // Told at start, not at exit: a termination message path that cannot be a file.
+    let dir = [("USHER_TERMINATION_LOG", "/")];
+    one_line(
+        refused(&s, &[], &dir),
+        "termination message file \"/\" is a directory",
+    );
 }
 
 /// A usage error is one JSON object when JSON logs were asked for, by the
