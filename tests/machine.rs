@@ -276,6 +276,21 @@ fn a_second_stop_cuts_the_drain_and_later_ones_go_through() {
 }
 
 #[test]
+fn a_second_stop_goes_through_a_running_pre_stop_hook_with_no_drain_to_cut() {
+    let mut s = Sim::new(with(grace(0, Some(5000)), PRE_STOP));
+    assert!(started(&s.sig(TERM), PRE_STOP));
+    s.at(300);
+    let a = s.sig(TERM);
+    assert_eq!(
+        forwards(&a),
+        [(TERM, TO_APP)],
+        "the hook holds it no longer"
+    );
+    let cut = |n: &&NoteKind| matches!(n, NoteKind::DrainCut { .. });
+    assert!(!notes(&a).iter().any(cut), "no drain to cut: {a:?}");
+}
+
+#[test]
 fn other_signals_pass_during_the_drain() {
     let mut s = Sim::new(grace(10_000, None));
     s.sig(TERM);

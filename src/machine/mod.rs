@@ -490,8 +490,11 @@ impl Machine {
         }
         match self.life {
             Life::Running if is_stop => self.begin_stop(Cause::Signal(signal)),
-            Life::Draining { .. } if is_stop => {
-                self.note(NoteKind::DrainCut { signal });
+            Life::Draining { drain, .. } if is_stop => {
+                // Only the pre-stop hook may be holding it: no drain to cut.
+                if drain != Drain::Over {
+                    self.note(NoteKind::DrainCut { signal });
+                }
                 self.forward_stop(signal, sent);
             }
             Life::Running
